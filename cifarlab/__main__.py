@@ -1,0 +1,3 @@
+from cifarlab.cli import main
+
+main()

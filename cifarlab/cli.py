@@ -1,0 +1,80 @@
+"""``python -m cifarlab``: compose the config with Hydra, check it, then train.
+
+Nothing here imports TensorFlow: ``--cfg job``, ``--help`` and bad values answer
+in about a second. Training code is imported only once the config is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cifarlab.config import register_configs, validate
+from cifarlab.errors import CifarlabError
+from cifarlab.locations import conf_dir
+from cifarlab.presets import register_experiments
+
+register_configs()
+register_experiments()
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        validate(cfg)
+        from cifarlab.train import train  # imports TensorFlow
+
+        return train(cfg).objective
+    except CifarlabError as err:
+        print(f"cifarlab: error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None  # the job is recorded FAILED; the sweep goes on
+        sys.exit(1)
+
+
+def describe_hydra_error(err: HydraException) -> str:
+    """Hydra's multi-line composition errors, as one line with the key, value and fix."""
+    if isinstance(err, MissingConfigException) and err.options and err.missing_cfg_file:
+        group, _, value = err.missing_cfg_file.rpartition("/")
+        close = difflib.get_close_matches(value, err.options, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"{group}={value!r} is not an option of config group '{group}'; "
+            f"{hint}choose one of: {', '.join(sorted(err.options))}"
+        )
+    lines = [str(err)]
+    cause = err.__cause__
+    if cause is not None:
+        lines.append(str(cause))
+    keep = []
+    for line in "\n".join(lines).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("reference_type", "object_type", "Config search path", "provider=")):
+            keep.append(line.rstrip("."))
+    return "; ".join(keep)
+
+
+def main() -> None:
+    # Hydra prints composition errors over several lines and exits; with
+    # HYDRA_FULL_ERROR it raises them instead, and they are reported here as one
+    # line. A user who set HYDRA_FULL_ERROR still gets the full traceback.
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except HydraException as err:
+        if wants_traceback:
+            raise
+        print(f"cifarlab: error: {describe_hydra_error(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Optimizer and learning-rate schedule registries."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from omegaconf import DictConfig
+
+from cifarlab.registry import Registry
+
+SCHEDULES: Registry[Callable] = Registry("optimizer.schedule")
+OPTIMIZERS: Registry[Callable] = Registry("optimizer")
+
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+
+
+@SCHEDULES.register("constant")
+def constant(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+    return lr
+
+
+@SCHEDULES.register("cosine")
+def cosine(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """Linear warmup to ``lr`` over ``warmup_epochs``, then cosine decay to ``final_lr_fraction * lr``."""
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0,
+            decay_steps=decay_steps,
+            alpha=cfg.final_lr_fraction,
+            warmup_target=lr,
+            warmup_steps=warmup_steps,
+        )
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=cfg.final_lr_fraction)
+
+
+@SCHEDULES.register("step")
+def step(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """Multiply the rate by ``gamma`` every ``step_epochs`` epochs."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        lr,
+        decay_steps=max(1, int(cfg.step_epochs * steps_per_epoch)),
+        decay_rate=cfg.gamma,
+        staircase=True,
+    )
+
+
+def _common(cfg: DictConfig, learning_rate: LearningRate) -> dict:
+    return {
+        "learning_rate": learning_rate,
+        "weight_decay": cfg.weight_decay,
+        "clipnorm": cfg.clipnorm,
+    }
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **_common(cfg, learning_rate))
+
+
+@OPTIMIZERS.register("adam")
+def adam(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(
+        beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+    )
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    kwargs = _common(cfg, learning_rate)
+    kwargs["weight_decay"] = 0.004 if cfg.weight_decay is None else cfg.weight_decay
+    return keras.optimizers.AdamW(beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **kwargs)
+
+
+@OPTIMIZERS.register("nadam")
+def nadam(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Nadam(
+        beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+    )
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.RMSprop(
+        rho=cfg.rho, momentum=cfg.momentum, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+    )
+
+
+def build_optimizer(cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    """The optimizer named by ``cfg.name``, its rate following ``cfg.schedule``."""
+    schedule = SCHEDULES.get(cfg.schedule.name)(cfg.schedule, cfg.lr, steps_per_epoch, epochs)
+    return OPTIMIZERS.get(cfg.name)(cfg, schedule)
