@@ -165,9 +165,22 @@ class RunRecorder(NullRecorder):
         self._mlflow.log_text(text, artifact_file)
 
     def log_keras_model(self, model: Any, **kwargs: Any) -> None:
-        import mlflow.keras
+        """``mlflow.keras.log_model``, working around mlflow/mlflow#16183.
 
-        mlflow.keras.log_model(model, **kwargs)
+        The Keras flavor writes the input example before creating the model
+        folder; the shim creates it first and otherwise is ``mlflow.keras``.
+        """
+        import types
+
+        import mlflow.keras
+        from mlflow.models import Model
+
+        def save_model(path: str, **save_kwargs: Any) -> None:
+            os.makedirs(path, exist_ok=True)
+            mlflow.keras.save_model(path=path, **save_kwargs)
+
+        flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
+        Model.log(artifact_path=None, flavor=flavor, model=model, **kwargs)
 
     def metric_history(self, key: str) -> dict[int, float]:
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)

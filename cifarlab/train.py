@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's C++ info lines quiet
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info and warning lines quiet
 
 import math
 import shutil
@@ -257,6 +257,7 @@ def train(cfg: DictConfig) -> TrainResult:
             steps_per_epoch=t.steps_per_epoch,
             validation_steps=t.validation_steps,
             callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself
             verbose=_verbosity(t.verbose),
         )
         for cb in callbacks:
