@@ -89,6 +89,7 @@ class TrainerConfig:
     shuffle_buffer: Optional[int] = None  # None: the whole training split
     verbose: Any = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | 0 | 1 | 2
     time_budget_s: Optional[float] = None
+    strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)
 
 
 @dataclass
@@ -101,6 +102,8 @@ class TrackingConfig:
     log_model: bool = True
     log_checkpoints: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    # In a sweep, jobs whose config already has a FINISHED run are skipped unless this is set.
+    rerun_finished: bool = False
 
 
 @dataclass

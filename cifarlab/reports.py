@@ -22,6 +22,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 ORIENTATIONS = ("true_rows", "pred_rows")
 DPI = 110
 MAX_ANNOTATED_CLASSES = 30  # above this, cell values are too small to read and are left out
+MAX_BARS = 10  # with more classes, probability bars show the most probable (+ the true one)
 
 _CORRECT, _WRONG, _TRUE, _OTHER = "tab:green", "tab:red", "tab:blue", "0.75"
 
@@ -380,18 +381,28 @@ def _show_image(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+def _bar_classes(probs: np.ndarray, true: int) -> list[int]:
+    """Classes to draw: all (in order) for up to MAX_BARS classes, else the most probable."""
+    if probs.size <= MAX_BARS:
+        return list(range(probs.size))
+    top = [int(i) for i in np.argsort(-probs, kind="stable")[:MAX_BARS]]
+    if true not in top:
+        top[-1] = true
+    return top
+
+
 def _prob_bars(ax, probs: np.ndarray, true: int, class_names: Sequence[str]) -> None:
     pred = int(np.argmax(probs))
-    colours = [_OTHER] * len(class_names)
-    colours[true] = _TRUE
-    colours[pred] = _CORRECT if pred == true else _WRONG
-    positions = np.arange(len(class_names))
-    ax.barh(positions, probs, color=colours, height=0.75)
+    shown = _bar_classes(probs, true)
+    colours = [_OTHER] * len(shown)
+    colours[shown.index(true)] = _TRUE
+    colours[shown.index(pred)] = _CORRECT if pred == true else _WRONG
+    positions = np.arange(len(shown))
+    ax.barh(positions, probs[shown], color=colours, height=0.75)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
-    font = 7 if len(class_names) <= 10 else 5
-    ax.set_yticks(positions, labels=list(class_names), fontsize=font)
-    ax.get_yticklabels()[true].set_fontweight("bold")
+    ax.set_yticks(positions, labels=[str(class_names[i]) for i in shown], fontsize=7)
+    ax.get_yticklabels()[shown.index(true)].set_fontweight("bold")
     ax.set_xticks([0, 0.5, 1], labels=["0", ".5", "1"], fontsize=6)
     ax.tick_params(axis="y", length=0, pad=2)
     for side in ("top", "right"):
@@ -406,10 +417,11 @@ def prediction_grid_figure(
     n: int = 12,
     seed: int = 0,
 ) -> Figure:
-    """n random test images with predicted/true class and the full probability bar chart.
+    """n random test images with predicted/true class and a class-probability bar chart.
 
     Titles are green when the prediction is right, red when wrong; in the bars the predicted
-    class is green/red, the true class blue (and its name bold).
+    class is green/red, the true class blue (and its name bold). With more than MAX_BARS
+    classes only the most probable ones (and always the true one) are drawn.
     """
     images = np.asarray(images)
     k = len(class_names)
@@ -420,7 +432,7 @@ def prediction_grid_figure(
     chosen = np.random.default_rng(seed).choice(t.size, size=min(n, t.size), replace=False)
     per_row = 3 if len(chosen) > 4 else max(len(chosen), 1)
     rows = max(math.ceil(len(chosen) / per_row), 1)
-    bar_height = 0.16 * k
+    bar_height = 0.16 * min(k, MAX_BARS)
     fig = Figure(figsize=(4.2 * per_row, max(2.3, bar_height + 1.0) * rows + 0.4),
                  dpi=DPI, layout="constrained")
     grid = fig.add_gridspec(rows, 2 * per_row, width_ratios=[1.0, 1.25] * per_row)

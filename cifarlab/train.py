@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarlab import tracking
+from cifarlab import sweep, tracking
 from cifarlab.augment import build_augmentation
 from cifarlab.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
 from cifarlab.data import DataSplits, load_dataset
@@ -41,6 +41,20 @@ class TrainResult:
     best_val_accuracy: float | None
     epochs_run: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    skipped: bool = False
+
+    @classmethod
+    def from_run(cls, run) -> "TrainResult":
+        """The result an earlier FINISHED MLflow run recorded (for skipped sweep jobs)."""
+        m = run.data.metrics
+        return cls(
+            run_id=run.info.run_id,
+            test_accuracy=m.get("test/accuracy", float("nan")),
+            test_loss=m.get("test/loss", float("nan")),
+            best_val_accuracy=m.get("val/best_accuracy"),
+            epochs_run=int(m.get("epochs_run", 0)),
+            skipped=True,
+        )
 
     @property
     def objective(self) -> float:
@@ -198,6 +212,13 @@ def train(cfg: DictConfig) -> TrainResult:
     if cfg.tracking.enabled:
         tracking.check_server_reachable(tracking.tracking_uri(cfg))
 
+    parent_run_id = sweep.parent_run_id() if cfg.tracking.enabled else None
+    if parent_run_id and not cfg.tracking.rerun_finished:
+        done = sweep.finished_run(cfg, key)
+        if done is not None:
+            print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
+            return TrainResult.from_run(done)
+
     keras.backend.clear_session()
     keras.utils.set_random_seed(t.seed)
     keras.mixed_precision.set_dtype_policy(t.precision)
@@ -217,7 +238,10 @@ def train(cfg: DictConfig) -> TrainResult:
         train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
 
     run_name = cfg.tracking.get("run_name") or f"{cfg.model.name}-{cfg.dataset.name}"
-    with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=_run_tags(cfg, key)) as recorder:
+    tags = _run_tags(cfg, key)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
         state.remember(recorder.run_id)
         if resume_id:
             print(f"cifarlab: resuming run {resume_id} from its last completed epoch", flush=True)
@@ -245,7 +269,7 @@ def train(cfg: DictConfig) -> TrainResult:
                 if recorded:
                     values = recorded.values()
                     ctx.best_so_far[node.monitor] = min(values) if "loss" in node.monitor else max(values)
-        callbacks = build_callbacks(cfg.callbacks, ctx)
+        callbacks = build_callbacks(cfg.callbacks, ctx) + sweep.job_callbacks(cfg)
         budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None
         if budget:
             callbacks.append(budget)
@@ -278,6 +302,10 @@ def train(cfg: DictConfig) -> TrainResult:
         if cfg.tracking.log_model:
             _log_model(recorder, model, data, probs)
         val_acc = history.get("val/accuracy")
+        summary_metrics = {"epochs_run": len(history.get("train/loss", []))}
+        if val_acc:
+            summary_metrics["val/best_accuracy"] = max(val_acc)
+        recorder.log_metrics(summary_metrics)
         result = TrainResult(
             run_id=recorder.run_id,
             test_accuracy=test_accuracy,

@@ -232,6 +232,20 @@ def test_prediction_grid_title_colours(images):
     assert "pred dog (80%)\ntrue cat" in {t.get_text() for t in wrong}
 
 
+def test_prediction_grid_with_many_classes_shows_top_bars_and_true_class():
+    k = 25
+    names = [f"c{i}" for i in range(k)]
+    probs = np.full((1, k), 0.01)
+    probs[0, :12] = np.linspace(0.1, 0.05, 12)
+    probs /= probs.sum()
+    img = np.zeros((1, 8, 8, 3), dtype=np.uint8)
+    fig = reports.prediction_grid_figure(img, probs, [20], names, n=1)
+    bar_ax = fig.axes[1]
+    labels = [t.get_text() for t in bar_ax.get_yticklabels()]
+    assert len(labels) == reports.MAX_BARS
+    assert labels[0] == "c0" and "c20" in labels  # most probable first, true class kept
+
+
 def test_training_curves_tolerates_missing_keys_and_numbers_epochs_from_one():
     fig = reports.training_curves_figure({"train/loss": [0.9, 0.5]})
     loss_ax, acc_ax = fig.axes
