@@ -23,6 +23,7 @@ class CallbackContext:
     backup_dir: Path
     recorder: NullRecorder
     images_per_epoch: int
+    stage: int = 0
     # Best value of each monitored metric already recorded (for a resumed run).
     best_so_far: dict[str, float] = field(default_factory=dict)
 
@@ -147,10 +148,11 @@ class MlflowMetricsLogger(keras.callbacks.Callback):
     not written) are not logged twice.
     """
 
-    def __init__(self, recorder: NullRecorder, images_per_epoch: int) -> None:
+    def __init__(self, recorder: NullRecorder, images_per_epoch: int, stage: int = 0) -> None:
         super().__init__()
         self.recorder = recorder
         self.images_per_epoch = images_per_epoch
+        self.stage = stage
         self._logged_steps = set(recorder.metric_history("train/loss"))
         self._started = 0.0
 
@@ -165,13 +167,14 @@ class MlflowMetricsLogger(keras.callbacks.Callback):
         metrics["lr"] = current_learning_rate(self.model.optimizer)
         metrics["epoch_seconds"] = seconds
         metrics["images_per_second"] = self.images_per_epoch / max(seconds, 1e-9)
+        metrics["stage"] = self.stage
         self.recorder.log_metrics(metrics, step=epoch)
         self._logged_steps.add(epoch)
 
 
 @CALLBACKS.register("mlflow_logger")
 def mlflow_logger(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
-    return MlflowMetricsLogger(ctx.recorder, ctx.images_per_epoch)
+    return MlflowMetricsLogger(ctx.recorder, ctx.images_per_epoch, ctx.stage)
 
 
 def build_callbacks(cfg: DictConfig, ctx: CallbackContext) -> list[keras.callbacks.Callback]:

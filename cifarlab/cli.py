@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -37,6 +38,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return None  # the job is recorded FAILED; the sweep goes on
         sys.exit(1)
+    except Exception:
+        # Any other failure of one sweep job (its MLflow run already ended FAILED):
+        # report it and let the sweep go on. A single run still raises.
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        traceback.print_exc()
+        print("cifarlab: error: the job failed (traceback above); the sweep goes on", file=sys.stderr)
+        return None
 
 
 def describe_hydra_error(err: HydraException) -> str:

@@ -44,7 +44,10 @@ class ScheduleConfig:
     gamma: float = 0.1
     # cosine / one-cycle: the final learning rate as a fraction of optimizer.lr
     final_lr_fraction: float = 0.0
-    # reduce_on_plateau is a callback; its knobs live in the callbacks group
+    # reduce_on_plateau: multiply by gamma when `monitor` stalls for `patience` epochs
+    monitor: str = "val/loss"
+    patience: int = 10
+    min_lr: float = 1e-6
 
 
 @dataclass
@@ -117,6 +120,17 @@ class PathsConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of multi-stage training; null fields keep what the previous stage used."""
+
+    name: str = "train"
+    epochs: int = 1  # capped by trainer.epochs, so debug presets shorten every stage
+    augmentation: Optional[Any] = None  # a full augmentation node, e.g. {name: flip, flip: horizontal}
+    lr: Optional[float] = None
+    freeze: Optional[str] = None  # backbone | none
+
+
+@dataclass
 class ReportsConfig:
     # true_rows: true labels on the rows (sklearn); pred_rows: predicted labels on the rows
     orientation: str = "true_rows"
@@ -135,6 +149,8 @@ class CifarlabConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    # Empty: one stage of trainer.epochs with the augmentation group's choice.
+    stages: list[StageConfig] = field(default_factory=list)
     # Published claims of an experiment preset, logged as tags.
     claim: dict[str, Any] = field(default_factory=dict)
 

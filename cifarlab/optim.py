@@ -47,6 +47,64 @@ def step(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> Learn
     )
 
 
+@keras.saving.register_keras_serializable(package="cifarlab")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear rise from ``peak / div_factor`` to ``peak``, then linear fall to ``peak * final_fraction``."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, div_factor: float = 25.0,
+                 final_fraction: float = 0.0) -> None:
+        self.peak, self.warmup_steps, self.total_steps = peak, max(1, warmup_steps), max(2, total_steps)
+        self.div_factor, self.final_fraction = div_factor, final_fraction
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        start, end = self.peak / self.div_factor, self.peak * self.final_fraction
+        rise = start + (self.peak - start) * step / self.warmup_steps
+        fall_steps = max(1, self.total_steps - self.warmup_steps)
+        progress = keras.ops.minimum((step - self.warmup_steps) / fall_steps, 1.0)
+        fall = self.peak + (end - self.peak) * progress
+        return keras.ops.where(step < self.warmup_steps, rise, fall)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "div_factor": self.div_factor,
+            "final_fraction": self.final_fraction,
+        }
+
+
+@SCHEDULES.register("one_cycle")
+def one_cycle(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """Rise to ``lr`` over ``warmup_epochs`` (default: 30% of training), then fall linearly."""
+    total = epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch) if cfg.warmup_epochs else int(0.3 * total)
+    return OneCycle(lr, warmup, total, final_fraction=cfg.final_lr_fraction)
+
+
+@SCHEDULES.register("reduce_on_plateau")
+def reduce_on_plateau(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """Starts at ``lr``; the trainer adds ReduceLROnPlateau (``gamma``, ``patience``, ``monitor``)."""
+    return lr
+
+
+def plateau_callback(cfg: DictConfig) -> keras.callbacks.Callback | None:
+    """The callback behind the ``reduce_on_plateau`` schedule, or None for other schedules."""
+    if cfg.name != "reduce_on_plateau":
+        return None
+    from cifarlab.callbacks import keras_metric_name
+
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor=keras_metric_name(cfg.monitor),
+        mode="min" if "loss" in cfg.monitor else "max",
+        factor=cfg.gamma,
+        patience=cfg.patience,
+        min_lr=cfg.min_lr,
+        verbose=1,
+    )
+
+
 def _common(cfg: DictConfig, learning_rate: LearningRate) -> dict:
     return {
         "learning_rate": learning_rate,

@@ -211,7 +211,8 @@ def open_run(
     try:
         yield recorder
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        # A pruned sweep job (cifarlab.sweep.RunPruned) carries run_status = "KILLED".
+        status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         try:
             import traceback
 

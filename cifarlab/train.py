@@ -26,11 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from cifarlab import sweep, tracking
 from cifarlab.augment import build_augmentation
 from cifarlab.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
+from cifarlab.config import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
 from cifarlab.errors import CifarlabError
 from cifarlab.models import build_model
-from cifarlab.optim import build_optimizer
+from cifarlab.optim import build_optimizer, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
+from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 
 
 @dataclass
@@ -113,10 +115,32 @@ def _run_tags(cfg: DictConfig, key: str) -> dict[str, str]:
         "config_hash": key,
         "git_commit": tracking.git_commit(),
         "overrides": " ".join(_overrides()),
+        "hardware": _hardware(),
+        **_preset_choices(),
         **{f"claim.{k}": v for k, v in (cfg.get("claim") or {}).items()},
         **dict(cfg.tracking.get("tags") or {}),
     }
     return {k: str(v) for k, v in tags.items() if v not in (None, "")}
+
+
+def _hardware() -> str:
+    import platform
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    return f"{len(gpus)} GPU + {cpu}" if gpus else cpu
+
+
+def _preset_choices() -> dict[str, str]:
+    """Which experiment / debug preset composed this run (tags for the results table)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {tag: choices.get(group) for tag, group in (("preset", "experiment"), ("debug", "debug"))}
 
 
 def _overrides() -> list[str]:
@@ -134,14 +158,15 @@ def _describe(cfg: DictConfig, data: DataSplits) -> str:
     )
 
 
-def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, num_classes: int) -> None:
+def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None) -> None:
     t = cfg.trainer
+    optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
     if t.label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, t.epochs),
+        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs),
         loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
         if t.label_smoothing
@@ -205,7 +230,6 @@ def _log_model(recorder: tracking.NullRecorder, model: keras.Model, data: DataSp
 
 def train(cfg: DictConfig) -> TrainResult:
     """Run one training as ``cfg`` describes and record it. Raises CifarlabError on bad input."""
-    t = cfg.trainer
     key = tracking.config_hash(cfg)
     state = RunState(Path(cfg.paths.state_dir) / key)
     resume_id = state.resumable_run_id() if cfg.tracking.enabled else None
@@ -219,16 +243,80 @@ def train(cfg: DictConfig) -> TrainResult:
             print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
             return TrainResult.from_run(done)
 
+    data, model, transfer_report = _prepare(cfg)
+    tags = _run_tags(cfg, key)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run_name = cfg.tracking.get("run_name") or f"{cfg.model.name}-{cfg.dataset.name}"
+    with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
+        state.remember(recorder.run_id)
+        if resume_id:
+            print(f"cifarlab: resuming run {resume_id} from its last completed epoch", flush=True)
+        _record_setup(recorder, cfg, model, transfer_report)
+        if getattr(model, "trains_by_gradient", True):
+            history = _fit_stages(cfg, model, data, recorder, state)
+        else:
+            history = _fit_without_gradients(cfg, model, data, recorder)
+        result = _evaluate_and_record(cfg, model, data, recorder, state, history)
+    state.clear()
+    _print_summary(cfg, result)
+    return result
+
+
+def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport | None"]:
+    """Data and model, before any run is opened: bad input fails here and records nothing."""
+    t = cfg.trainer
     keras.backend.clear_session()
     keras.utils.set_random_seed(t.seed)
     keras.mixed_precision.set_dtype_policy(t.precision)
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
-    augment = build_augmentation(cfg.augmentation, seed=t.seed)
+    build_augmentation(cfg.augmentation, seed=t.seed)  # an unknown name fails now, not mid-run
+    report = None
+    if cfg.model.get("init_from"):
+        source = load_source_model(str(cfg.model.init_from), tracking.tracking_uri(cfg))
+        report = transfer_weights(source, model)
+        print(f"cifarlab: weights from {cfg.model.init_from}: {report.summary()}", flush=True)
+    if cfg.model.get("freeze", "none") != "none":
+        set_frozen(model, cfg.model.freeze)
     print(_describe(cfg, data), flush=True)
+    return data, model, report
 
-    steps_per_epoch = t.steps_per_epoch or math.ceil(len(data.x_train) / t.batch_size)
-    _compile(model, cfg, steps_per_epoch, data.num_classes)
+
+def _record_setup(
+    recorder: tracking.NullRecorder, cfg: DictConfig, model: keras.Model, transfer_report: "TransferReport | None"
+) -> None:
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    recorder.log_params({**params, "model/num_params": model.count_params()})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "model_summary.txt").write_text(_model_summary(model))
+        recorder.log_artifact(folder / "model_summary.txt")
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (folder / "overrides.txt").write_text("\n".join(_overrides()) + "\n")
+        recorder.log_artifact(folder / "config.yaml", "config")
+        recorder.log_artifact(folder / "overrides.txt", "config")
+    if transfer_report is not None:
+        recorder.log_text(transfer_report.summary() + "\n", "transfer.txt")
+
+
+def _stages(cfg: DictConfig) -> list[DictConfig]:
+    """The configured stages, or one implicit stage; each capped at trainer.epochs."""
+    stages = list(cfg.stages) or [OmegaConf.structured(StageConfig(name="train", epochs=cfg.trainer.epochs))]
+    for stage in stages:
+        stage.epochs = min(stage.epochs, cfg.trainer.epochs)
+    return stages
+
+
+def _stage_augmentation(cfg: DictConfig, stage: DictConfig) -> DictConfig:
+    if stage.augmentation is None:
+        return cfg.augmentation
+    return OmegaConf.merge(OmegaConf.structured(AugmentationConfig), stage.augmentation)
+
+
+def _datasets(cfg: DictConfig, data: DataSplits, augmentation: DictConfig):
+    t = cfg.trainer
+    augment = build_augmentation(augmentation, seed=t.seed)
     train_ds = train_dataset(
         data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=t.steps_per_epoch is not None
     )
@@ -236,87 +324,132 @@ def train(cfg: DictConfig) -> TrainResult:
     if t.label_smoothing:
         one_hot = lambda x, y: (x, keras.ops.one_hot(y, data.num_classes))  # noqa: E731
         train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
+    return train_ds, val_ds
 
-    run_name = cfg.tracking.get("run_name") or f"{cfg.model.name}-{cfg.dataset.name}"
-    tags = _run_tags(cfg, key)
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
-        state.remember(recorder.run_id)
-        if resume_id:
-            print(f"cifarlab: resuming run {resume_id} from its last completed epoch", flush=True)
-        recorder.log_params(
-            {**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)), "model/num_params": model.count_params()}
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            summary_path = Path(tmp) / "model_summary.txt"
-            summary_path.write_text(_model_summary(model))
-            recorder.log_artifact(summary_path)
-            (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            (Path(tmp) / "overrides.txt").write_text("\n".join(_overrides()) + "\n")
-            recorder.log_artifact(Path(tmp) / "config.yaml", "config")
-            recorder.log_artifact(Path(tmp) / "overrides.txt", "config")
 
-        ctx = CallbackContext(
-            checkpoint_dir=state.checkpoint_dir,
-            backup_dir=state.backup_dir,
-            recorder=recorder,
-            images_per_epoch=steps_per_epoch * t.batch_size if t.steps_per_epoch else len(data.x_train),
-        )
-        for name, node in cfg.callbacks.items():
-            if node is not None and node.get("monitor"):
-                recorded = recorder.metric_history(node.monitor)
-                if recorded:
-                    values = recorded.values()
-                    ctx.best_so_far[node.monitor] = min(values) if "loss" in node.monitor else max(values)
-        callbacks = build_callbacks(cfg.callbacks, ctx) + sweep.job_callbacks(cfg)
-        budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None
-        if budget:
-            callbacks.append(budget)
+def _callbacks(
+    cfg: DictConfig, recorder: tracking.NullRecorder, state: RunState, images_per_epoch: int, stage: int
+) -> list[keras.callbacks.Callback]:
+    ctx = CallbackContext(
+        checkpoint_dir=state.checkpoint_dir,
+        backup_dir=state.backup_dir,
+        recorder=recorder,
+        images_per_epoch=images_per_epoch,
+        stage=stage,
+    )
+    for node in cfg.callbacks.values():
+        if node is not None and node.get("monitor"):
+            recorded = recorder.metric_history(node.monitor)
+            if recorded:
+                values = recorded.values()
+                ctx.best_so_far[node.monitor] = min(values) if "loss" in node.monitor else max(values)
+    callbacks = build_callbacks(cfg.callbacks, ctx) + sweep.job_callbacks(cfg)
+    plateau = plateau_callback(cfg.optimizer.schedule)
+    if plateau is not None:
+        callbacks.append(plateau)
+    if cfg.trainer.time_budget_s:
+        callbacks.append(TimeBudget(cfg.trainer.time_budget_s))
+    return callbacks
 
+
+def _fit_stages(
+    cfg: DictConfig, model: keras.Model, data: DataSplits, recorder: tracking.NullRecorder, state: RunState
+) -> dict[str, list[float]]:
+    """Train stage after stage from the same weights; epochs are numbered across stages."""
+    t = cfg.trainer
+    stages = _stages(cfg)
+    steps_per_epoch = t.steps_per_epoch or math.ceil(len(data.x_train) / t.batch_size)
+    images_per_epoch = steps_per_epoch * t.batch_size if t.steps_per_epoch else len(data.x_train)
+    total_epochs = sum(stage.epochs for stage in stages)
+    fit_history: dict[str, list[float]] = {}
+    epoch = 0
+    for index, stage in enumerate(stages):
+        if stage.freeze is not None:
+            set_frozen(model, stage.freeze)
+        # A new optimizer only where the stage asks for one: otherwise training
+        # continues exactly, optimizer state included.
+        if index == 0 or stage.freeze is not None or stage.lr is not None:
+            _compile(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+        train_ds, val_ds = _datasets(cfg, data, _stage_augmentation(cfg, stage))
+        callbacks = _callbacks(cfg, recorder, state, images_per_epoch, stage=index)
+        if len(stages) > 1:
+            print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
         fit = model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=t.epochs,
+            initial_epoch=epoch,
+            epochs=epoch + stage.epochs,
             steps_per_epoch=t.steps_per_epoch,
             validation_steps=t.validation_steps,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself
             verbose=_verbosity(t.verbose),
         )
-        for cb in callbacks:
-            if isinstance(cb, TerminateOnNonFinite) and cb.stopped_at:
-                epoch, loss = cb.stopped_at
-                raise CifarlabError(
-                    f"training loss became {loss} in epoch {epoch + 1}; lower optimizer.lr "
-                    f"(now {cfg.optimizer.lr:g}) or set optimizer.clipnorm"
-                )
+        _raise_if_diverged(cfg, callbacks)
+        for name, values in fit.history.items():
+            fit_history.setdefault(name, []).extend(values)
+        epoch += len(fit.history.get("loss", []))
+        if any(isinstance(cb, TimeBudget) and cb.exhausted for cb in callbacks):
+            print(f"cifarlab: time budget of {t.time_budget_s:g}s reached; evaluating", flush=True)
+            break
+    return _history(recorder, fit_history)
 
-        probs, test_accuracy, test_loss = _evaluate(model, data, t.eval_batch_size)
-        recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})
-        history = _history(recorder, fit.history)
-        _record_reports(recorder, cfg, data, probs, history)
-        best_ckpt = state.checkpoint_dir / "best.keras"
-        if cfg.tracking.log_checkpoints and best_ckpt.exists():
-            recorder.log_artifact(best_ckpt, "checkpoints")
-        if cfg.tracking.log_model:
-            _log_model(recorder, model, data, probs)
-        val_acc = history.get("val/accuracy")
-        summary_metrics = {"epochs_run": len(history.get("train/loss", []))}
-        if val_acc:
-            summary_metrics["val/best_accuracy"] = max(val_acc)
-        recorder.log_metrics(summary_metrics)
-        result = TrainResult(
-            run_id=recorder.run_id,
-            test_accuracy=test_accuracy,
-            test_loss=test_loss,
-            best_val_accuracy=max(val_acc) if val_acc else None,
-            epochs_run=len(history.get("train/loss", [])),
-            history=history,
-        )
-    state.clear()
-    _print_summary(cfg, result)
-    return result
+
+def _raise_if_diverged(cfg: DictConfig, callbacks: list[keras.callbacks.Callback]) -> None:
+    for cb in callbacks:
+        if isinstance(cb, TerminateOnNonFinite) and cb.stopped_at:
+            epoch, loss = cb.stopped_at
+            raise CifarlabError(
+                f"training loss became {loss} in epoch {epoch + 1}; lower optimizer.lr "
+                f"(now {cfg.optimizer.lr:g}) or set optimizer.clipnorm"
+            )
+
+
+def _fit_without_gradients(
+    cfg: DictConfig, model: keras.Model, data: DataSplits, recorder: tracking.NullRecorder
+) -> dict[str, list[float]]:
+    """Models fitted in closed form (the smallest-delta baseline): fit, then score on val."""
+    started = time.perf_counter()
+    model.fit_prototypes(data.x_train, data.y_train)
+    probs = model.predict(eval_dataset(data.x_val, data.y_val, cfg.trainer.eval_batch_size), verbose=0)
+    val_accuracy = float(np.mean(probs.argmax(axis=1) == data.y_val))
+    recorder.log_metrics({"val/accuracy": val_accuracy, "epoch_seconds": time.perf_counter() - started}, step=0)
+    if hasattr(model, "typical_images_figure"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "typical_images.png"
+            model.typical_images_figure(data.class_names).savefig(path)
+            recorder.log_artifact(path, "reports")
+    print(f"cifarlab: fitted without gradients; val accuracy {val_accuracy:.4f}", flush=True)
+    return {"val/accuracy": [val_accuracy]}
+
+
+def _evaluate_and_record(
+    cfg: DictConfig,
+    model: keras.Model,
+    data: DataSplits,
+    recorder: tracking.NullRecorder,
+    state: RunState,
+    history: dict[str, list[float]],
+) -> TrainResult:
+    probs, test_accuracy, test_loss = _evaluate(model, data, cfg.trainer.eval_batch_size)
+    recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})
+    _record_reports(recorder, cfg, data, probs, history)
+    best_ckpt = state.checkpoint_dir / "best.keras"
+    if cfg.tracking.log_checkpoints and best_ckpt.exists():
+        recorder.log_artifact(best_ckpt, "checkpoints")
+    if cfg.tracking.log_model:
+        _log_model(recorder, model, data, probs)
+    val_acc = history.get("val/accuracy")
+    epochs_run = len(history.get("train/loss", []))
+    recorder.log_metrics({"epochs_run": epochs_run, **({"val/best_accuracy": max(val_acc)} if val_acc else {})})
+    return TrainResult(
+        run_id=recorder.run_id,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        best_val_accuracy=max(val_acc) if val_acc else None,
+        epochs_run=epochs_run,
+        history=history,
+    )
 
 
 def _verbosity(setting: object) -> int:

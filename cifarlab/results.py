@@ -1,0 +1,162 @@
+"""``python -m cifarlab.results``: the results table of the experiment presets, from MLflow.
+
+For each preset in ``experiments/`` it takes the newest FINISHED run tagged with
+that preset (debug=fast runs excluded) and writes ``experiments/RESULTS.md``:
+the published claim, the measured accuracy, epochs, data, hardware, training
+time, and a one-line note (the run's ``note`` tag, set with
+``tracking.tags.note="..."``) saying why a number differs.
+
+Options (key=value): ``tracking_uri=...``, ``experiment=cifarlab``,
+``output=experiments/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from cifarlab.locations import experiments_dir
+
+
+@dataclass
+class PresetResult:
+    preset: str
+    dataset: str
+    model: str
+    claim_accuracy: float | None
+    claim_metric: str
+    claim_epochs: object
+    measured: float | None
+    measured_metric: str
+    epochs_run: int | None
+    recipe_epochs: object
+    data: str
+    hardware: str
+    train_seconds: float | None
+    run_id: str | None
+    note: str
+
+
+def _preset_claims() -> dict[str, dict]:
+    claims = {}
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        node = OmegaConf.to_container(OmegaConf.load(path))
+        defaults = {k: v for d in node.get("defaults", []) if isinstance(d, dict) for k, v in d.items()}
+        claims[path.stem] = {
+            "claim": node.get("claim", {}),
+            "dataset": defaults.get("override /dataset", "?"),
+            "model": defaults.get("override /model", "?"),
+            "epochs": (node.get("trainer") or {}).get("epochs"),
+        }
+    return claims
+
+
+def _data_label(params: dict[str, str]) -> str:
+    data_dir = params.get("dataset.data_dir") or ""
+    limit = float(params.get("dataset.limit_fraction", "1.0") or 1.0)
+    label = "real 5k CIFAR-10 subset" if "cifar10-subset" in data_dir else f"full {params.get('dataset.name', '?')}"
+    return label if limit >= 1.0 else f"{label} x {limit:g}"
+
+
+def _train_seconds(client, run) -> float | None:
+    history = client.get_metric_history(run.info.run_id, "epoch_seconds")
+    if history:
+        return sum(m.value for m in history)
+    if run.info.end_time and run.info.start_time:
+        return (run.info.end_time - run.info.start_time) / 1000
+    return None
+
+
+def collect(tracking_uri: str, experiment: str) -> list[PresetResult]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    results = []
+    for preset, info in _preset_claims().items():
+        claim = info["claim"] or {}
+        metric = claim.get("metric") or "test/accuracy"
+        runs = []
+        if exp is not None:
+            runs = client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.preset = '{preset}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=20,
+            )
+            runs = [r for r in runs if r.data.tags.get("debug") in (None, "", "None", "limit")]
+        run = runs[0] if runs else None
+        params = run.data.params if run else {}
+        metrics = run.data.metrics if run else {}
+        measured_metric = "val/best_accuracy" if metric == "val/accuracy" else metric
+        results.append(
+            PresetResult(
+                preset=preset,
+                dataset=info["dataset"],
+                model=info["model"],
+                claim_accuracy=claim.get("accuracy"),
+                claim_metric=metric,
+                claim_epochs=claim.get("epochs"),
+                measured=metrics.get(measured_metric, metrics.get(metric)),
+                measured_metric=metric,
+                epochs_run=int(metrics["epochs_run"]) if "epochs_run" in metrics else None,
+                recipe_epochs=info["epochs"],
+                data=_data_label(params) if run else "",
+                hardware=run.data.tags.get("hardware", "") if run else "",
+                train_seconds=_train_seconds(client, run) if run else None,
+                run_id=run.info.run_id if run else None,
+                note=run.data.tags.get("note", "") if run else "not run yet",
+            )
+        )
+    return results
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def render(results: list[PresetResult]) -> str:
+    lines = [
+        "# Results of the experiment presets",
+        "",
+        "Written by `python -m cifarlab.results` from the MLflow store; each row is the newest",
+        "finished run of the preset. Accuracy is on the test split unless the metric says",
+        "otherwise. Epochs: run / recipe.",
+        "",
+        "| preset | model | published | measured | metric | epochs | data | hardware | train time | note | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        epochs = f"{r.epochs_run if r.epochs_run is not None else '—'} / {r.recipe_epochs or '—'}"
+        seconds = "—" if r.train_seconds is None else f"{r.train_seconds:.0f} s"
+        lines.append(
+            f"| `{r.preset}` | {r.model} | {_pct(r.claim_accuracy)} | {_pct(r.measured)} | {r.claim_metric} "
+            f"| {epochs} | {r.data} | {r.hardware} | {seconds} | {r.note} | {(r.run_id or '—')[:8]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from cifarlab.tracking import tracking_uri
+
+    args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
+    unknown = set(args) - {"tracking_uri", "experiment", "output", "mlruns_dir"}
+    if unknown:
+        print(f"cifarlab: error: unknown option(s) {sorted(unknown)}; use tracking_uri=, experiment=, output=",
+              file=sys.stderr)
+        sys.exit(2)
+    uri = args.get("tracking_uri") or tracking_uri(
+        OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": args.get("mlruns_dir", "mlruns")}})
+    )
+    output = Path(args.get("output") or experiments_dir() / "RESULTS.md")
+    results = collect(uri, args.get("experiment", "cifarlab"))
+    output.write_text(render(results))
+    print(render(results))
+    print(f"cifarlab: wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

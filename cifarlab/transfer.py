@@ -1,0 +1,73 @@
+"""Transfer learning: start from trained weights, replace what does not fit, freeze the backbone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from cifarlab.errors import ConfigError
+
+HEAD_LAYERS = ("logits", "probabilities")
+FREEZE_CHOICES = ("none", "backbone")
+
+
+@dataclass
+class TransferReport:
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "layer: why"
+
+    def summary(self) -> str:
+        text = f"loaded {len(self.loaded)} layers"
+        if self.skipped:
+            text += f"; kept fresh weights for {len(self.skipped)}: " + "; ".join(self.skipped)
+        return text
+
+
+def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
+    """A trained model from a ``.keras`` file, ``runs:/<id>[/model]`` or ``models:/...``."""
+    if uri.startswith(("runs:/", "models:/")):
+        import mlflow.keras
+
+        mlflow.set_tracking_uri(tracking_uri)
+        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
+            uri = f"{uri.rstrip('/')}/model"
+        try:
+            return mlflow.keras.load_model(uri)
+        except Exception as err:  # MLflow raises several types for a missing run or model
+            raise ConfigError("model.init_from", uri, f"no logged model could be loaded ({type(err).__name__}); "
+                              "give runs:/<run id>, models:/<name>/<version> or a .keras file") from None
+    path = Path(uri).expanduser()
+    if not path.is_file():
+        raise ConfigError("model.init_from", uri, "give an existing .keras file, runs:/<run id> or models:/<name>/<version>")
+    return keras.saving.load_model(path, compile=False)
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> TransferReport:
+    """Copy weights layer by layer (matched by name) wherever every shape agrees."""
+    report = TransferReport()
+    source_layers = {layer.name: layer for layer in source.layers if layer.weights}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        match = source_layers.get(layer.name)
+        if match is None:
+            report.skipped.append(f"{layer.name}: not in the source model")
+            continue
+        wanted = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(w.shape) for w in match.weights]
+        if wanted != found:
+            report.skipped.append(f"{layer.name}: shapes {found} do not fit {wanted}")
+            continue
+        layer.set_weights(match.get_weights())
+        report.loaded.append(layer.name)
+    return report
+
+
+def set_frozen(model: keras.Model, freeze: str) -> None:
+    """``backbone``: train only the classifier head; ``none``: train everything."""
+    if freeze not in FREEZE_CHOICES:
+        raise ConfigError("model.freeze", freeze, f"choose one of: {', '.join(FREEZE_CHOICES)}")
+    for layer in model.layers:
+        layer.trainable = freeze == "none" or layer.name in HEAD_LAYERS

@@ -1,0 +1,102 @@
+"""Multi-stage training, transfer learning, debug presets, time budget, the delta baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY, all_runs, mlflow_client, run_cli
+
+
+def _history(store, run_id, key):
+    return [(m.step, m.value) for m in sorted(mlflow_client(store).get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_two_stages_continue_the_same_weights_in_one_run(tmp_path):
+    run_cli(
+        *TINY, "stages=plain_then_augmented", "trainer.epochs=2", "callbacks.early_stopping.enabled=false",
+        "tracking.log_model=false", cwd=tmp_path,
+    )
+    (run,) = all_runs(tmp_path / "mlruns")
+    store = tmp_path / "mlruns"
+    assert _history(store, run.info.run_id, "stage") == [(0, 0), (1, 0), (2, 1), (3, 1)]
+    losses = dict(_history(store, run.info.run_id, "train/loss"))
+    assert sorted(losses) == [0, 1, 2, 3]
+    # Stage 2 starts from stage 1's weights: its first loss is far below the
+    # loss of a freshly initialised model (epoch 0).
+    assert losses[2] < 0.6 * losses[0]
+
+
+def _write_three_class_folder(root, size=16, per_class=12):
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(["apple", "banana", "cherry"]):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            pixels[..., index] += 180  # each class has its own dominant colour
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("source")
+    run_cli(*TINY, cwd=workdir)
+    (run,) = all_runs(workdir / "mlruns")
+    return workdir, run.info.run_id
+
+
+def test_transfer_to_three_class_folder_replaces_head_and_freezes_backbone(source_run, tmp_path):
+    import mlflow
+
+    workdir, source_id = source_run
+    images = tmp_path / "fruit"
+    _write_three_class_folder(images)
+    run_cli(
+        "dataset=image_folder", f"dataset.data_dir={images}", "dataset.image_size=16", "dataset.val_fraction=0.2",
+        "model=mlp", "model.hidden_units=[32]", f"model.init_from=runs:/{source_id}", "model.freeze=backbone",
+        "augmentation=none", "trainer.epochs=2", "trainer.batch_size=8",
+        cwd=workdir,
+    )
+    runs = {r.info.run_id: r for r in all_runs(workdir / "mlruns")}
+    (target_id,) = set(runs) - {source_id}
+    assert runs[target_id].info.status == "FINISHED"
+    client = mlflow_client(workdir / "mlruns")
+    report = open(client.download_artifacts(target_id, "transfer.txt", str(tmp_path))).read()
+    assert "loaded 1 layers" in report and "logits" in report
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    source = mlflow.keras.load_model(f"runs:/{source_id}/model")
+    target = mlflow.keras.load_model(f"runs:/{target_id}/model")
+    assert target.output_shape == (None, 3)
+    # The frozen backbone kept the source weights exactly; the new head trained.
+    np.testing.assert_array_equal(source.get_layer("dense_1").get_weights()[0], target.get_layer("dense_1").get_weights()[0])
+
+
+def test_debug_overfit_drives_training_loss_near_zero(tmp_path):
+    run_cli(
+        "dataset=synthetic", "model=mlp", "model.hidden_units=[64]", "debug=overfit", "dataset.limit_fraction=0.1",
+        "trainer.epochs=80", "optimizer.lr=0.003",
+        cwd=tmp_path,
+    )
+    (run,) = all_runs(tmp_path / "mlruns")
+    losses = [v for _, v in _history(tmp_path / "mlruns", run.info.run_id, "train/loss")]
+    assert losses[-1] < 0.05 < losses[0]
+
+
+def test_time_budget_stops_training_and_still_records(tmp_path):
+    run_cli(*TINY, "trainer.epochs=100000", "trainer.time_budget_s=3", "tracking.log_model=false", cwd=tmp_path)
+    (run,) = all_runs(tmp_path / "mlruns")
+    assert run.info.status == "FINISHED"
+    assert 1 <= run.data.metrics["epochs_run"] < 100000
+    assert "test/accuracy" in run.data.metrics
+
+
+def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
+    run_cli("dataset=synthetic", "model=delta", "augmentation=none", "callbacks=none", "tracking.log_model=false", cwd=tmp_path)
+    (run,) = all_runs(tmp_path / "mlruns")
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test/accuracy"] > 0.5  # 4 classes: chance is 0.25
+    artifacts = {a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")}
+    assert {"reports/typical_images.png", "reports/confusion_matrix.png"} <= artifacts
