@@ -165,6 +165,7 @@ def _check(ok: bool, key: str, value: object, allowed: str) -> None:
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 ORIENTATIONS = ("true_rows", "pred_rows")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
@@ -220,6 +221,12 @@ def validate(cfg: DictConfig) -> None:
         "trainer.time_budget_s",
         t.time_budget_s,
         "use null or a positive number of seconds",
+    )
+    _check(
+        t.strategy in STRATEGIES,
+        "trainer.strategy",
+        t.strategy,
+        f"choose one of: {', '.join(STRATEGIES)}",
     )
     _check(
         cfg.reports.orientation in ORIENTATIONS,

@@ -28,6 +28,7 @@ from cifarlab.augment import build_augmentation
 from cifarlab.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
 from cifarlab.config import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
+from cifarlab.distribute import is_chief, make_strategy
 from cifarlab.errors import CifarlabError
 from cifarlab.models import build_model
 from cifarlab.optim import build_optimizer, plateau_callback
@@ -243,7 +244,15 @@ def train(cfg: DictConfig) -> TrainResult:
             print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
             return TrainResult.from_run(done)
 
-    data, model, transfer_report = _prepare(cfg)
+    keras.backend.clear_session()  # a sweep runs many jobs in one process
+    strategy = make_strategy(cfg.trainer.strategy)
+    if not is_chief():
+        # Other workers train in lockstep but record nothing and keep their state apart.
+        cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
+        state = RunState(Path(tempfile.mkdtemp(prefix="cifarlab-worker-")))
+        resume_id = None
+    with strategy.scope():
+        data, model, transfer_report = _prepare(cfg)
     tags = _run_tags(cfg, key)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -253,11 +262,12 @@ def train(cfg: DictConfig) -> TrainResult:
         if resume_id:
             print(f"cifarlab: resuming run {resume_id} from its last completed epoch", flush=True)
         _record_setup(recorder, cfg, model, transfer_report)
-        if getattr(model, "trains_by_gradient", True):
-            history = _fit_stages(cfg, model, data, recorder, state)
-        else:
-            history = _fit_without_gradients(cfg, model, data, recorder)
-        result = _evaluate_and_record(cfg, model, data, recorder, state, history)
+        with strategy.scope():
+            if getattr(model, "trains_by_gradient", True):
+                history = _fit_stages(cfg, model, data, recorder, state)
+            else:
+                history = _fit_without_gradients(cfg, model, data, recorder)
+            result = _evaluate_and_record(cfg, model, data, recorder, state, history)
     state.clear()
     _print_summary(cfg, result)
     return result
@@ -266,7 +276,6 @@ def train(cfg: DictConfig) -> TrainResult:
 def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport | None"]:
     """Data and model, before any run is opened: bad input fails here and records nothing."""
     t = cfg.trainer
-    keras.backend.clear_session()
     keras.utils.set_random_seed(t.seed)
     keras.mixed_precision.set_dtype_policy(t.precision)
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)

@@ -1,0 +1,247 @@
+"""``python -m cifarlab.evaluate``: evaluate a trained run's model again, recorded as a new MLflow run.
+
+    python -m cifarlab.evaluate run=<run id>                       # the run's own test split
+    python -m cifarlab.evaluate run=<run id> split=val
+    python -m cifarlab.evaluate run=<run id> dataset.data_dir=/data/cifar10-copy
+    python -m cifarlab.evaluate run=<run id> dataset=image_folder dataset.data_dir=photos/
+
+The dataset is rebuilt from the run's params (``dataset.*``, ``paths.data_dir``);
+other arguments are Hydra overrides of cifarlab's config and win over the run's
+values (``dataset=<name>`` replaces the run's dataset entirely). The new run goes
+to the source run's experiment unless ``tracking.experiment=`` is given, is tagged
+``source_run_id`` / ``evaluation_of``, and holds metrics and ``reports/``.
+Own options: ``run=`` (required), ``split=test|val``, ``output_dir=`` (also keep
+the reports in this folder).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.errors import CifarlabError, ConfigError
+
+SPLITS = ("test", "val")
+OWN_KEYS = ("run", "split", "output_dir")
+
+
+@dataclass
+class EvalArgs:
+    run: str
+    split: str = "test"
+    output_dir: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    run_id: str | None
+    experiment: str
+    source_run_id: str
+    split: str
+    accuracy: float
+    loss: float
+    num_images: int
+
+
+def parse_args(argv: Sequence[str]) -> EvalArgs:
+    """``run=``, ``split=``, ``output_dir=``; everything else is a Hydra override for the config."""
+    own: dict[str, str] = {}
+    overrides: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise CifarlabError(f"argument {arg!r} is not key=value; write e.g. run=<run id> split=test")
+        if key in OWN_KEYS:
+            own[key] = value
+        else:
+            overrides.append(arg)
+    if not own.get("run"):
+        raise CifarlabError("run= is missing; add run=<run id> (printed by training, listed by mlflow ui)")
+    split = own.get("split") or "test"
+    if split not in SPLITS:
+        raise ConfigError("split", split, f"choose one of: {', '.join(SPLITS)}")
+    return EvalArgs(own["run"], split, own.get("output_dir") or None, overrides)
+
+
+def _user_set(overrides: Sequence[str], key: str) -> bool:
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
+
+
+def prepare(args: EvalArgs) -> tuple[DictConfig, Any, Any]:
+    """Config, source run and located model, all checked before TensorFlow is imported."""
+    from cifarlab import tracking
+    from cifarlab.config import validate
+    from cifarlab.model_io import apply_run_params, compose_config, connect, get_run, locate_model
+
+    cfg = compose_config(args.overrides)
+    uri = tracking.tracking_uri(cfg)
+    client = connect(uri)
+    source_run = get_run(client, args.run)
+    apply_run_params(cfg, source_run.data.params, args.overrides)
+    validate(cfg)
+    if not _user_set(args.overrides, "tracking.experiment"):
+        cfg.tracking.experiment = client.get_experiment(source_run.info.experiment_id).name
+    source = locate_model(run=args.run, tracking_uri=uri)
+    if source_run.info.status != "FINISHED":
+        print(f"cifarlab: warning: run {args.run} is {source_run.info.status}; evaluating its model anyway",
+              file=sys.stderr, flush=True)
+    return cfg, source_run, source
+
+
+def split_arrays(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of the chosen split."""
+    return (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
+
+
+def check_compatible(model: Any, data: Any, x: np.ndarray) -> None:
+    """The dataset's images and classes must fit the model."""
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise CifarlabError(
+            f"dataset {data.name} has images shaped {tuple(x.shape[1:])} but the model takes {model.input_shape}; "
+            "evaluate on a dataset with the image size and channels it was trained on"
+        )
+    if data.num_classes != model.num_classes:
+        raise CifarlabError(
+            f"dataset {data.name} has {data.num_classes} classes but the model predicts {model.num_classes}; "
+            "evaluate on a dataset with the same classes"
+        )
+    generic = [f"class_{i}" for i in range(model.num_classes)]
+    if list(model.class_names) not in (list(data.class_names), generic):
+        print(f"cifarlab: warning: the dataset's class names {list(data.class_names)} differ from the model's "
+              f"{list(model.class_names)}; scoring by class index", file=sys.stderr, flush=True)
+
+
+def score(probs: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(accuracy, cross-entropy loss), as training computes them."""
+    from sklearn.metrics import accuracy_score, log_loss
+
+    accuracy = float(accuracy_score(y, probs.argmax(axis=1)))
+    clipped = np.clip(probs, 1e-7, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    loss = float(log_loss(y, clipped, labels=list(range(num_classes))))
+    return accuracy, loss
+
+
+def _prefixed(metrics: dict[str, float], split: str) -> dict[str, float]:
+    """Report metrics are named ``test/...``; for split=val they become ``val/...``."""
+    if split == "test":
+        return metrics
+    return {f"{split}/{k.removeprefix('test/')}" if k.startswith("test/") else k: v for k, v in metrics.items()}
+
+
+def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
+    from cifarlab import tracking
+
+    src = source_run.info
+    src_name = src.run_name or src.run_id
+    command = " ".join([f"run={args.run}", f"split={args.split}", *args.overrides])
+    note = (
+        f"Evaluation of run [{src_name}](#/experiments/{src.experiment_id}/runs/{src.run_id}) "
+        f"(`{src.run_id}`) on the {args.split} split of {cfg.dataset.name}.\n\n"
+        f"Command: `python -m cifarlab.evaluate {command}`"
+    )
+    tags = {
+        "source_run_id": src.run_id,
+        "evaluation_of": src.run_id,
+        "mlflow.note.content": note,
+        "split": args.split,
+        "dataset": str(cfg.dataset.name),
+        "model": source_run.data.tags.get("model") or source_run.data.params.get("model.name"),
+        "overrides": " ".join(args.overrides),
+        "git_commit": tracking.git_commit(),
+        **dict(cfg.tracking.get("tags") or {}),
+    }
+    return {k: str(v) for k, v in tags.items() if v not in (None, "")}
+
+
+def _params(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, Any]:
+    from cifarlab import tracking
+
+    dataset = tracking.flatten(OmegaConf.to_container(cfg.dataset, resolve=True), "dataset")
+    model = {k: v for k, v in source_run.data.params.items() if k.startswith("model.") or k.startswith("model/")}
+    return {**dataset, "paths.data_dir": cfg.paths.data_dir, **model,
+            "eval.split": args.split, "eval.source_run_id": args.run}
+
+
+def _write_reports(out: Path, cfg: DictConfig, x: np.ndarray, y: np.ndarray, probs: np.ndarray, names: list[str]):
+    from cifarlab.reports import write_reports
+
+    return write_reports(
+        out,
+        y_true=y,
+        probs=probs,
+        class_names=names,
+        x_test=x,
+        orientation=cfg.reports.orientation,
+        top_pairs=cfg.reports.top_pairs,
+        seed=cfg.trainer.seed,
+    )
+
+
+def evaluate(args: EvalArgs) -> EvalResult:
+    """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
+    from cifarlab import tracking
+    from cifarlab.data import load_dataset
+    from cifarlab.model_io import load_source, predict_probs
+
+    cfg, source_run, source = prepare(args)
+    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
+    x, y = split_arrays(data, args.split)
+    model, warnings = load_source(source)  # imports TensorFlow
+    for line in warnings:
+        print(f"cifarlab: warning: {line}", file=sys.stderr, flush=True)
+    check_compatible(model, data, x)
+    print(f"cifarlab: evaluating {source.description} on {len(x)} {args.split} images of {data.name}", flush=True)
+
+    run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
+    with tracking.open_run(cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)) as recorder:
+        recorder.log_params(_params(source_run, args, cfg))
+        probs = predict_probs(model, x, cfg.trainer.eval_batch_size)
+        accuracy, loss = score(probs, y, data.num_classes)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(args.output_dir) if args.output_dir else Path(tmp)
+            summary = _write_reports(out, cfg, x, y, probs, list(data.class_names))
+            recorder.log_artifacts(out, "reports")
+        recorder.log_metrics(_prefixed({**summary.metrics, "test/loss": loss, "test/num_images": len(y)}, args.split))
+        if summary.pairs:
+            recorder.set_tags({"confused_pairs": summary.pairs_tag()})
+    return EvalResult(recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(y))
+
+
+def _print_result(result: EvalResult) -> None:
+    print(f"cifarlab: {result.split} accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) "
+          f"on {result.num_images} images", flush=True)
+    if result.run_id:
+        print(f"cifarlab: MLflow run {result.run_id} in experiment '{result.experiment}' "
+              f"records this evaluation of run {result.source_run_id}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__.strip())
+        return
+    try:
+        args = parse_args(argv)
+        result = evaluate(args)
+    except CifarlabError as err:
+        print(f"cifarlab: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    _print_result(result)
+    if result.run_id is None and not args.output_dir:
+        print("cifarlab: tracking is off: add output_dir=<folder> to keep the reports", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""``python -m cifarlab.evaluate``: a trained run's model, scored again and recorded as a linked run."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TINY, all_runs, mlflow_client, run_cli
+from cifarlab.errors import CifarlabError
+from cifarlab.evaluate import parse_args
+from cifarlab.model_io import apply_run_params, compose_config
+
+# What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
+RUN_PARAMS = {
+    "dataset.name": "synthetic",
+    "dataset.data_dir": "None",
+    "dataset.val_fraction": "0.2",
+    "dataset.image_size": "16",
+    "dataset.num_classes": "4",
+    "dataset.download": "True",
+    "paths.data_dir": "/data/keras",
+    "model.name": "mlp",
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """One tiny FINISHED training run to evaluate."""
+    workdir = tmp_path_factory.mktemp("evaluate")
+    run_cli(*TINY, cwd=workdir)
+    (run,) = all_runs(workdir / "mlruns")
+    assert run.info.status == "FINISHED"
+    return workdir, run
+
+
+def new_runs(workdir, source_run, experiment="cifarlab"):
+    return [r for r in all_runs(workdir / "mlruns", experiment) if r.info.run_id != source_run.info.run_id]
+
+
+def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
+    workdir, src = source
+    proc = run_cli(f"run={src.info.run_id}", module="cifarlab.evaluate", cwd=workdir)
+    (run,) = new_runs(workdir, src)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in proc.stdout and "test accuracy" in proc.stdout
+    tags = run.data.tags
+    assert tags["source_run_id"] == tags["evaluation_of"] == src.info.run_id
+    assert src.info.run_id in tags["mlflow.note.content"]
+    # Same model, same rebuilt test split: the scores training recorded.
+    metrics = run.data.metrics
+    assert metrics["test/accuracy"] == pytest.approx(src.data.metrics["test/accuracy"], abs=1e-6)
+    assert metrics["test/loss"] == pytest.approx(src.data.metrics["test/loss"], abs=1e-3)
+    assert metrics["test/num_images"] == 60  # synthetic: 4 classes x 15 test images
+    assert {f"test/recall/class_{i}" for i in range(4)} <= set(metrics)
+    assert run.data.params["dataset.name"] == "synthetic"
+    reports = {a.path for a in mlflow_client(workdir / "mlruns").list_artifacts(run.info.run_id, "reports")}
+    expected = {"confusion_matrix.png", "classification_report.md", "prediction_grid.png"}
+    assert {f"reports/{name}" for name in expected} <= reports
+
+
+def test_val_split_into_another_experiment_keeps_the_runs_dataset(source, tmp_path):
+    workdir, src = source
+    run_cli(
+        f"run={src.info.run_id}", "split=val", "tracking.experiment=evals", f"output_dir={tmp_path / 'reports'}",
+        module="cifarlab.evaluate", cwd=workdir,
+    )
+    (run,) = all_runs(workdir / "mlruns", "evals")
+    assert run.data.tags["source_run_id"] == src.info.run_id and run.data.tags["split"] == "val"
+    assert "val/accuracy" in run.data.metrics and "test/accuracy" not in run.data.metrics
+    assert run.data.metrics["val/num_images"] == 48  # the run's val_fraction 0.2 of 240, not cifar10's 0.1
+    assert run.data.params["dataset.val_fraction"] == "0.2"
+    assert (tmp_path / "reports" / "confusion_matrix.csv").is_file()
+
+
+def test_unknown_run_and_misfit_dataset_fail_without_a_new_run(source):
+    workdir, src = source
+    before = len(all_runs(workdir / "mlruns"))
+    proc = run_cli("run=0123456789abcdef0123456789abcdef", module="cifarlab.evaluate", cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "cifarlab: error: run='0123456789abcdef0123456789abcdef' is not a run" in proc.stderr
+
+    proc = run_cli(f"run={src.info.run_id}", "dataset.image_size=8", module="cifarlab.evaluate", cwd=workdir,
+                   check=False)
+    assert proc.returncode != 0
+    assert "cifarlab: error:" in proc.stderr and "the model takes (16, 16, 3)" in proc.stderr
+    assert len(all_runs(workdir / "mlruns")) == before
+
+
+def test_run_params_rebuild_the_dataset_unless_overridden():
+    cfg = apply_run_params(compose_config([]), RUN_PARAMS)
+    assert cfg.dataset.name == "synthetic" and cfg.dataset.val_fraction == 0.2 and cfg.dataset.image_size == 16
+    assert cfg.dataset.data_dir is None and cfg.paths.data_dir == "/data/keras"
+
+    overrides = ["dataset.val_fraction=0.5", "paths.data_dir=/elsewhere"]
+    cfg = apply_run_params(compose_config(overrides), RUN_PARAMS, overrides)
+    assert cfg.dataset.name == "synthetic" and cfg.dataset.val_fraction == 0.5
+    assert cfg.paths.data_dir == "/elsewhere"
+
+    overrides = ["dataset=mnist"]  # another dataset: none of the run's dataset.* apply
+    cfg = apply_run_params(compose_config(overrides), RUN_PARAMS, overrides)
+    assert cfg.dataset.name == "mnist" and cfg.dataset.val_fraction == 0.1
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], "run= is missing"),
+        (["run=abc", "split=train"], "split='train' is not valid"),
+        (["run=abc", "oops"], "'oops' is not key=value"),
+    ],
+)
+def test_bad_arguments(argv, expected):
+    with pytest.raises(CifarlabError, match=expected):
+        parse_args(argv)
+
+
+def test_bad_override_is_one_line():
+    with pytest.raises(CifarlabError, match="dataset='cifar100' is not an option of config group 'dataset'"):
+        compose_config(["dataset=cifar100"])
