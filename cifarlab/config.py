@@ -92,6 +92,8 @@ class TrainerConfig:
     shuffle_buffer: Optional[int] = None  # None: the whole training split
     verbose: Any = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | 0 | 1 | 2
     time_budget_s: Optional[float] = None
+    # Average test predictions over each image and its mirror image.
+    test_time_flip: bool = False
     strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)
 
 

@@ -195,10 +195,15 @@ def _history(recorder: tracking.NullRecorder, fit_history: dict[str, list[float]
     return history
 
 
-def _evaluate(model: keras.Model, data: DataSplits, batch_size: int) -> tuple[np.ndarray, float, float]:
+def _evaluate(
+    model: keras.Model, data: DataSplits, batch_size: int, test_time_flip: bool = False
+) -> tuple[np.ndarray, float, float]:
     from sklearn.metrics import accuracy_score, log_loss
 
     probs = model.predict(eval_dataset(data.x_test, data.y_test, batch_size), verbose=0)
+    if test_time_flip:
+        mirrored = np.ascontiguousarray(data.x_test[:, :, ::-1])
+        probs = (probs + model.predict(eval_dataset(mirrored, data.y_test, batch_size), verbose=0)) / 2
     accuracy = accuracy_score(data.y_test, probs.argmax(axis=1))
     loss = log_loss(data.y_test, np.clip(probs, 1e-7, 1.0), labels=list(range(data.num_classes)))
     return probs, float(accuracy), float(loss)
@@ -440,7 +445,9 @@ def _evaluate_and_record(
     state: RunState,
     history: dict[str, list[float]],
 ) -> TrainResult:
-    probs, test_accuracy, test_loss = _evaluate(model, data, cfg.trainer.eval_batch_size)
+    probs, test_accuracy, test_loss = _evaluate(
+        model, data, cfg.trainer.eval_batch_size, cfg.trainer.test_time_flip
+    )
     recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})
     _record_reports(recorder, cfg, data, probs, history)
     best_ckpt = state.checkpoint_dir / "best.keras"
