@@ -56,7 +56,7 @@ def test_every_optimizer_builds_with_its_lr(compose_cfg, option):
     assert float(opt.learning_rate) == pytest.approx(0.0123)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "step"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "step", "one_cycle", "reduce_on_plateau"])
 def test_every_schedule_builds(compose_cfg, schedule):
     from cifarlab.optim import SCHEDULES
 
@@ -64,13 +64,15 @@ def test_every_schedule_builds(compose_cfg, schedule):
         f"optimizer.schedule.name={schedule}", "optimizer.schedule.step_epochs=1", "optimizer.schedule.gamma=0.5"
     )
     lr = SCHEDULES.get(schedule)(cfg.optimizer.schedule, 0.1, 10, 3)
-    start = float(lr(0)) if callable(lr) else lr
+    peak = max(float(lr(step)) for step in range(30)) if callable(lr) else lr
     end = float(lr(29)) if callable(lr) else lr
-    assert start == pytest.approx(0.1)
-    if schedule == "constant":
-        assert end == start
+    assert peak == pytest.approx(0.1)
+    if schedule in ("constant", "reduce_on_plateau"):
+        assert end == peak  # reduce_on_plateau lowers the rate through its callback
     else:
-        assert end < start
+        assert end < peak
+    if schedule == "one_cycle":
+        assert float(lr(0)) < 0.1 * peak  # it starts low and rises
 
 
 def test_cosine_warmup_rises_then_decays(compose_cfg):
@@ -205,3 +207,15 @@ def test_conf_found_from_another_directory(tmp_path):
     proc = run_cli("--cfg", "job", "model=dense", cwd=tmp_path)
     assert "name: dense" in proc.stdout
     assert Path(conf_dir()).is_dir()
+
+
+def test_reduce_on_plateau_schedule_adds_its_callback(compose_cfg):
+    import keras
+
+    from cifarlab.optim import plateau_callback
+
+    cfg = compose_cfg("optimizer.schedule.name=reduce_on_plateau", "optimizer.schedule.patience=3")
+    callback = plateau_callback(cfg.optimizer.schedule)
+    assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
+    assert callback.patience == 3 and callback.monitor == "val_loss"
+    assert plateau_callback(compose_cfg().optimizer.schedule) is None
