@@ -27,11 +27,14 @@ def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
     run_id = None
     try:
         while time.monotonic() < deadline and first.poll() is None:
-            runs = all_runs(store) if (store / "mlflow.db").exists() else []
-            if runs and len(_logged_epochs(store, runs[0].info.run_id)) >= 3:
-                run_id = runs[0].info.run_id
-                break
-            time.sleep(0.2)
+            time.sleep(0.3)
+            try:  # the training process may still be creating the store
+                runs = all_runs(store) if (store / "mlflow.db").exists() else []
+                if runs and len(_logged_epochs(store, runs[0].info.run_id)) >= 3:
+                    run_id = runs[0].info.run_id
+                    break
+            except Exception:
+                continue
     finally:
         first.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost machine
         first.wait()

@@ -1,0 +1,45 @@
+"""The Hydra plugin class; the work is in ``_impl`` (imported only when a sweep runs)."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from .config import CifarlabOptunaSweeperConf  # noqa: F401  (registers the configs)
+
+
+class CifarlabOptunaSweeper(Sweeper):
+    """``hydra/sweeper=cifarlab_optuna``: an Optuna study, one Hydra job per trial."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        pruner: Any,
+        direction: str,
+        storage: Optional[str],
+        study_name: Optional[str],
+        n_trials: int,
+        n_jobs: int,
+        params: Optional[DictConfig],
+    ) -> None:
+        from ._impl import OptunaSweeperImpl
+
+        self.sweeper = OptunaSweeperImpl(
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            storage=storage,
+            study_name=study_name,
+            n_trials=n_trials,
+            n_jobs=n_jobs,
+            params=params,
+        )
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        return self.sweeper.sweep(arguments)

@@ -1,0 +1,384 @@
+"""Sweeps: one MLflow parent per sweep, failure and resume, Optuna, launchers, remote tracking.
+
+Sweeps run as subprocesses (``python -m cifarlab -m ...``) in tmp_path and are
+checked through MlflowClient and Optuna's storage. Job counts are kept minimal:
+each tiny job still costs seconds, and a process that imports TensorFlow more.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+
+# TINY, without logging a model: seconds per job.
+JOB = [*TINY, "tracking.log_model=false"]
+
+
+def _parents(runs: list) -> list:
+    return [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+
+
+def _children(runs: list, parent_id: str) -> list:
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+def _leaderboard(store: Path, parent_id: str, dst: Path) -> list[dict[str, str]]:
+    dst.mkdir(parents=True, exist_ok=True)
+    path = mlflow_client(store).download_artifacts(parent_id, "leaderboard.csv", str(dst))
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _artifacts(store: Path, run_id: str) -> set[str]:
+    return {a.path for a in mlflow_client(store).list_artifacts(run_id)}
+
+
+# --- without training ---------------------------------------------------------------------------
+
+
+def test_optuna_search_space_syntax_maps_to_optuna_distributions():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from hydra_plugins.cifarlab_optuna_sweeper._impl import search_space
+
+    space, fixed = search_space(
+        [
+            "optimizer.lr=tag(log, interval(1e-4, 1e-1))",
+            "trainer.batch_size=choice(32, 64, 128)",
+            "model.hidden_units=choice([300,150],[128])",
+            "model.dense_units=range(32, 129, step=32)",
+            "model.depth=int(interval(1, 4))",
+            "model=mlp",
+        ],
+        OverridesParser.create(),
+    )
+    assert space["optimizer.lr"][1] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert space["trainer.batch_size"][1] == CategoricalDistribution([32, 64, 128])
+    assert space["model.hidden_units"][1] == CategoricalDistribution(["[300,150]", "[128]"])
+    # Hydra's range stops before its end, like Python's: 32, 64, 96, 128.
+    assert space["model.dense_units"][1] == IntDistribution(32, 128, step=32)
+    assert space["model.depth"][1] == IntDistribution(1, 4)
+    assert fixed == {"model": "model=mlp"}
+
+
+def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
+    from omegaconf import OmegaConf
+
+    from cifarlab.sweep import parent_run_id, sweep_hash
+
+    def config(*task):
+        return OmegaConf.create(
+            {"hydra": {"sweeper": {"_target_": "x.Sweeper", "n_trials": 3}, "overrides": {"task": list(task)}}}
+        )
+
+    same = sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp"))
+    assert sweep_hash(config("model=mlp", "optimizer.lr=1e-3,3e-3", "tracking.rerun_finished=true")) == same
+    assert sweep_hash(config("optimizer.lr=1e-3,1e-2", "model=mlp")) != same
+    compose_cfg(*TINY)  # a single run's Hydra config: not a sweep
+    assert parent_run_id() is None
+
+
+def test_slurm_launchers_compose(tmp_path):
+    for launcher, partition in (("submitit_slurm", None), ("slurm", "gpu")):
+        extra = [f"hydra.launcher.partition={partition}"] if partition else []
+        proc = run_cli(f"hydra/launcher={launcher}", *extra, "--cfg", "hydra", cwd=tmp_path)
+        assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout
+    assert "gpus_per_node: 1" in proc.stdout and "partition: gpu" in proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_stops_a_sweep_before_any_job(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"
+    proc = run_cli("-m", *JOB, "optimizer.lr=1e-3,3e-3", f"tracking.uri={uri}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
+    assert len(errors) == 1 and "cannot be reached" in errors[0] and uri in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "Epoch" not in proc.stdout and "#0 :" not in proc.stdout  # no job was launched
+
+
+def test_unreachable_server_stops_a_run_before_training(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"
+    proc = run_cli(*JOB, f"tracking.uri={uri}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
+    assert len(errors) == 1 and "cannot be reached" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "Epoch 1" not in proc.stdout and "cifarlab: synthetic" not in proc.stdout
+
+
+# --- a sweep with a failing job, and its rerun ---------------------------------------------------
+
+# Job 0 diverges (NaN loss) and fails; job 1 trains.
+FAILING_SWEEP = ("-m", *JOB, "optimizer=sgd", "optimizer.lr=1e30,1e-3")
+
+
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    first = run_cli(*FAILING_SWEEP, cwd=workdir)  # exit code 0 despite the failed job
+    runs_first = all_runs(workdir / "mlruns")
+    (parent,) = _parents(runs_first)
+    first.leaderboard = _leaderboard(workdir / "mlruns", parent.info.run_id, workdir / "leaderboard-1")
+    # As if the sweep process had been killed: its parent left RUNNING.
+    mlflow_client(workdir / "mlruns").update_run(parent.info.run_id, status="RUNNING")
+    second = run_cli(*FAILING_SWEEP, cwd=workdir)
+    runs_second = all_runs(workdir / "mlruns")
+    second.leaderboard = _leaderboard(workdir / "mlruns", parent.info.run_id, workdir / "leaderboard-2")
+    return workdir, (first, runs_first), (second, runs_second)
+
+
+@pytest.mark.slow
+def test_sweep_has_parent_children_and_leaderboard(failing_sweep):
+    workdir, (proc, runs), _ = failing_sweep
+    store = workdir / "mlruns"
+    (parent,) = _parents(runs)
+    children = _children(runs, parent.info.run_id)
+    assert len(runs) == 3 and len(children) == 2  # every run of the sweep is a child of its parent
+    assert parent.info.status == "FINISHED"
+    rows = proc.leaderboard
+    assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
+    best = next(c for c in children if c.info.status == "FINISHED")
+    assert rows[0]["run_id"] == best.info.run_id and rows[0]["status"] == "FINISHED"
+    assert float(rows[0]["best_val_accuracy"]) == pytest.approx(best.data.metrics["val/best_accuracy"], abs=1e-4)
+    assert rows[0]["params"] == "optimizer.lr=0.001" and rows[0]["epochs"] == "2"
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert {"leaderboard.csv", "leaderboard.md", "val_accuracy_per_epoch.png", "objective_vs_params.png"} <= _artifacts(
+        store, parent.info.run_id
+    )
+    assert f"parent run {parent.info.run_id}" in proc.stdout
+
+
+@pytest.mark.slow
+def test_failed_job_is_recorded_failed_and_the_sweep_goes_on(failing_sweep):
+    _, (proc, runs), _ = failing_sweep
+    (parent,) = _parents(runs)
+    by_lr = {c.data.params["optimizer.lr"]: c for c in _children(runs, parent.info.run_id)}
+    assert by_lr["1e+30"].info.status == "FAILED" and "nan" in by_lr["1e+30"].data.tags["error"]
+    assert by_lr["0.001"].info.status == "FINISHED"  # ran after the failure
+    assert "0 jobs skipped (already FINISHED), 1 ran, 1 failed" in proc.stdout
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_jobs_reruns_failed_ones_under_the_same_parent(failing_sweep):
+    workdir, (_, runs_first), (proc, runs) = failing_sweep
+    (parent,) = _parents(runs)
+    (first_parent,) = _parents(runs_first)
+    assert parent.info.run_id == first_parent.info.run_id  # reopened, not a second parent
+    assert parent.info.status == "FINISHED"  # though the "crash" had left it RUNNING
+    children = _children(runs, parent.info.run_id)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    failed = [c for c in children if c.info.status == "FAILED"]
+    first_children = _children(runs_first, parent.info.run_id)
+    assert [c.info.run_id for c in finished] == [c.info.run_id for c in first_children if c.info.status == "FINISHED"]
+    assert len(failed) == 2  # the failed job ran again
+    assert len(runs) == len(runs_first) + 1
+    assert "reopened parent run" in proc.stdout
+    assert "1 job skipped (already FINISHED), 0 ran, 1 failed" in proc.stdout
+    rows = proc.leaderboard
+    assert len(rows) == 2  # one row per job: the latest FAILED run stands for the failed one
+    assert {r["run_id"] for r in rows} == {finished[0].info.run_id, max(failed, key=lambda r: r.info.start_time).info.run_id}
+
+
+# --- launchers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_joblib_runs_jobs_in_parallel_with_nothing_lost(tmp_path):
+    run_cli(
+        "-m", *JOB, "optimizer=adam,nadam", "optimizer.lr=1e-3,3e-3",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path,
+    )  # fmt: skip
+    store = tmp_path / "mlruns"
+    runs = all_runs(store)
+    (parent,) = _parents(runs)
+    children = _children(runs, parent.info.run_id)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert {(c.data.params["optimizer.name"], c.data.params["optimizer.lr"]) for c in children} == {
+        ("adam", "0.001"), ("adam", "0.003"), ("nadam", "0.001"), ("nadam", "0.003"),
+    }  # fmt: skip
+    client = mlflow_client(store)
+    for child in children:
+        for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "epoch_seconds"):
+            assert sorted(m.step for m in client.get_metric_history(child.info.run_id, key)) == [0, 1], key
+        assert {"test/accuracy", "val/best_accuracy", "epochs_run"} <= set(child.data.metrics)
+    spans = sorted((c.info.start_time, c.info.end_time) for c in children)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "no two jobs overlapped"
+    assert len(_leaderboard(store, parent.info.run_id, tmp_path / "dl")) == 4
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_one_job_sweep_with_its_parent(tmp_path):
+    proc = run_cli("-m", *JOB, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", cwd=tmp_path)
+    runs = all_runs(tmp_path / "mlruns")
+    (parent,) = _parents(runs)
+    (child,) = _children(runs, parent.info.run_id)
+    assert child.info.status == "FINISHED" and parent.info.status == "FINISHED"
+    assert parent.data.tags["best_run_id"] == child.info.run_id
+    assert list((tmp_path / "mlruns" / "multirun").glob("*/*/.submitit/*/*_result.pkl"))  # ran through submitit
+    assert "0 jobs skipped (already FINISHED), 1 ran, 0 failed" in proc.stdout
+
+
+# --- Optuna ---------------------------------------------------------------------------------------
+
+OPTUNA = ("-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=1", "augmentation=none",
+          "tracking.log_model=false")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def optuna_study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("optuna")
+    first = run_cli(*OPTUNA, "hydra.sweeper.n_trials=3", cwd=workdir)
+    runs_first = all_runs(workdir / "mlruns")
+    # Resumed up to 5 trials, with a pruner that prunes every trial after its first epoch.
+    second = run_cli(
+        *OPTUNA, "hydra.sweeper.n_trials=5", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01",
+        cwd=workdir,
+    )  # fmt: skip
+    return workdir, (first, runs_first), (second, all_runs(workdir / "mlruns"))
+
+
+def _study(workdir: Path):
+    import optuna
+
+    return optuna.load_study(study_name="mlp_optuna", storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}")
+
+
+@pytest.mark.slow
+def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
+    from optuna.trial import TrialState
+
+    workdir, (first, runs_first), (second, runs) = optuna_study
+    (parent,) = _parents(runs_first)
+    first_children = _children(runs_first, parent.info.run_id)
+    assert len(first_children) == 3 and all(c.info.status == "FINISHED" for c in first_children)
+    assert "0 trials done, n_trials=3; running 3 more" in first.stdout
+    assert "3 trials done, n_trials=5; running 2 more" in second.stdout
+
+    trials = _study(workdir).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE] * 3
+    (parent_after,) = _parents(runs)
+    assert parent_after.info.run_id == parent.info.run_id and parent_after.info.status == "FINISHED"
+    children = _children(runs, parent.info.run_id)
+    assert len(children) == 5
+    # Each trial knows its MLflow run and each run its trial; the objective is the best val accuracy.
+    by_run = {c.info.run_id: c for c in children}
+    for trial in trials:
+        run = by_run[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["optuna_trial"] == str(trial.number)
+        assert run.data.params["optimizer.lr"] == repr(trial.params["optimizer.lr"])
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value == pytest.approx(run.data.metrics["val/best_accuracy"])
+
+    tags = parent_after.data.tags
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert float(tags["best_val_accuracy"]) == pytest.approx(best.value, abs=1e-4)
+    assert {"optuna_history.png", "optuna_param_importances.png", "best_params.json", "leaderboard.csv"} <= _artifacts(
+        workdir / "mlruns", parent.info.run_id
+    )
+    assert all(f"best.{k}" in tags for k in ("optimizer.lr", "trainer.batch_size", "model.hidden_units"))
+
+
+@pytest.mark.slow
+def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(optuna_study):
+    from optuna.trial import TrialState
+
+    workdir, _, (proc, runs) = optuna_study
+    trials = _study(workdir).trials
+    assert [t.state for t in trials[3:]] == [TrialState.PRUNED] * 2
+    by_run = {r.info.run_id: r for r in runs}
+    for trial in trials[3:]:
+        run = by_run[trial.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
+        assert trial.intermediate_values == {0: pytest.approx(run.data.metrics["val/accuracy"])}
+    assert "0 ran, 0 failed, 2 pruned" in proc.stdout
+
+
+@pytest.mark.slow
+def test_optuna_study_refuses_to_resume_with_other_overrides(optuna_study):
+    workdir, _, _ = optuna_study
+    other = [("trainer.epochs=2" if arg == "trainer.epochs=1" else arg) for arg in OPTUNA]
+    proc = run_cli(*other, "hydra.sweeper.n_trials=6", cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert "hydra.sweeper.study_name=<new name>" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(_study(workdir).trials) == 5
+    # The sweep died before its end: its parent is not left RUNNING.
+    assert not [r for r in _parents(all_runs(workdir / "mlruns")) if r.info.status == "RUNNING"]
+
+
+# --- remote tracking --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "--artifacts-destination", str(tmp_path / "art"),
+            "--host", "127.0.0.1", "--port", str(port),
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield uri, server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # its own process group: the server and its workers
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_run_round_trips_through_a_tracking_server(tmp_path, mlflow_server):
+    from mlflow import MlflowClient
+
+    uri, server = mlflow_server
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = run_cli(*JOB, f"tracking.uri={uri}", cwd=workdir)
+    assert f"open {uri}/#/experiments" in proc.stdout
+    assert not (workdir / "mlruns" / "mlflow.db").exists()  # nothing went to a local store
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cifarlab")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_id in proc.stdout
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")] == [0, 1]
+    assert {"config", "reports", "model_summary.txt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    local = client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path))
+    assert "name: synthetic" in Path(local).read_text()
+    assert any((tmp_path / "art").rglob("model_summary.txt"))  # the server stored the artifacts
