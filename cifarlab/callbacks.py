@@ -64,7 +64,7 @@ def early_stopping(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Cal
 
 
 class BestAndLastCheckpoint(keras.callbacks.Callback):
-    """``best.keras`` whenever the monitored metric improves, ``last.keras`` every epoch."""
+    """``best.keras`` whenever the monitored metric improves, ``last.keras`` when training ends."""
 
     def __init__(self, directory: Path, monitor: str, save_last: bool, best_so_far: float | None) -> None:
         super().__init__()
@@ -86,6 +86,10 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._best.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # Once, not every epoch: saving costs real time per epoch, and a killed run
+        # resumes from the BackupAndRestore state, not from last.keras.
         if self.save_last:
             self.model.save(self.last_path)
 
