@@ -9,7 +9,7 @@ DATA=(dataset.data_dir="$SUBSET" dataset.download=false)
 
 run() { python -m cifarlab "$@" "${DATA[@]}" || echo "run failed: $*" >&2; }
 
-run experiment=delta_cifar10 "+tracking.tags.note='full recipe (no training)'"
+run experiment=delta_cifar10 "+tracking.tags.note='full recipe, no gradient training'"
 run experiment=mlp_cifar10 "+tracking.tags.note='full recipe on 4.6k training images instead of 45k'"
 run experiment=tf_cifar_100ep "+tracking.tags.note='full 100 epochs, but 9 steps of 512 per epoch on the subset instead of 98'"
 run experiment=cnn_bn_nadam trainer.epochs=40 "+tracking.tags.note='40 of up to 200 epochs, 4.6k images: too short and too little data for 89%'"
