@@ -1,0 +1,90 @@
+"""The benchmark: its FLOP counter, its JSON in a tiny mode, and the fast CPU preset composing.
+
+No assertion here is about time: the bench reports its targets, met or not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_flop_counter_matches_a_hand_count():
+    import keras
+
+    from cifarlab.bench import count_flops
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="valid", name="conv_valid")(inputs)  # -> 6x6x4
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="conv_strided")(x)  # -> 3x3x6
+    x = keras.layers.BatchNormalization()(x)  # not counted
+    x = keras.layers.Flatten()(x)  # 54 features
+    outputs = keras.layers.Dense(5, name="dense")(x)
+    model = keras.Model(inputs, outputs)
+
+    conv_valid = 6 * 6 * 4 * (3 * 3 * 3)  # output positions x filters x kernel MACs = 3888
+    conv_strided = 3 * 3 * 6 * (3 * 3 * 4)  # = 1944
+    dense = 54 * 5  # = 270
+    flops = count_flops(model)
+    assert flops["per_layer_macs"] == {"conv_valid": conv_valid, "conv_strided": conv_strided, "dense": dense}
+    assert flops["macs"] == 6102
+    assert flops["forward"] == 2 * 6102
+    assert flops["train"] == 3 * 2 * 6102
+
+
+def test_flop_counter_counts_cnn_bn_convs_and_dense():
+    from omegaconf import OmegaConf
+
+    from cifarlab.bench import count_flops
+    from cifarlab.models import build_model
+
+    cfg = OmegaConf.load(__import__("cifarlab.locations", fromlist=["x"]).conf_dir() / "model" / "cnn_bn.yaml")
+    model = build_model(cfg, (32, 32, 3), 10)
+    expected = (
+        32 * 32 * 32 * 27 + 32 * 32 * 32 * 288  # block 1 at 32x32
+        + 16 * 16 * 64 * 288 + 16 * 16 * 64 * 576  # block 2 at 16x16
+        + 8 * 8 * 128 * 576 + 8 * 8 * 128 * 1152  # block 3 at 8x8
+        + 2048 * 64 + 64 * 10  # head and logits
+    )
+    assert count_flops(model)["macs"] == expected
+
+
+@pytest.mark.slow
+def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
+    out = tmp_path / "bench.json"
+    run_cli("--tiny", "--synthetic", "--out", str(out), "--workdir", str(tmp_path / "work"),
+            cwd=tmp_path, module="cifarlab.bench", timeout=600)
+    result = json.loads(out.read_text())
+    from cifarlab.bench import REQUIRED_KEYS, TARGETS
+
+    for key in REQUIRED_KEYS:
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
+    for key in ("pipeline_images_per_s", "train_images_per_s", "pipeline_stall_ratio", "framework_overhead_ratio",
+                "cfg_job_seconds", "flops_utilization", "mlflow_overhead_ratio", "speedup_jit_compile",
+                "speedup_mixed_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching"):
+        assert key in result
+    assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
+    assert result["targets"]["pipeline_stall_ratio"] == {
+        "op": ">=", "value": 0.95, "unit": "", "description": TARGETS["pipeline_stall_ratio"][3]
+    }
+    assert result["machine"]["cpu_count"] >= 1 and result["machine"]["tf_version"]
+    assert result["data"]["source"].startswith("synthetic")
+    assert isinstance(result["recommended_defaults"], list)
+
+
+def test_fast_cpu_preset_composes(tmp_path):
+    proc = run_cli("experiment=cifar10_fast_cpu", "--cfg", "job", cwd=tmp_path)
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(proc.stdout)
+    assert cfg.model.name == "resnet9"
+    assert cfg.augmentation.name == "crop_flip"
+    assert cfg.trainer.test_time_flip is True
+    assert cfg.trainer.time_budget_s == 300
+    assert cfg.optimizer.schedule.name in ("one_cycle", "cosine")
+    assert cfg.claim.accuracy == 0.72
+    assert "66.6%" in cfg.claim.source
