@@ -28,8 +28,12 @@ def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
     try:
         while time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.3)
-            try:  # the training process may still be creating the store
-                runs = all_runs(store) if (store / "mlflow.db").exists() else []
+            # Touch the store only once the run exists: opening a store that the
+            # training process is still creating would race its schema migration.
+            if not list((store / "state").glob("*/run_id")):
+                continue
+            try:
+                runs = all_runs(store)
                 if runs and len(_logged_epochs(store, runs[0].info.run_id)) >= 3:
                     run_id = runs[0].info.run_id
                     break
