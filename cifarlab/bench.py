@@ -22,7 +22,8 @@ beside the checkout when present, or ``--data-dir``; generated 32x32x3 images ot
   SQLite store / the steady epoch time;
 - ``speedup_<switch>``: cnn_bn training throughput with one speed switch / the default
   (XLA, mixed_bfloat16, thread settings, steps_per_execution, caching), with a short
-  accuracy check for the switches that change the arithmetic.
+  accuracy check for the switches that change the arithmetic; for the exact switches on
+  by default (fused BatchNorm, frozen cancelled biases): the default / the switch off.
 
 Load from other processes only ever slows a measurement down. So every variant is
 measured in several rounds, alternated (rotating order) with the others, and the
@@ -64,7 +65,10 @@ TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "flops_utilization": (">=", 0.6, "", "cnn_bn training FLOP/s / fp32 matmul peak"),
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
 }
-SWITCHES = ("jit_compile", "mixed_bfloat16", "threads", "steps_per_execution", "caching")
+SWITCHES = ("jit_compile", "mixed_bfloat16", "threads", "steps_per_execution", "caching",
+            "fused_batchnorm", "freeze_cancelled_bias")
+# Switches already on by default (exact: tests/test_fast_training.py): measured as default / switched off.
+DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias")
 REQUIRED_KEYS = tuple(TARGETS) + tuple(f"speedup_{s}" for s in SWITCHES)
 
 # Thread settings tried: (intra_op, inter_op); (0, 0) is TensorFlow's default (one per core).
@@ -415,6 +419,7 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
     """cnn_bn as a cifarlab run builds and compiles it (precision, jit_compile, steps_per_execution)."""
     import keras
 
+    from cifarlab.fast_training import use_fused_batchnorm
     from cifarlab.models import build_model
     from cifarlab.train import _compile
 
@@ -422,6 +427,8 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
     keras.mixed_precision.set_dtype_policy(cfg.trainer.precision)
     try:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
+        if cfg.trainer.fused_batchnorm:
+            model = use_fused_batchnorm(model)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     _compile(model, cfg, steps_per_epoch, epochs)
@@ -647,6 +654,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         "jit_compile": _variant_cfg(cfg, jit_compile=True),
         "mixed_bfloat16": _variant_cfg(cfg, precision="mixed_bfloat16"),
         "steps_per_execution": _variant_cfg(cfg, steps_per_execution=spe),
+        **{f"without_{name}": _variant_cfg(cfg, **{name: False}) for name in DEFAULT_ON},
     }
     models = {name: build_compiled(c, data, steps, 1) for name, c in variant_cfgs.items()}
     snapshots = {name: Snapshot(models[name]) for name in ("default", "jit_compile", "mixed_bfloat16")}
@@ -669,6 +677,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         "mixed_bfloat16": (models["mixed_bfloat16"], pipeline),
         "steps_per_execution": (models["steps_per_execution"], pipeline),
         "caching": (models["default"], cached),
+        **{f"without_{name}": (models[f"without_{name}"], pipeline) for name in DEFAULT_ON},
     }
     # Trace every train function once, outside the timing (XLA compiles here).
     for name, (model, ds) in variants.items():
@@ -714,6 +723,14 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         switches[name] = {"speedup": best[name] / best["pipeline"],
                           "median_of_round_ratios": _median(per_round(name, "pipeline")),
                           "per_round": per_round(name, "pipeline")}
+    for name in DEFAULT_ON:
+        off = f"without_{name}"
+        switches[name] = {"speedup": best["pipeline"] / best[off],
+                          "median_of_round_ratios": _median(per_round("pipeline", off)),
+                          "per_round": per_round("pipeline", off),
+                          "setting": f"trainer.{name}=true (the default)",
+                          "accuracy_held": None,
+                          "accuracy_note": "same results as plain Keras (tests/test_fast_training.py)"}
     switches["jit_compile"]["setting"] = "trainer.jit_compile=true"
     switches["mixed_bfloat16"]["setting"] = "trainer.precision=mixed_bfloat16"
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={spe}"
@@ -928,8 +945,10 @@ def table(result: dict[str, Any]) -> str:
         s = result["switches"][name]
         held = s.get("accuracy_held")
         note = "n/a" if held is None else ("held" if held else "DROPPED")
-        rows.append((f"speedup_{name}", f"x{result[f'speedup_{name}']:.3f}", f"accuracy {note}",
-                     "recommend" if s["recommend_default"] else "keep off"))
+        verdict = "recommend" if s["recommend_default"] else "keep off"
+        if name in DEFAULT_ON:
+            verdict = "default on" if s["recommend_default"] else "NOT FASTER"
+        rows.append((f"speedup_{name}", f"x{result[f'speedup_{name}']:.3f}", f"accuracy {note}", verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -30,6 +30,7 @@ from cifarlab.config import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
 from cifarlab.distribute import is_chief, make_strategy
 from cifarlab.errors import CifarlabError
+from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
 from cifarlab.models import build_model
 from cifarlab.optim import build_optimizer, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
@@ -162,6 +163,8 @@ def _describe(cfg: DictConfig, data: DataSplits) -> str:
 def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None) -> None:
     t = cfg.trainer
     optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
+    if t.freeze_cancelled_bias:
+        freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
     if t.label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
     else:
@@ -211,7 +214,8 @@ def _evaluate(
 
 def _inference_model(model: keras.Model) -> keras.Model:
     """The same layers and weights without the compile state, so loading needs no cifarlab code."""
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    plain = standard_layers(model)  # an uncompiled copy when it had to swap layers
+    return plain if plain is not model else keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def _log_model(recorder: tracking.NullRecorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
@@ -293,6 +297,8 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
         print(f"cifarlab: weights from {cfg.model.init_from}: {report.summary()}", flush=True)
     if cfg.model.get("freeze", "none") != "none":
         set_frozen(model, cfg.model.freeze)
+    if t.fused_batchnorm:
+        model = use_fused_batchnorm(model)
     print(_describe(cfg, data), flush=True)
     return data, model, report
 

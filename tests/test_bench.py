@@ -65,7 +65,8 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
     for key in ("pipeline_images_per_s", "train_images_per_s", "pipeline_stall_ratio", "framework_overhead_ratio",
                 "cfg_job_seconds", "flops_utilization", "mlflow_overhead_ratio", "speedup_jit_compile",
-                "speedup_mixed_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching"):
+                "speedup_mixed_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching",
+                "speedup_fused_batchnorm", "speedup_freeze_cancelled_bias"):
         assert key in result
     assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
     assert result["targets"]["pipeline_stall_ratio"] == {

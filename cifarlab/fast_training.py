@@ -1,0 +1,88 @@
+"""Exact training speedups applied to a built model, and undone for export.
+
+Both change how TensorFlow computes a step, never what it computes:
+
+- ``trainer.fused_batchnorm``: BatchNorm layers train with TensorFlow's fused kernel
+  (:class:`~cifarlab.models.fused_batchnorm.FusedBatchNormalization`).
+- ``trainer.freeze_cancelled_bias``: a conv or dense bias feeding straight into
+  BatchNorm is cancelled by BatchNorm's mean subtraction, so its gradient is zero;
+  keeping it trainable still costs a bias-gradient kernel every step. It stays in the
+  model (the published parameter counts include it) but is left out of training.
+
+``python -m cifarlab.bench`` measures each as a speed switch.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from cifarlab.models.fused_batchnorm import FusedBatchNormalization
+
+
+def _rebuild(model: keras.Model, swap) -> keras.Model:
+    """``model`` with each layer for which ``swap`` returns a replacement class rebuilt as it; weights kept."""
+
+    def clone(layer):
+        cls = swap(layer) or layer.__class__
+        return cls.from_config(layer.get_config())
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    rebuilt.set_weights(model.get_weights())
+    for old, new in zip(model.layers, rebuilt.layers):
+        new.trainable = old.trainable
+    return rebuilt
+
+
+def _is_flat_functional(model: keras.Model) -> bool:
+    # clone_model only swaps top-level layers; nested models (Keras applications) keep theirs.
+    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") and not any(
+        isinstance(layer, keras.Model) for layer in model.layers
+    )
+
+
+def use_fused_batchnorm(model: keras.Model) -> keras.Model:
+    """``model`` with every plain BatchNormalization trained by the fused kernel."""
+    plain = [layer for layer in model.layers if type(layer) is layers.BatchNormalization]
+    if not plain or not _is_flat_functional(model):
+        return model
+    return _rebuild(model, lambda layer: FusedBatchNormalization if type(layer) is layers.BatchNormalization else None)
+
+
+def standard_layers(model: keras.Model) -> keras.Model:
+    """``model`` with only Keras's own BatchNormalization, so loading it needs no cifarlab code."""
+    if not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers):
+        return model
+    return _rebuild(model, lambda layer: layers.BatchNormalization if isinstance(layer, FusedBatchNormalization) else None)
+
+
+def _consumers(layer) -> list:
+    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+
+
+def freeze_cancelled_biases(model: keras.Model) -> list[str]:
+    """Make each bias that BatchNorm cancels non-trainable; returns the layers touched.
+
+    A bias qualifies when its layer has no activation and every consumer is a
+    trainable BatchNormalization over the last axis: in training it subtracts the
+    per-channel batch mean, which contains the bias exactly. Call it again after
+    changing which layers are trainable (Keras resets the flags of their variables).
+    """
+    frozen = []
+    for layer in model.layers:
+        bias = getattr(layer, "bias", None)
+        if bias is None or not layer.trainable or not isinstance(layer, (layers.Conv2D, layers.Dense)):
+            continue
+        consumers = _consumers(layer)
+        cancelled = (
+            getattr(layer.activation, "__name__", "linear") == "linear"
+            and bool(consumers)
+            and all(
+                isinstance(c, layers.BatchNormalization) and c.trainable and c.axis in (-1, len(c.input.shape) - 1)
+                for c in consumers
+            )
+        )
+        bias.trainable = not cancelled
+        if cancelled:
+            frozen.append(layer.name)
+    return frozen
