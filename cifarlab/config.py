@@ -233,6 +233,14 @@ def validate(cfg: DictConfig) -> None:
         t.strategy,
         f"choose one of: {', '.join(STRATEGIES)}",
     )
+    if t.strategy == "multi_worker":
+        # Every worker must stop at the same step and make the same collective calls.
+        _check(t.steps_per_execution == 1, "trainer.steps_per_execution", t.steps_per_execution,
+               "use 1 with trainer.strategy=multi_worker (Keras's multi-step loop fails there)")
+        _check(t.jit_compile is not True, "trainer.jit_compile", t.jit_compile,
+               "use auto or false with trainer.strategy=multi_worker (XLA has no CPU collectives)")
+        _check(t.time_budget_s is None, "trainer.time_budget_s", t.time_budget_s,
+               "use null with trainer.strategy=multi_worker (workers' clocks would stop them at different steps)")
     _check(
         cfg.reports.orientation in ORIENTATIONS,
         "reports.orientation",

@@ -7,24 +7,31 @@ import os
 
 import tensorflow as tf
 
-
 from cifarlab.errors import ConfigError
 
 
+_multi_worker: tf.distribute.Strategy | None = None
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``mirrored``: data parallel over this machine's devices; ``default``: one device."""
+    """``mirrored``: data parallel over this machine's devices; ``multi_worker``: over the
+    processes TF_CONFIG lists (one per machine, or several on one); ``default``: one device."""
+    global _multi_worker
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        # Keras 3's TF trainer reduces nested per-replica batches in ways
-        # MultiWorkerMirroredStrategy rejects (keras-team/keras#20585): fail clearly
-        # before any work rather than deep inside fit.
-        raise ConfigError(
-            "trainer.strategy", name,
-            "Keras 3 cannot train under tf.distribute.MultiWorkerMirroredStrategy yet "
-            "(keras-team/keras#20585); use trainer.strategy=mirrored on one machine",
-            problem="is not supported",
-        )
+        # Collectives are configured once per process, before TensorFlow runs anything:
+        # later jobs in the same process reuse the strategy.
+        if _multi_worker is None:
+            try:
+                _multi_worker = tf.distribute.MultiWorkerMirroredStrategy()
+            except (RuntimeError, ValueError) as err:
+                raise ConfigError(
+                    "trainer.strategy", name,
+                    f"TF_CONFIG must describe the cluster and this process's task ({str(err).splitlines()[0]})",
+                    problem="could not start",
+                ) from None
+        return _multi_worker
     return tf.distribute.get_strategy()
 
 

@@ -15,6 +15,14 @@ from cifarlab.augment import BatchAugment
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _sharded_by_element(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Under trainer.strategy=multi_worker each worker takes every n-th element (arrays
+    in memory have no files to split); no effect on one machine."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
 def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(images, tf.float32), labels
 
@@ -35,9 +43,9 @@ def train_dataset(
     ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=AUTOTUNE, deterministic=False)
-    return ds.prefetch(AUTOTUNE)
+    return _sharded_by_element(ds.prefetch(AUTOTUNE))
 
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
-    return ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return _sharded_by_element(ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))

@@ -32,6 +32,7 @@ from cifarlab.distribute import is_chief, make_strategy
 from cifarlab.errors import CifarlabError
 from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
 from cifarlab.models import build_model
+from cifarlab.multi_worker import adapt_model
 from cifarlab.optim import build_optimizer, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
 from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
@@ -241,7 +242,11 @@ def _log_model(recorder: tracking.NullRecorder, model: keras.Model, data: DataSp
 def train(cfg: DictConfig) -> TrainResult:
     """Run one training as ``cfg`` describes and record it. Raises CifarlabError on bad input."""
     key = tracking.config_hash(cfg)
-    state = RunState(Path(cfg.paths.state_dir) / key)
+    chief = is_chief()
+    if not chief:
+        # Other workers train in lockstep but record nothing and keep their state apart.
+        cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
+    state = RunState(Path(cfg.paths.state_dir) / key if chief else Path(tempfile.mkdtemp(prefix="cifarlab-worker-")))
     resume_id = state.resumable_run_id() if cfg.tracking.enabled else None
     if cfg.tracking.enabled:
         tracking.check_server_reachable(tracking.tracking_uri(cfg))
@@ -255,13 +260,9 @@ def train(cfg: DictConfig) -> TrainResult:
 
     keras.backend.clear_session()  # a sweep runs many jobs in one process
     strategy = make_strategy(cfg.trainer.strategy)
-    if not is_chief():
-        # Other workers train in lockstep but record nothing and keep their state apart.
-        cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
-        state = RunState(Path(tempfile.mkdtemp(prefix="cifarlab-worker-")))
-        resume_id = None
     with strategy.scope():
         data, model, transfer_report = _prepare(cfg)
+        model = adapt_model(model)  # a no-op unless trainer.strategy=multi_worker spans workers
     tags = _run_tags(cfg, key)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -297,7 +298,9 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
         print(f"cifarlab: weights from {cfg.model.init_from}: {report.summary()}", flush=True)
     if cfg.model.get("freeze", "none") != "none":
         set_frozen(model, cfg.model.freeze)
-    if t.fused_batchnorm:
+    if t.fused_batchnorm and t.strategy != "multi_worker":
+        # (not multi_worker: exporting would rebuild the model, creating variables
+        # collectively on every worker)
         model = use_fused_batchnorm(model)
     print(_describe(cfg, data), flush=True)
     return data, model, report
