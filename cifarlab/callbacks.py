@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,20 @@ def early_stopping(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Cal
     )
 
 
+def staging_path(path: Path) -> Path:
+    """Where ``path`` is written before it replaces the real file (same folder, same suffix)."""
+    return path.with_name(f".partial-{path.name}")
+
+
+def publish(staged: Path, path: Path) -> None:
+    """Atomically replace ``path`` by the fully written ``staged`` file.
+
+    A process killed while writing (a lost machine, an out-of-memory kill) then
+    leaves the previous complete file, never a truncated one that fails to load.
+    """
+    os.replace(staged, path)
+
+
 class BestAndLastCheckpoint(keras.callbacks.Callback):
     """``best.keras`` whenever the monitored metric improves, ``last.keras`` when training ends."""
 
@@ -72,8 +87,9 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         self.best_path = directory / "best.keras"
         self.last_path = directory / "last.keras"
         self.save_last = save_last
+        # Keras writes the improved model to the staging file; on_epoch_end publishes it.
         self._best = keras.callbacks.ModelCheckpoint(
-            self.best_path,
+            staging_path(self.best_path),
             monitor=keras_metric_name(monitor),
             mode=_mode(monitor),
             save_best_only=True,
@@ -86,12 +102,15 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._best.on_epoch_end(epoch, logs)
+        if staging_path(self.best_path).exists():
+            publish(staging_path(self.best_path), self.best_path)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # Once, not every epoch: saving costs real time per epoch, and a killed run
         # resumes from the BackupAndRestore state, not from last.keras.
         if self.save_last:
-            self.model.save(self.last_path)
+            self.model.save(staging_path(self.last_path))
+            publish(staging_path(self.last_path), self.last_path)
 
 
 @CALLBACKS.register("checkpoint")
@@ -101,9 +120,31 @@ def checkpoint(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callbac
     )
 
 
+class CrashSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, with each backup written aside and then renamed into place.
+
+    Keras overwrites ``latest.weights.h5`` in place, so a kill during that write
+    leaves a truncated file the resumed run cannot open ("bad object header").
+    Weights are published before the epoch counter, so the worst a kill between
+    the two renames costs is one repeated epoch.
+    """
+
+    def _save_model(self) -> None:
+        final = {"_weights_path": self._weights_path, "_training_metadata_path": self._training_metadata_path}
+        for attr, path in final.items():
+            setattr(self, attr, str(staging_path(Path(path))))
+        try:
+            super()._save_model()
+        finally:
+            for attr, path in final.items():
+                setattr(self, attr, path)
+        for path in final.values():
+            publish(staging_path(Path(path)), Path(path))
+
+
 @CALLBACKS.register("backup_and_restore")
 def backup_and_restore(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
-    return keras.callbacks.BackupAndRestore(str(ctx.backup_dir), delete_checkpoint=True)
+    return CrashSafeBackupAndRestore(str(ctx.backup_dir), delete_checkpoint=True)
 
 
 @CALLBACKS.register("reduce_lr_on_plateau")
