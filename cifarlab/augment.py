@@ -6,6 +6,7 @@ vectorised TF ops), never image by image in Python.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import keras
@@ -42,17 +43,56 @@ def flip(cfg: DictConfig, seed: int) -> BatchAugment:
     return _sequential(_flip(cfg, seed))
 
 
+def random_affine(
+    flip: str, height_shift: float, width_shift: float, rotation_degrees: float, fill_mode: str, seed: int
+) -> BatchAugment:
+    """Per image: flip, shift by up to a fraction of the size, rotate by up to ``rotation_degrees``.
+
+    The same random transforms as Keras's RandomFlip, RandomTranslation and
+    RandomRotation in a row, composed into one matrix per image and applied by a
+    single ``affine_transform``: one resampling pass instead of two (sharper) and
+    about half the CPU time, which on a small machine is time taken from training.
+    """
+    generator = tf.random.Generator.from_seed(seed)
+    max_angle = rotation_degrees * math.pi / 180.0
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(images)
+        batch = shape[0]
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        angle = generator.uniform([batch], -max_angle, max_angle)
+        shift_x = generator.uniform([batch], -width_shift, width_shift) * width
+        shift_y = generator.uniform([batch], -height_shift, height_shift) * height
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        # Each map sends output pixel coordinates to input ones. Rotation about the
+        # centre, as keras.layers.RandomRotation builds it:
+        offset_x = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+        offset_y = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+        # ... then the shift (input = rotated - shift) ...
+        a0, a1, a2 = cos, -sin, offset_x - shift_x
+        b0, b1, b2 = sin, cos, offset_y - shift_y
+        # ... then the flips (x -> width - 1 - x) on the images drawn for them.
+        if flip in ("horizontal", "horizontal_and_vertical"):
+            mirror = tf.cast(generator.uniform([batch]) < 0.5, tf.float32)
+            sign = 1.0 - 2.0 * mirror
+            a0, a1, a2 = sign * a0, sign * a1, sign * a2 + mirror * (width - 1)
+        if flip in ("vertical", "horizontal_and_vertical"):
+            mirror = tf.cast(generator.uniform([batch]) < 0.5, tf.float32)
+            sign = 1.0 - 2.0 * mirror
+            b0, b1, b2 = sign * b0, sign * b1, sign * b2 + mirror * (height - 1)
+        no_projection = tf.zeros_like(cos)
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, no_projection, no_projection], axis=1)
+        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode=fill_mode)
+
+    return augment
+
+
 @AUGMENTATIONS.register("shift_flip_rotate")
 def shift_flip_rotate(cfg: DictConfig, seed: int) -> BatchAugment:
     """Flip, shift by up to ``height_shift``/``width_shift`` and rotate by up to ``rotation_degrees``."""
-    steps = _flip(cfg, seed)
-    if cfg.height_shift or cfg.width_shift:
-        steps.append(
-            layers.RandomTranslation(cfg.height_shift, cfg.width_shift, fill_mode=cfg.fill_mode, seed=seed + 1)
-        )
-    if cfg.rotation_degrees:
-        steps.append(layers.RandomRotation(cfg.rotation_degrees / 360.0, fill_mode=cfg.fill_mode, seed=seed + 2))
-    return _sequential(steps)
+    return random_affine(
+        cfg.flip, cfg.height_shift, cfg.width_shift, cfg.rotation_degrees, cfg.fill_mode, seed
+    )
 
 
 def random_pad_crop(padding: int, fill_mode: str, seed: int) -> BatchAugment:
@@ -61,7 +101,7 @@ def random_pad_crop(padding: int, fill_mode: str, seed: int) -> BatchAugment:
     Keras's RandomCrop draws one offset for the whole batch; here each image gets
     its own, by gathering rows and columns at per-image offsets.
     """
-    mode = {"reflect": "REFLECT", "constant": "CONSTANT", "symmetric": "SYMMETRIC"}.get(fill_mode, "REFLECT")
+    mode = fill_mode.upper()  # REFLECT, SYMMETRIC or CONSTANT, as tf.pad names them
     generator = tf.random.Generator.from_seed(seed)
 
     def crop(images: tf.Tensor) -> tf.Tensor:

@@ -173,6 +173,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 ORIENTATIONS = ("true_rows", "pred_rows")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+# How each augmentation fills pixels from outside the image, as its TF op names them.
+FILL_MODES = {"shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"), "crop_flip": ("reflect", "symmetric", "constant")}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -253,6 +255,14 @@ def validate(cfg: DictConfig) -> None:
         cfg.augmentation.flip,
         f"choose one of: {', '.join(FLIPS)}",
     )
+    fill_modes = FILL_MODES.get(cfg.augmentation.name)
+    if fill_modes:
+        _check(
+            cfg.augmentation.fill_mode in fill_modes,
+            "augmentation.fill_mode",
+            cfg.augmentation.fill_mode,
+            f"choose one of: {', '.join(fill_modes)} (for augmentation={cfg.augmentation.name})",
+        )
     _check(
         isinstance(cfg.model, DictConfig) and isinstance(cfg.model.get("name"), str),
         "model",
