@@ -22,8 +22,9 @@ beside the checkout when present, or ``--data-dir``; generated 32x32x3 images ot
   SQLite store / the steady epoch time;
 - ``speedup_<switch>``: cnn_bn training throughput with one speed switch / the default
   (XLA, mixed_bfloat16, thread settings, steps_per_execution, caching), with a short
-  accuracy check for the switches that change the arithmetic; for the exact switches on
-  by default (fused BatchNorm, frozen cancelled biases): the default / the switch off.
+  accuracy check for the switches that change the arithmetic; for switches on by default
+  (fused BatchNorm, frozen cancelled biases, and mixed_bfloat16 where
+  ``trainer.precision=auto`` picks it): the default / the switch off.
 
 Load from other processes only ever slows a measurement down. So every variant is
 measured in several rounds, alternated (rotating order) with the others, and the
@@ -69,6 +70,11 @@ SWITCHES = ("jit_compile", "mixed_bfloat16", "threads", "steps_per_execution", "
             "fused_batchnorm", "freeze_cancelled_bias")
 # Switches already on by default (exact: tests/test_fast_training.py): measured as default / switched off.
 DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias")
+# Trainer settings of each switch, on and off (steps_per_execution, threads and caching are set apart).
+SWITCHED_ON = {"jit_compile": {"jit_compile": True}, "mixed_bfloat16": {"precision": "mixed_bfloat16"}}
+SWITCHED_OFF = {**{name: {name: False} for name in DEFAULT_ON}, "mixed_bfloat16": {"precision": "float32"}}
+# Switches that change the arithmetic, so get a short accuracy check.
+ARITHMETIC_SWITCHES = ("jit_compile", "mixed_bfloat16")
 REQUIRED_KEYS = tuple(TARGETS) + tuple(f"speedup_{s}" for s in SWITCHES)
 
 # Thread settings tried: (intra_op, inter_op); (0, 0) is TensorFlow's default (one per core).
@@ -409,6 +415,14 @@ def cached_train_dataset(images, labels, batch_size: int, augment, seed: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def switches_on_by_default(cfg) -> tuple[str, ...]:
+    """The switches cfg already has on here: the exact ones, and bfloat16 where precision=auto picks it."""
+    from cifarlab.precision import resolve_precision
+
+    bf16 = resolve_precision(cfg.trainer.precision) == "mixed_bfloat16"
+    return (*DEFAULT_ON, "mixed_bfloat16") if bf16 else DEFAULT_ON
+
+
 def _variant_cfg(cfg, **trainer):
     from omegaconf import OmegaConf
 
@@ -421,10 +435,11 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
 
     from cifarlab.fast_training import use_fused_batchnorm
     from cifarlab.models import build_model
+    from cifarlab.precision import resolve_precision
     from cifarlab.train import _compile
 
     keras.utils.set_random_seed(cfg.trainer.seed)
-    keras.mixed_precision.set_dtype_policy(cfg.trainer.precision)
+    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.trainer.precision))
     try:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         if cfg.trainer.fused_batchnorm:
@@ -649,15 +664,20 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     spe = plan.steps_per_execution
 
     log("building cnn_bn and its variants")
+    default_on = switches_on_by_default(cfg)
     variant_cfgs = {
         "default": cfg,
-        "jit_compile": _variant_cfg(cfg, jit_compile=True),
-        "mixed_bfloat16": _variant_cfg(cfg, precision="mixed_bfloat16"),
+        **{name: _variant_cfg(cfg, **setting) for name, setting in SWITCHED_ON.items() if name not in default_on},
         "steps_per_execution": _variant_cfg(cfg, steps_per_execution=spe),
-        **{f"without_{name}": _variant_cfg(cfg, **{name: False}) for name in DEFAULT_ON},
+        **{f"without_{name}": _variant_cfg(cfg, **SWITCHED_OFF[name]) for name in default_on},
     }
     models = {name: build_compiled(c, data, steps, 1) for name, c in variant_cfgs.items()}
-    snapshots = {name: Snapshot(models[name]) for name in ("default", "jit_compile", "mixed_bfloat16")}
+    # Switches that change the arithmetic get a short accuracy check: switched on vs off.
+    accuracy_pairs = {
+        name: ("default", f"without_{name}") if name in default_on else (name, "default")
+        for name in ARITHMETIC_SWITCHES
+    }
+    snapshots = {v: Snapshot(models[v]) for pair in accuracy_pairs.values() for v in pair}
     default = models["default"]
     flops = count_flops(default)
     m.details["flops"] = {
@@ -673,11 +693,8 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     variants = {
         "pipeline": (models["default"], pipeline),
         "memory": (models["default"], memory),
-        "jit_compile": (models["jit_compile"], pipeline),
-        "mixed_bfloat16": (models["mixed_bfloat16"], pipeline),
-        "steps_per_execution": (models["steps_per_execution"], pipeline),
+        **{name: (models[name], pipeline) for name in variant_cfgs if name != "default"},
         "caching": (models["default"], cached),
-        **{f"without_{name}": (models[f"without_{name}"], pipeline) for name in DEFAULT_ON},
     }
     # Trace every train function once, outside the timing (XLA compiles here).
     for name, (model, ds) in variants.items():
@@ -720,19 +737,25 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     m.details["train_gflops"] = best["pipeline"] * flops["train"] / 1e9
     switches = m.details.setdefault("switches", {})
     for name in ("jit_compile", "mixed_bfloat16", "steps_per_execution", "caching"):
-        switches[name] = {"speedup": best[name] / best["pipeline"],
+        if name in default_on:
+            continue
+        switches[name] = {"speedup": best[name] / best["pipeline"], "default": False,
                           "median_of_round_ratios": _median(per_round(name, "pipeline")),
                           "per_round": per_round(name, "pipeline")}
-    for name in DEFAULT_ON:
+    for name in default_on:
         off = f"without_{name}"
-        switches[name] = {"speedup": best["pipeline"] / best[off],
+        switches[name] = {"speedup": best["pipeline"] / best[off], "default": True,
                           "median_of_round_ratios": _median(per_round("pipeline", off)),
                           "per_round": per_round("pipeline", off),
-                          "setting": f"trainer.{name}=true (the default)",
                           "accuracy_held": None,
                           "accuracy_note": "same results as plain Keras (tests/test_fast_training.py)"}
+    for name in DEFAULT_ON:
+        switches[name]["setting"] = f"trainer.{name}=true (the default)"
     switches["jit_compile"]["setting"] = "trainer.jit_compile=true"
-    switches["mixed_bfloat16"]["setting"] = "trainer.precision=mixed_bfloat16"
+    switches["mixed_bfloat16"]["setting"] = (
+        "trainer.precision=auto (the default) chose mixed_bfloat16 here; vs float32"
+        if "mixed_bfloat16" in default_on else "trainer.precision=mixed_bfloat16"
+    )
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={spe}"
     switches["caching"]["setting"] = "tf.data .cache() after the float cast, before shuffle/augmentation"
     for name in ("steps_per_execution", "caching"):
@@ -740,24 +763,23 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         switches[name]["accuracy_note"] = "same arithmetic and data: not affected"
 
     checked = [
-        name for name in ("jit_compile", "mixed_bfloat16")
-        if plan.always_check_accuracy or switches[name]["speedup"] >= SPEEDUP_THRESHOLD
+        name for name in ARITHMETIC_SWITCHES
+        if plan.always_check_accuracy or name in default_on or switches[name]["speedup"] >= SPEEDUP_THRESHOLD
     ]
-    for name in ("jit_compile", "mixed_bfloat16"):
+    for name in ARITHMETIC_SWITCHES:
         if name not in checked:
             switches[name]["accuracy_held"] = None
             switches[name]["accuracy_note"] = "not checked: not measured faster"
     if checked:
-        log(f"accuracy check ({plan.accuracy_epochs} epochs each): default, {', '.join(checked)}")
-        accuracy = {name: short_accuracy(snapshots[name], variant_cfgs[name], data, plan.accuracy_epochs)
-                    for name in ["default", *checked]}
+        log(f"accuracy check ({plan.accuracy_epochs} epochs each): {', '.join(checked)}, each on and off")
+        measured = sorted({v for name in checked for v in accuracy_pairs[name]})
+        accuracy = {v: short_accuracy(snapshots[v], variant_cfgs[v], data, plan.accuracy_epochs) for v in measured}
         m.details["accuracy_check"] = {"epochs": plan.accuracy_epochs, "tolerance": ACCURACY_TOLERANCE, **accuracy}
         for name in checked:
-            switches[name]["accuracy"] = accuracy[name]
-            switches[name]["default_accuracy"] = accuracy["default"]
-            switches[name]["accuracy_held"] = bool(
-                accuracy[name]["train_accuracy"] >= accuracy["default"]["train_accuracy"] - ACCURACY_TOLERANCE
-            )
+            on, off = (accuracy[v] for v in accuracy_pairs[name])
+            switches[name]["accuracy"] = on
+            switches[name]["default_accuracy"] = off  # the reference: the switch off
+            switches[name]["accuracy_held"] = bool(on["train_accuracy"] >= off["train_accuracy"] - ACCURACY_TOLERANCE)
 
     log(f"callbacks and MLflow logger: {plan.mlflow_epochs} epochs into SQLite")
     per_callback = callback_epoch_seconds(cfg, default, len(data.x_train), plan.mlflow_epochs, workdir)
@@ -946,7 +968,7 @@ def table(result: dict[str, Any]) -> str:
         held = s.get("accuracy_held")
         note = "n/a" if held is None else ("held" if held else "DROPPED")
         verdict = "recommend" if s["recommend_default"] else "keep off"
-        if name in DEFAULT_ON:
+        if s.get("default"):
             verdict = "default on" if s["recommend_default"] else "NOT FASTER"
         rows.append((f"speedup_{name}", f"x{result[f'speedup_{name}']:.3f}", f"accuracy {note}", verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -962,7 +984,7 @@ def table(result: dict[str, Any]) -> str:
         extra = ""
         if "accuracy" in s:
             a, d = s["accuracy"], s["default_accuracy"]
-            extra = (f"; short check: train accuracy {a['train_accuracy']:.3f} vs default {d['train_accuracy']:.3f}"
+            extra = (f"; short check: train accuracy {a['train_accuracy']:.3f} vs {d['train_accuracy']:.3f} without"
                      f", test {a['test_accuracy']:.3f} vs {d['test_accuracy']:.3f}")
         elif s.get("accuracy_note"):
             extra = f"; accuracy: {s['accuracy_note']}"

@@ -35,6 +35,7 @@ from cifarlab.models import build_model
 from cifarlab.multi_worker import adapt_model
 from cifarlab.optim import build_optimizer, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
+from cifarlab.precision import resolve_precision
 from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 
 
@@ -157,7 +158,8 @@ def _describe(cfg: DictConfig, data: DataSplits) -> str:
     return (
         f"cifarlab: {data.name} ({len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test), "
         f"model {cfg.model.name}, {cfg.optimizer.name} lr={cfg.optimizer.lr:g}, "
-        f"augmentation {cfg.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}"
+        f"augmentation {cfg.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
+        f"precision {keras.mixed_precision.dtype_policy().name}"
     )
 
 
@@ -287,7 +289,7 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
     """Data and model, before any run is opened: bad input fails here and records nothing."""
     t = cfg.trainer
     keras.utils.set_random_seed(t.seed)
-    keras.mixed_precision.set_dtype_policy(t.precision)
+    keras.mixed_precision.set_dtype_policy(resolve_precision(t.precision))
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     build_augmentation(cfg.augmentation, seed=t.seed)  # an unknown name fails now, not mid-run
@@ -310,7 +312,11 @@ def _record_setup(
     recorder: tracking.NullRecorder, cfg: DictConfig, model: keras.Model, transfer_report: "TransferReport | None"
 ) -> None:
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
-    recorder.log_params({**params, "model/num_params": model.count_params()})
+    recorder.log_params({
+        **params,
+        "model/num_params": model.count_params(),
+        "precision_policy": model.dtype_policy.name,  # what trainer.precision=auto chose here
+    })
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "model_summary.txt").write_text(_model_summary(model))
