@@ -66,15 +66,14 @@ TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "flops_utilization": (">=", 0.6, "", "cnn_bn training FLOP/s / fp32 matmul peak"),
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
 }
-SWITCHES = ("jit_compile", "mixed_bfloat16", "threads", "steps_per_execution", "caching",
+SWITCHES = ("jit_compile", "mixed_bfloat16", "autocast_bfloat16", "threads", "steps_per_execution", "caching",
             "fused_batchnorm", "freeze_cancelled_bias")
 # Switches already on by default (exact: tests/test_fast_training.py): measured as default / switched off.
 DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias")
-# Trainer settings of each switch, on and off (steps_per_execution, threads and caching are set apart).
-SWITCHED_ON = {"jit_compile": {"jit_compile": True}, "mixed_bfloat16": {"precision": "mixed_bfloat16"}}
-SWITCHED_OFF = {**{name: {name: False} for name in DEFAULT_ON}, "mixed_bfloat16": {"precision": "float32"}}
+# trainer.precision settings measured against float32; the one precision=auto picks here is the default.
+PRECISION_SWITCHES = ("mixed_bfloat16", "autocast_bfloat16")
 # Switches that change the arithmetic, so get a short accuracy check.
-ARITHMETIC_SWITCHES = ("jit_compile", "mixed_bfloat16")
+ARITHMETIC_SWITCHES = ("jit_compile", *PRECISION_SWITCHES)
 REQUIRED_KEYS = tuple(TARGETS) + tuple(f"speedup_{s}" for s in SWITCHES)
 
 # Thread settings tried: (intra_op, inter_op); (0, 0) is TensorFlow's default (one per core).
@@ -415,14 +414,6 @@ def cached_train_dataset(images, labels, batch_size: int, augment, seed: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def switches_on_by_default(cfg) -> tuple[str, ...]:
-    """The switches cfg already has on here: the exact ones, and bfloat16 where precision=auto picks it."""
-    from cifarlab.precision import resolve_precision
-
-    bf16 = resolve_precision(cfg.trainer.precision) == "mixed_bfloat16"
-    return (*DEFAULT_ON, "mixed_bfloat16") if bf16 else DEFAULT_ON
-
-
 def _variant_cfg(cfg, **trainer):
     from omegaconf import OmegaConf
 
@@ -435,15 +426,17 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
 
     from cifarlab.fast_training import use_fused_batchnorm
     from cifarlab.models import build_model
-    from cifarlab.precision import resolve_precision
+    from cifarlab.precision import apply_precision, global_policy, resolve_precision
     from cifarlab.train import _compile
 
+    precision = resolve_precision(cfg.trainer.precision)
     keras.utils.set_random_seed(cfg.trainer.seed)
-    keras.mixed_precision.set_dtype_policy(resolve_precision(cfg.trainer.precision))
+    keras.mixed_precision.set_dtype_policy(global_policy(precision))
     try:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         if cfg.trainer.fused_batchnorm:
             model = use_fused_batchnorm(model)
+        model = apply_precision(model, precision)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     _compile(model, cfg, steps_per_epoch, epochs)
@@ -652,6 +645,7 @@ class Measurements:
 
 def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Measurements) -> None:
     from cifarlab.data import load_dataset
+    from cifarlab.precision import resolve_precision
 
     cfg = compose(overrides)
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
@@ -664,18 +658,23 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     spe = plan.steps_per_execution
 
     log("building cnn_bn and its variants")
-    default_on = switches_on_by_default(cfg)
+    resolved = resolve_precision(cfg.trainer.precision)
+
+    def precision_variant(precision: str) -> str:
+        return "default" if precision == resolved else f"precision_{precision}"
+
     variant_cfgs = {
         "default": cfg,
-        **{name: _variant_cfg(cfg, **setting) for name, setting in SWITCHED_ON.items() if name not in default_on},
+        "jit_compile": _variant_cfg(cfg, jit_compile=True),
         "steps_per_execution": _variant_cfg(cfg, steps_per_execution=spe),
-        **{f"without_{name}": _variant_cfg(cfg, **SWITCHED_OFF[name]) for name in default_on},
+        **{f"without_{name}": _variant_cfg(cfg, **{name: False}) for name in DEFAULT_ON},
+        **{precision_variant(p): _variant_cfg(cfg, precision=p) for p in ("float32", *PRECISION_SWITCHES) if p != resolved},
     }
     models = {name: build_compiled(c, data, steps, 1) for name, c in variant_cfgs.items()}
-    # Switches that change the arithmetic get a short accuracy check: switched on vs off.
+    # Switches that change the arithmetic get a short accuracy check: (switched on, reference).
     accuracy_pairs = {
-        name: ("default", f"without_{name}") if name in default_on else (name, "default")
-        for name in ARITHMETIC_SWITCHES
+        "jit_compile": ("jit_compile", "default"),
+        **{p: (precision_variant(p), precision_variant("float32")) for p in PRECISION_SWITCHES},
     }
     snapshots = {v: Snapshot(models[v]) for pair in accuracy_pairs.values() for v in pair}
     default = models["default"]
@@ -736,26 +735,24 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
                                        "n": plan.matmul_n}
     m.details["train_gflops"] = best["pipeline"] * flops["train"] / 1e9
     switches = m.details.setdefault("switches", {})
-    for name in ("jit_compile", "mixed_bfloat16", "steps_per_execution", "caching"):
-        if name in default_on:
-            continue
-        switches[name] = {"speedup": best[name] / best["pipeline"], "default": False,
-                          "median_of_round_ratios": _median(per_round(name, "pipeline")),
-                          "per_round": per_round(name, "pipeline")}
-    for name in default_on:
-        off = f"without_{name}"
-        switches[name] = {"speedup": best["pipeline"] / best[off], "default": True,
-                          "median_of_round_ratios": _median(per_round("pipeline", off)),
-                          "per_round": per_round("pipeline", off),
-                          "accuracy_held": None,
-                          "accuracy_note": "same results as plain Keras (tests/test_fast_training.py)"}
+
+    def speedup(faster: str, slower: str, default: bool) -> dict[str, Any]:
+        faster, slower = ("pipeline" if v == "default" else v for v in (faster, slower))
+        return {"speedup": best[faster] / best[slower], "default": default,
+                "median_of_round_ratios": _median(per_round(faster, slower)), "per_round": per_round(faster, slower)}
+
+    for name in ("jit_compile", "steps_per_execution", "caching"):
+        switches[name] = speedup(name, "default", default=False)
     for name in DEFAULT_ON:
+        switches[name] = speedup("default", f"without_{name}", default=True)
         switches[name]["setting"] = f"trainer.{name}=true (the default)"
+        switches[name]["accuracy_held"] = None
+        switches[name]["accuracy_note"] = "same results as plain Keras (tests/test_fast_training.py)"
+    for p in PRECISION_SWITCHES:
+        switches[p] = speedup(precision_variant(p), precision_variant("float32"), default=p == resolved)
+        switches[p]["setting"] = f"trainer.precision={p}, vs float32" + (
+            " (what the default precision=auto picks here)" if p == resolved else "")
     switches["jit_compile"]["setting"] = "trainer.jit_compile=true"
-    switches["mixed_bfloat16"]["setting"] = (
-        "trainer.precision=auto (the default) chose mixed_bfloat16 here; vs float32"
-        if "mixed_bfloat16" in default_on else "trainer.precision=mixed_bfloat16"
-    )
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={spe}"
     switches["caching"]["setting"] = "tf.data .cache() after the float cast, before shuffle/augmentation"
     for name in ("steps_per_execution", "caching"):
@@ -764,7 +761,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
 
     checked = [
         name for name in ARITHMETIC_SWITCHES
-        if plan.always_check_accuracy or name in default_on or switches[name]["speedup"] >= SPEEDUP_THRESHOLD
+        if plan.always_check_accuracy or switches[name]["default"] or switches[name]["speedup"] >= SPEEDUP_THRESHOLD
     ]
     for name in ARITHMETIC_SWITCHES:
         if name not in checked:
@@ -778,7 +775,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         for name in checked:
             on, off = (accuracy[v] for v in accuracy_pairs[name])
             switches[name]["accuracy"] = on
-            switches[name]["default_accuracy"] = off  # the reference: the switch off
+            switches[name]["default_accuracy"] = off  # the reference: the switch off (float32 for precisions)
             switches[name]["accuracy_held"] = bool(on["train_accuracy"] >= off["train_accuracy"] - ACCURACY_TOLERANCE)
 
     log(f"callbacks and MLflow logger: {plan.mlflow_epochs} epochs into SQLite")

@@ -14,7 +14,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.errors import ConfigError
-from cifarlab.precision import PRECISIONS
 
 
 @dataclass
@@ -87,8 +86,8 @@ class TrainerConfig:
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
     label_smoothing: float = 0.0
-    # auto: mixed_bfloat16 where the hardware has bfloat16 units, else float32 (cifarlab/precision.py)
-    precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
+    # auto: bfloat16 where the hardware has bfloat16 units, else float32 (cifarlab/precision.py)
+    precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16 | autocast_bfloat16
     jit_compile: Any = "auto"  # auto | true | false
     steps_per_execution: int = 1
     shuffle_buffer: Optional[int] = None  # None: the whole training split
@@ -171,6 +170,8 @@ def _check(ok: bool, key: str, value: object, allowed: str) -> None:
         raise ConfigError(key, value, allowed)
 
 
+# trainer.precision (cifarlab/precision.py says what each does)
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "autocast_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 ORIENTATIONS = ("true_rows", "pred_rows")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")

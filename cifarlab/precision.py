@@ -1,9 +1,15 @@
-"""``trainer.precision``: the Keras dtype policy a run trains under, ``auto`` by default.
+"""``trainer.precision``: the numeric types a run trains in, ``auto`` by default.
 
-``auto`` trains in mixed bfloat16 where the hardware computes bfloat16 natively (and
-``python -m cifarlab.bench`` measured it faster with accuracy held on such a CPU), and in
-float32 everywhere else, where bfloat16 would be emulated and slow. Runs record the
-policy they used as the ``precision_policy`` parameter.
+- ``float32``, ``mixed_float16``, ``mixed_bfloat16``: Keras's dtype policies, for every layer.
+- ``autocast_bfloat16``: convolutions and dense layers compute in bfloat16 (float32
+  weights), everything else (BatchNorm, activations, dropout, softmax, the loss) in
+  float32, the split ``torch.autocast`` makes. On a CPU this is the faster bfloat16:
+  its bfloat16 units speed up the matrix products, while element-wise ops run fastest
+  in float32 (TensorFlow's bfloat16 element-wise kernels are slow on CPUs).
+- ``auto``: ``autocast_bfloat16`` on CPUs with bfloat16 units, ``mixed_bfloat16`` on
+  GPUs of compute capability 8.0+, ``float32`` elsewhere, where bfloat16 would be
+  emulated. ``python -m cifarlab.bench`` measures each against float32 with a short
+  accuracy check. Runs record what they used as the ``precision_policy`` parameter.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ import os
 import platform
 from pathlib import Path
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+import keras
+from keras import layers
+
+AUTOCAST = "autocast_bfloat16"
 
 # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic: x86 (AVX512-BF16, AMX) and Arm (BF16).
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
@@ -47,7 +56,7 @@ def native_bfloat16() -> bool:
     instructions, and TensorFlow's oneDNN kernels (which use them) not switched off.
     """
     capabilities = _gpu_compute_capabilities()
-    if capabilities:
+    if capabilities:  # GPU training: only its bfloat16 support matters
         return all(cc >= (8, 0) for cc in capabilities)
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip() in ("0", "false", "False"):
         return False
@@ -57,7 +66,50 @@ def native_bfloat16() -> bool:
 
 
 def resolve_precision(setting: str) -> str:
-    """The Keras dtype policy for ``trainer.precision`` (``auto`` decided for this machine)."""
+    """``trainer.precision`` with ``auto`` decided for this machine."""
     if setting != "auto":
         return setting
-    return "mixed_bfloat16" if native_bfloat16() else "float32"
+    if not native_bfloat16():
+        return "float32"
+    return "mixed_bfloat16" if _gpu_compute_capabilities() else AUTOCAST
+
+
+def global_policy(precision: str) -> str:
+    """The Keras global dtype policy to build the model under (autocast starts from float32)."""
+    return "float32" if precision == AUTOCAST else precision
+
+
+# Layers whose work is a matrix product: the ones autocast_bfloat16 runs in bfloat16.
+MATMUL_LAYERS = (
+    layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Conv1DTranspose, layers.Conv2DTranspose,
+    layers.Conv3DTranspose, layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D,
+    layers.Dense, layers.EinsumDense,
+)
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):  # nested models (Keras applications)
+            yield from _all_layers(layer)
+
+
+def _produces_model_output(layer: keras.layers.Layer, model: keras.Model) -> bool:
+    try:
+        return any(layer.output is output for output in model.outputs)
+    except (AttributeError, ValueError):  # a layer called more than once has no single output
+        return False
+
+
+def apply_precision(model: keras.Model, precision: str) -> keras.Model:
+    """Finish ``precision`` on a model built under :func:`global_policy`.
+
+    autocast_bfloat16 sets the matmul layers to bfloat16 compute (float32 weights),
+    except one producing the model's output: a softmax there stays float32, as Keras's
+    mixed-precision guide asks, so the loss never sees bfloat16 probabilities.
+    """
+    if precision == AUTOCAST:
+        for layer in _all_layers(model):
+            if isinstance(layer, MATMUL_LAYERS) and not _produces_model_output(layer, model):
+                layer.dtype_policy = "mixed_bfloat16"
+    return model

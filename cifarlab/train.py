@@ -35,7 +35,7 @@ from cifarlab.models import build_model
 from cifarlab.multi_worker import adapt_model
 from cifarlab.optim import build_optimizer, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
-from cifarlab.precision import resolve_precision
+from cifarlab.precision import apply_precision, global_policy, resolve_precision
 from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 
 
@@ -153,13 +153,13 @@ def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _describe(cfg: DictConfig, data: DataSplits) -> str:
+def _describe(cfg: DictConfig, data: DataSplits, precision: str) -> str:
     t = cfg.trainer
     return (
         f"cifarlab: {data.name} ({len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test), "
         f"model {cfg.model.name}, {cfg.optimizer.name} lr={cfg.optimizer.lr:g}, "
         f"augmentation {cfg.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
-        f"precision {keras.mixed_precision.dtype_policy().name}"
+        f"precision {precision}"
     )
 
 
@@ -289,7 +289,8 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
     """Data and model, before any run is opened: bad input fails here and records nothing."""
     t = cfg.trainer
     keras.utils.set_random_seed(t.seed)
-    keras.mixed_precision.set_dtype_policy(resolve_precision(t.precision))
+    precision = resolve_precision(t.precision)
+    keras.mixed_precision.set_dtype_policy(global_policy(precision))
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     build_augmentation(cfg.augmentation, seed=t.seed)  # an unknown name fails now, not mid-run
@@ -304,7 +305,8 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
         # (not multi_worker: exporting would rebuild the model, creating variables
         # collectively on every worker)
         model = use_fused_batchnorm(model)
-    print(_describe(cfg, data), flush=True)
+    model = apply_precision(model, precision)
+    print(_describe(cfg, data, precision), flush=True)
     return data, model, report
 
 
@@ -315,7 +317,7 @@ def _record_setup(
     recorder.log_params({
         **params,
         "model/num_params": model.count_params(),
-        "precision_policy": model.dtype_policy.name,  # what trainer.precision=auto chose here
+        "precision_policy": resolve_precision(cfg.trainer.precision),  # what auto chose on this machine
     })
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -65,7 +65,7 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
     for key in ("pipeline_images_per_s", "train_images_per_s", "pipeline_stall_ratio", "framework_overhead_ratio",
                 "cfg_job_seconds", "flops_utilization", "mlflow_overhead_ratio", "speedup_jit_compile",
-                "speedup_mixed_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching",
+                "speedup_mixed_bfloat16", "speedup_autocast_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching",
                 "speedup_fused_batchnorm", "speedup_freeze_cancelled_bias"):
         assert key in result
     assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
@@ -75,6 +75,11 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["tf_version"]
     assert result["data"]["source"].startswith("synthetic")
     assert isinstance(result["recommended_defaults"], list)
+    # The precision precision=auto picks here is reported as the default, measured against float32.
+    from cifarlab.precision import resolve_precision
+
+    precision_defaults = {p for p in ("mixed_bfloat16", "autocast_bfloat16") if result["switches"][p]["default"]}
+    assert precision_defaults == ({resolve_precision("auto")} - {"float32"})
 
 
 def test_fast_cpu_preset_composes(tmp_path):

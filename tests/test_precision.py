@@ -8,7 +8,7 @@ from cifarlab import precision
 from cifarlab.precision import resolve_precision
 
 
-@pytest.mark.parametrize("setting", ["float32", "mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("setting", ["float32", "mixed_float16", "mixed_bfloat16", "autocast_bfloat16"])
 def test_explicit_settings_are_kept(setting):
     assert resolve_precision(setting) == setting
 
@@ -32,12 +32,13 @@ def machine(monkeypatch):
 @pytest.mark.parametrize(
     "hardware, policy",
     [
-        (dict(cpu_flags={"avx2", "avx512f", "avx512_bf16"}), "mixed_bfloat16"),
-        (dict(cpu_flags={"avx2", "amx_bf16"}), "mixed_bfloat16"),
-        (dict(cpu_flags={"asimd", "bf16"}, arch="aarch64"), "mixed_bfloat16"),
+        # CPUs: bfloat16 matmuls, float32 element-wise ops (faster there than all-bfloat16)
+        (dict(cpu_flags={"avx2", "avx512f", "avx512_bf16"}), "autocast_bfloat16"),
+        (dict(cpu_flags={"avx2", "amx_bf16"}), "autocast_bfloat16"),
+        (dict(cpu_flags={"asimd", "bf16"}, arch="aarch64"), "autocast_bfloat16"),
         (dict(cpu_flags={"avx2", "avx512f"}), "float32"),  # bfloat16 would be emulated: slower
         (dict(cpu_flags={"avx512_bf16"}, onednn="0"), "float32"),  # the kernels that use it are off
-        (dict(gpus=[(9, 0)], cpu_flags={"avx2"}), "mixed_bfloat16"),
+        (dict(gpus=[(9, 0)], cpu_flags={"avx2"}), "mixed_bfloat16"),  # GPUs: all of Keras's mixed policy
         (dict(gpus=[(8, 0), (7, 5)], cpu_flags={"avx512_bf16"}), "float32"),  # one GPU lacks it
     ],
 )
@@ -60,5 +61,42 @@ def test_unknown_precision_is_refused_in_one_line(compose_cfg):
     from cifarlab.config import validate
     from cifarlab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="trainer.precision.*auto, float32"):
+    with pytest.raises(ConfigError, match="trainer.precision.*auto, float32.*autocast_bfloat16"):
         validate(compose_cfg("trainer.precision=bf16"))
+
+
+def test_autocast_runs_matmuls_in_bfloat16_and_the_rest_in_float32():
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from cifarlab.fast_training import use_fused_batchnorm
+    from cifarlab.precision import AUTOCAST, apply_precision, global_policy
+
+    keras.mixed_precision.set_dtype_policy(global_policy(AUTOCAST))
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.Activation("elu", name="act")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(6, name="dense")(x)
+    outputs = layers.Dense(2, activation="softmax", name="output")(x)
+    model = apply_precision(use_fused_batchnorm(keras.Model(inputs, outputs)), AUTOCAST)
+
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
+    assert policies["conv"] == policies["dense"] == "mixed_bfloat16"
+    assert policies["bn"] == policies["act"] == "float32"
+    assert policies["output"] == "float32"  # its softmax feeds the loss
+    assert all(w.dtype == "float32" for w in model.weights)  # bfloat16 compute, float32 weights
+
+    # What each layer computes in: run the layers one by one, as the model does.
+    image = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    conv_out = model.get_layer("conv")(image)
+    assert conv_out.dtype == "bfloat16"
+    assert model.get_layer("bn")(conv_out).dtype == "float32"
+
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    before = model.get_layer("conv").kernel.numpy().copy()
+    model.fit(image, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    assert not np.array_equal(before, model.get_layer("conv").kernel.numpy())
+    assert model.predict(image, verbose=0).dtype == np.float32
