@@ -1,6 +1,6 @@
-"""Exact training speedups applied to a built model, and undone for export.
+"""Training speedups applied to a built model, and undone for export.
 
-Both change how TensorFlow computes a step, never what it computes:
+The first two change how TensorFlow computes a step, never what it computes:
 
 - ``trainer.fused_batchnorm``: BatchNorm layers train with TensorFlow's fused kernel
   (:class:`~cifarlab.models.fused_batchnorm.FusedBatchNormalization`).
@@ -8,6 +8,12 @@ Both change how TensorFlow computes a step, never what it computes:
   BatchNorm is cancelled by BatchNorm's mean subtraction, so its gradient is zero;
   keeping it trainable still costs a bias-gradient kernel every step. It stays in the
   model (the published parameter counts include it) but is left out of training.
+
+The third draws different random numbers from the same distribution:
+
+- ``trainer.fast_dropout``: Dropout masks come from 16 random bits per element instead
+  of 32 (:class:`~cifarlab.models.fast_dropout.FastDropout`); the rate is kept to
+  1/65536 and the expected output is Keras's exactly.
 
 ``python -m cifarlab.bench`` measures each as a speed switch.
 """
@@ -17,7 +23,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cifarlab.models.fast_dropout import FastDropout
 from cifarlab.models.fused_batchnorm import FusedBatchNormalization
+
+# Training-only layer -> the Keras layer it stands in for (same config and weights).
+_TRAINING_LAYERS = {FusedBatchNormalization: layers.BatchNormalization, FastDropout: layers.Dropout}
 
 
 def _rebuild(model: keras.Model, swap) -> keras.Model:
@@ -41,19 +51,28 @@ def _is_flat_functional(model: keras.Model) -> bool:
     )
 
 
+def _swap_exact_type(model: keras.Model, keras_class: type, replacement: type) -> keras.Model:
+    """``model`` with every layer of exactly ``keras_class`` rebuilt as ``replacement``."""
+    if not any(type(layer) is keras_class for layer in model.layers) or not _is_flat_functional(model):
+        return model
+    return _rebuild(model, lambda layer: replacement if type(layer) is keras_class else None)
+
+
 def use_fused_batchnorm(model: keras.Model) -> keras.Model:
     """``model`` with every plain BatchNormalization trained by the fused kernel."""
-    plain = [layer for layer in model.layers if type(layer) is layers.BatchNormalization]
-    if not plain or not _is_flat_functional(model):
-        return model
-    return _rebuild(model, lambda layer: FusedBatchNormalization if type(layer) is layers.BatchNormalization else None)
+    return _swap_exact_type(model, layers.BatchNormalization, FusedBatchNormalization)
+
+
+def use_fast_dropout(model: keras.Model) -> keras.Model:
+    """``model`` with every plain Dropout drawing its masks from 16 bits per element."""
+    return _swap_exact_type(model, layers.Dropout, FastDropout)
 
 
 def standard_layers(model: keras.Model) -> keras.Model:
-    """``model`` with only Keras's own BatchNormalization, so loading it needs no cifarlab code."""
-    if not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers):
+    """``model`` with only Keras's own layers, so loading it needs no cifarlab code."""
+    if not any(type(layer) in _TRAINING_LAYERS for layer in model.layers):
         return model
-    return _rebuild(model, lambda layer: layers.BatchNormalization if isinstance(layer, FusedBatchNormalization) else None)
+    return _rebuild(model, lambda layer: _TRAINING_LAYERS.get(type(layer)))
 
 
 def _consumers(layer) -> list:

@@ -2,10 +2,11 @@
 
 - ``float32``, ``mixed_float16``, ``mixed_bfloat16``: Keras's dtype policies, for every layer.
 - ``autocast_bfloat16``: convolutions and dense layers compute in bfloat16 (float32
-  weights), everything else (BatchNorm, activations, dropout, softmax, the loss) in
-  float32, the split ``torch.autocast`` makes. On a CPU this is the faster bfloat16:
-  its bfloat16 units speed up the matrix products, while element-wise ops run fastest
-  in float32 (TensorFlow's bfloat16 element-wise kernels are slow on CPUs).
+  weights), and a BatchNorm right after one takes its bfloat16 output as it is
+  (statistics in float32); everything else (activations, dropout, softmax, the loss)
+  runs in float32, the split ``torch.autocast`` makes. On a CPU this is the faster
+  bfloat16: its bfloat16 units speed up the matrix products, while element-wise ops
+  run fastest in float32 (TensorFlow's bfloat16 element-wise kernels are slow on CPUs).
 - ``auto``: ``autocast_bfloat16`` on CPUs with bfloat16 units, ``mixed_bfloat16`` on
   GPUs of compute capability 8.0+, ``float32`` elsewhere, where bfloat16 would be
   emulated. ``python -m cifarlab.bench`` measures each against float32 with a short
@@ -106,10 +107,20 @@ def apply_precision(model: keras.Model, precision: str) -> keras.Model:
 
     autocast_bfloat16 sets the matmul layers to bfloat16 compute (float32 weights),
     except one producing the model's output: a softmax there stays float32, as Keras's
-    mixed-precision guide asks, so the loss never sees bfloat16 probabilities.
+    mixed-precision guide asks, so the loss never sees bfloat16 probabilities. A
+    BatchNorm fed only by such a layer takes bfloat16 too (Keras's BatchNorm computes
+    its statistics in float32 whatever its inputs), so its input needs no cast.
     """
-    if precision == AUTOCAST:
-        for layer in _all_layers(model):
-            if isinstance(layer, MATMUL_LAYERS) and not _produces_model_output(layer, model):
+    if precision != AUTOCAST:
+        return model
+    half = set()
+    for layer in _all_layers(model):
+        if isinstance(layer, MATMUL_LAYERS) and not _produces_model_output(layer, model):
+            layer.dtype_policy = "mixed_bfloat16"
+            half.add(id(layer))
+    for layer in _all_layers(model):
+        if isinstance(layer, layers.BatchNormalization) and len(layer._inbound_nodes) == 1:
+            producers = [parent.operation for parent in layer._inbound_nodes[0].parent_nodes]
+            if producers and all(id(p) in half for p in producers) and not _produces_model_output(layer, model):
                 layer.dtype_policy = "mixed_bfloat16"
     return model

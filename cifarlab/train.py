@@ -30,7 +30,7 @@ from cifarlab.config import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
 from cifarlab.distribute import is_chief, make_strategy
 from cifarlab.errors import CifarlabError
-from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
+from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models import build_model
 from cifarlab.multi_worker import adapt_model
 from cifarlab.optim import build_optimizer, plateau_callback
@@ -301,10 +301,12 @@ def _prepare(cfg: DictConfig) -> tuple[DataSplits, keras.Model, "TransferReport 
         print(f"cifarlab: weights from {cfg.model.init_from}: {report.summary()}", flush=True)
     if cfg.model.get("freeze", "none") != "none":
         set_frozen(model, cfg.model.freeze)
+    # (Not under multi_worker: exporting would rebuild the model, creating variables
+    # collectively on every worker.)
     if t.fused_batchnorm and t.strategy != "multi_worker":
-        # (not multi_worker: exporting would rebuild the model, creating variables
-        # collectively on every worker)
         model = use_fused_batchnorm(model)
+    if t.fast_dropout and t.strategy != "multi_worker":
+        model = use_fast_dropout(model)
     model = apply_precision(model, precision)
     print(_describe(cfg, data, precision), flush=True)
     return data, model, report

@@ -54,6 +54,25 @@ def test_flop_counter_counts_cnn_bn_convs_and_dense():
 
 
 @pytest.mark.slow
+def test_steps_per_second_skips_warm_steps_and_finds_the_fastest_window():
+    from itertools import accumulate
+
+    from cifarlab.bench import steps_per_second
+
+    # Step i ends at marks[i]: warm-up steps 0-1 slow, then 0.1 s per step except
+    # steps 5-6, held up 1 s by something else.
+    durations = [5.0, 5.0, 0.1, 0.1, 0.1, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    ends = list(accumulate(durations))
+    marks = list(enumerate(ends))
+    overall = steps_per_second(marks, warm_steps=2)
+    assert overall == pytest.approx(11 / (ends[-1] - ends[1]))  # the 11 timed steps, warm-up left out
+    assert steps_per_second(marks, warm_steps=2, window_steps=4) == pytest.approx(10.0)  # steps 7-10, say
+    assert steps_per_second(marks, warm_steps=2, window_steps=11) == pytest.approx(overall)
+    # Marks every 2 steps (steps_per_execution=2): windows span whole executions.
+    coarse = marks[1::2]  # steps 1, 3, ..., 11
+    assert steps_per_second(coarse, warm_steps=2, window_steps=3) == pytest.approx(4 / 0.4)
+
+
 def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     out = tmp_path / "bench.json"
     run_cli("--tiny", "--synthetic", "--out", str(out), "--workdir", str(tmp_path / "work"),

@@ -102,3 +102,83 @@ def test_freezing_follows_which_batchnorms_train():
             layer.trainable = False  # inference-mode BatchNorm does not cancel anything
     assert freeze_cancelled_biases(model) == []
     assert all(layer.bias.trainable for layer in model.layers if isinstance(layer, layers.Conv2D))
+
+
+# ----------------------------------------------------------------------------- fast dropout
+
+
+def _fast_dropout(rate, seed=7, **kwargs):
+    from cifarlab.models.fast_dropout import FastDropout
+
+    layer = FastDropout(rate, seed=seed, **kwargs)
+    layer.build((None, 4))
+    return layer
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.3, 0.5])
+def test_fast_dropout_drops_at_the_rate_and_keeps_the_expectation(rate):
+    x = tf.ones((50, 41, 41, 3))  # 252,150 elements: odd, so the last word is only half used
+    y = _fast_dropout(rate)(x, training=True).numpy()
+    dropped = y == 0
+    assert abs(dropped.mean() - rate) < 0.005  # ~5 standard deviations
+    kept = np.unique(y[~dropped])
+    assert kept.size == 1 and abs(kept[0] - 1 / (1 - rate)) < 1e-4  # scaled by the realised keep probability
+    assert abs(y.mean() - 1.0) < 0.01
+
+
+def test_fast_dropout_masks_are_independent_between_neighbours():
+    # The two 16-bit halves of each random word decide two neighbouring elements:
+    # if they were not independent, pairs would be dropped together more (or less) often.
+    rate = 0.5
+    y = _fast_dropout(rate)(tf.ones((200_000,)), training=True).numpy()
+    pairs = (y == 0).reshape(-1, 2)
+    assert abs(pairs.all(axis=1).mean() - rate**2) < 0.005
+    assert abs((pairs[:, 0] == pairs[:, 1]).mean() - 0.5) < 0.005
+
+
+def test_fast_dropout_follows_the_keras_seed_and_draws_new_masks_each_step():
+    x = tf.ones((64, 16))
+    keras.utils.set_random_seed(1)
+    first = _fast_dropout(0.3, seed=None)
+    a, b = (first(x, training=True).numpy() for _ in range(2))
+    keras.utils.set_random_seed(1)
+    again = _fast_dropout(0.3, seed=None)(x, training=True).numpy()
+    np.testing.assert_array_equal(again, a)  # same global seed, same masks
+    assert not np.array_equal(a, b)  # the layer's seed generator moves on every call
+    assert not np.array_equal(_fast_dropout(0.3, seed=11)(x, training=True).numpy(), a)
+
+
+def test_fast_dropout_gradient_is_its_mask_and_inference_is_identity():
+    layer = _fast_dropout(0.25)
+    x = tf.random.normal((32, 10), seed=3)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    grad = tape.gradient(y, x).numpy()
+    np.testing.assert_allclose(grad, np.where(y.numpy() == 0, 0.0, 1 / 0.75), rtol=1e-4)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+    half = _fast_dropout(0.25, dtype="mixed_bfloat16")(x, training=True)  # as under mixed_bfloat16
+    assert half.dtype == tf.bfloat16 and 0.15 < float(tf.reduce_mean(tf.cast(half == 0, "float32"))) < 0.35
+
+
+def test_fast_dropout_leaves_noise_shape_to_keras():
+    y = _fast_dropout(0.5, noise_shape=(8, 1))(tf.ones((8, 6)), training=True).numpy()
+    assert all(len(set(row)) == 1 for row in y)  # one decision per row, as noise_shape asks
+
+
+def test_swap_to_fast_dropout_and_back_keeps_names_and_predictions():
+    from cifarlab.fast_training import use_fast_dropout
+    from cifarlab.models.fast_dropout import FastDropout
+
+    model = _cnn_bn()
+    x = np.random.default_rng(2).integers(0, 255, size=(6, 16, 16, 3)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    fast = use_fast_dropout(model)
+    assert [type(layer) for layer in fast.layers].count(FastDropout) == 3  # two blocks and the head
+    assert [layer.name for layer in fast.layers] == [layer.name for layer in model.layers]
+    assert [layer.rate for layer in fast.layers if isinstance(layer, FastDropout)] == [0.1, 0.1, 0.1]
+    np.testing.assert_allclose(fast.predict(x, verbose=0), expected, atol=1e-6)
+    plain = standard_layers(use_fused_batchnorm(fast))
+    assert not any(isinstance(layer, (FastDropout, FusedBatchNormalization)) for layer in plain.layers)
+    assert sum(type(layer) is layers.Dropout for layer in plain.layers) == 3
+    np.testing.assert_allclose(plain.predict(x, verbose=0), expected, atol=1e-6)

@@ -65,7 +65,7 @@ def test_unknown_precision_is_refused_in_one_line(compose_cfg):
         validate(compose_cfg("trainer.precision=bf16"))
 
 
-def test_autocast_runs_matmuls_in_bfloat16_and_the_rest_in_float32():
+def test_autocast_runs_matmuls_and_their_batchnorms_in_bfloat16_and_the_rest_in_float32():
     import keras
     import numpy as np
     from keras import layers
@@ -78,6 +78,7 @@ def test_autocast_runs_matmuls_in_bfloat16_and_the_rest_in_float32():
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.Activation("elu", name="act")(x)
+    x = layers.BatchNormalization(name="bn_after_act")(x)  # fed float32: stays float32
     x = layers.Flatten()(x)
     x = layers.Dense(6, name="dense")(x)
     outputs = layers.Dense(2, activation="softmax", name="output")(x)
@@ -85,7 +86,8 @@ def test_autocast_runs_matmuls_in_bfloat16_and_the_rest_in_float32():
 
     policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
     assert policies["conv"] == policies["dense"] == "mixed_bfloat16"
-    assert policies["bn"] == policies["act"] == "float32"
+    assert policies["bn"] == "mixed_bfloat16"  # takes the conv's bfloat16 output without a cast
+    assert policies["act"] == policies["bn_after_act"] == "float32"
     assert policies["output"] == "float32"  # its softmax feeds the loss
     assert all(w.dtype == "float32" for w in model.weights)  # bfloat16 compute, float32 weights
 
@@ -93,7 +95,13 @@ def test_autocast_runs_matmuls_in_bfloat16_and_the_rest_in_float32():
     image = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
     conv_out = model.get_layer("conv")(image)
     assert conv_out.dtype == "bfloat16"
-    assert model.get_layer("bn")(conv_out).dtype == "float32"
+    bn_out = model.get_layer("bn")(conv_out, training=True)
+    assert bn_out.dtype == "bfloat16"
+    assert model.get_layer("act")(bn_out).dtype == "float32"
+    # Statistics in float32: the normalised output has zero mean and unit variance per channel.
+    normalised = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(bn_out, "float32")))
+    np.testing.assert_allclose(normalised.mean(axis=(0, 1, 2)), 0, atol=0.02)
+    np.testing.assert_allclose(normalised.std(axis=(0, 1, 2)), 1, atol=0.02)
 
     model.compile("sgd", "sparse_categorical_crossentropy")
     before = model.get_layer("conv").kernel.numpy().copy()

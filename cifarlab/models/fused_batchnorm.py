@@ -6,13 +6,24 @@ forward and one backward, which is most of BatchNorm's cost in a small CNN on a 
 The results are Keras's own: the same output, the same biased moving variance and
 the same momentum update. Anything the fused kernel cannot take (not 4-D, axis not
 last, inference, masks, synchronized) runs the parent's code unchanged.
+
+bfloat16 inputs go into the kernel as they are on CPUs (it computes the statistics
+in float32, as Keras does after casting), which saves a cast each way and halves the
+bytes BatchNorm reads and writes; on GPUs they are cast to float32 first, as before.
 """
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 from keras import layers
+
+
+@functools.cache
+def _cpu_only() -> bool:
+    return not tf.config.list_logical_devices("GPU")
 
 
 @keras.saving.register_keras_serializable(package="cifarlab")
@@ -32,7 +43,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, "float32")  # Keras normalises half-precision inputs in float32 too
+        if inputs.dtype == tf.bfloat16 and _cpu_only():
+            x = inputs  # the CPU kernel takes bfloat16 and computes in float32
+        else:
+            x = tf.cast(inputs, "float32")  # Keras normalises half-precision inputs in float32 too
         channels = x.shape[-1]
         scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels])
         offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels])
