@@ -127,7 +127,7 @@ PLANS = {
                  matmul_n=2048, matmul_repeats=6, cfg_job_runs=9, overhead_pairs=4, overhead_epochs=5,
                  mlflow_epochs=20, accuracy_epochs=4, thread_rounds=2),
     "quick": Plan("quick", rounds=5, warm_steps=4, measure_steps=16, window_steps=8, steps_per_execution=4, pipeline_batches=60,
-                  matmul_n=2048, matmul_repeats=4, cfg_job_runs=5, overhead_pairs=2, overhead_epochs=3,
+                  matmul_n=2048, matmul_repeats=4, cfg_job_runs=5, overhead_pairs=1, overhead_epochs=3,
                   mlflow_epochs=8, accuracy_epochs=2, thread_rounds=1, thread_settings=((2, 1),),
                   always_check_accuracy=False),
     "tiny": Plan("tiny", rounds=1, warm_steps=2, measure_steps=2, window_steps=2, steps_per_execution=2, pipeline_batches=3,
