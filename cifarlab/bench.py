@@ -116,6 +116,11 @@ class Plan:
     thread_rounds: int
     thread_settings: tuple[tuple[int, int], ...] = THREAD_SETTINGS
     always_check_accuracy: bool = True  # else only switches measured faster get the accuracy check
+    # quick: start no round after this many seconds of the bench (at least min_rounds), so a
+    # busy machine still finishes in time; the stages after the rounds take a fixed amount of work.
+    rounds_deadline_s: float | None = None
+    min_rounds: int = 1
+    overhead_log_model: bool = True  # log the trained model in the overhead runs (after the timed epochs)
     concurrent: bool = False  # run the subprocess stages beside the in-process one (tiny: no timing meaning)
     model_overrides: tuple[str, ...] = ()  # tiny: a one-block cnn_bn, so tracing and XLA take seconds
     synthetic_per_class: int = 500
@@ -129,8 +134,9 @@ PLANS = {
     "quick": Plan("quick", rounds=5, warm_steps=4, measure_steps=16, window_steps=8, steps_per_execution=4, pipeline_batches=60,
                   matmul_n=2048, matmul_repeats=4, cfg_job_runs=5, overhead_pairs=1, overhead_epochs=3,
                   mlflow_epochs=8, accuracy_epochs=2, thread_rounds=1, thread_settings=((2, 1),),
-                  always_check_accuracy=False),
-    "tiny": Plan("tiny", rounds=1, warm_steps=2, measure_steps=2, window_steps=2, steps_per_execution=2, pipeline_batches=3,
+                  always_check_accuracy=False, rounds_deadline_s=280, min_rounds=3, overhead_log_model=False),
+    # tiny: 2 rounds asked, the deadline lets 1 run (tests/test_bench.py checks it).
+    "tiny": Plan("tiny", rounds=2, rounds_deadline_s=1e-9, warm_steps=2, measure_steps=2, window_steps=2, steps_per_execution=2, pipeline_batches=3,
                  matmul_n=128, matmul_repeats=2, cfg_job_runs=1, overhead_pairs=1, overhead_epochs=2,
                  mlflow_epochs=2, accuracy_epochs=1, thread_rounds=1, thread_settings=((1, 1),),
                  synthetic_per_class=20, subprocess_timeout_s=300.0, concurrent=True,
@@ -221,9 +227,12 @@ class Log:
         self.start = time.perf_counter()
         self.quiet = quiet
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
     def __call__(self, message: str) -> None:
         if not self.quiet:
-            print(f"bench [{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+            print(f"bench [{self.elapsed():6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- FLOPs and peak
@@ -736,6 +745,9 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     rounds: list[dict[str, float]] = []
     names = list(variants)
     for r in range(plan.rounds):
+        if r >= plan.min_rounds and plan.rounds_deadline_s and log.elapsed() > plan.rounds_deadline_s:
+            log(f"{plan.rounds_deadline_s:g}s deadline for the rounds passed: {r} of {plan.rounds} rounds measured")
+            break
         log(f"round {r + 1}/{plan.rounds}: matmul peak, pipeline, {len(names)} training variants")
         row = {"matmul_flops": matmul_peak(plan.matmul_n, plan.matmul_repeats)}
         row["pipeline_alone"] = pipeline_throughput(pipeline, plan.pipeline_batches)
@@ -746,6 +758,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         row["matmul_flops"] = max(row["matmul_flops"], matmul_peak(plan.matmul_n, plan.matmul_repeats))
         rounds.append(row)
     m.details["rounds"] = rounds
+    m.details["rounds_measured"] = len(rounds)
     # Throughputs: the best of the rounds, the closest to what this machine does. Ratios: the
     # median of within-round ratios, paired in time so the machine's drift cancels.
     best = {key: max(row[key] for row in rounds) for key in rounds[0]}
@@ -862,7 +875,8 @@ def _overhead(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Meas
             log(f"overhead pair {r + 1}/{plan.overhead_pairs}: {who} run of {plan.overhead_epochs} epochs (subprocess)")
             folder = Path(tempfile.mkdtemp(prefix=f"{who}-", dir=workdir))
             if who == "cifarlab":
-                pair[who] = cifarlab_epochs(overrides, plan.overhead_epochs, folder, plan.subprocess_timeout_s)
+                run_overrides = [*overrides, *([] if plan.overhead_log_model else ["tracking.log_model=false"])]
+                pair[who] = cifarlab_epochs(run_overrides, plan.overhead_epochs, folder, plan.subprocess_timeout_s)
             else:
                 pair[who] = _worker(
                     "bare_fit", {"overrides": overrides, "epochs": plan.overhead_epochs}, folder,
@@ -1008,7 +1022,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"machine: {m['cpu_count']} CPUs, TensorFlow {m['tf_version']}, Keras {m['keras_version']}; "
                  f"data: {result['data']['source']}; plan: {result['plan']['name']}, "
-                 f"{result['bench_seconds']:.0f} s")
+                 f"{result['details']['rounds_measured']} rounds, {result['bench_seconds']:.0f} s")
     for name in SWITCHES:
         s = result["switches"][name]
         extra = ""

@@ -93,6 +93,8 @@ class TrainerConfig:
     shuffle_buffer: Optional[int] = None  # None: the whole training split
     verbose: Any = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | 0 | 1 | 2
     time_budget_s: Optional[float] = None
+    # With a time budget, squeeze the schedule after each epoch so all of it fits the time left.
+    fit_schedule_to_budget: bool = True
     # Average test predictions over each image and its mirror image.
     test_time_flip: bool = False
     strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)

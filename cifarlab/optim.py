@@ -146,7 +146,15 @@ def rmsprop(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Op
     )
 
 
-def build_optimizer(cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
-    """The optimizer named by ``cfg.name``, its rate following ``cfg.schedule``."""
-    schedule = SCHEDULES.get(cfg.schedule.name)(cfg.schedule, cfg.lr, steps_per_epoch, epochs)
-    return OPTIMIZERS.get(cfg.name)(cfg, schedule)
+def build_schedule(cfg: DictConfig, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """The learning rate ``cfg.schedule`` makes of ``cfg.lr`` over ``epochs`` epochs."""
+    return SCHEDULES.get(cfg.schedule.name)(cfg.schedule, cfg.lr, steps_per_epoch, epochs)
+
+
+def build_optimizer(
+    cfg: DictConfig, steps_per_epoch: int, epochs: int, learning_rate: LearningRate | None = None
+) -> keras.optimizers.Optimizer:
+    """The optimizer named by ``cfg.name``, its rate following ``cfg.schedule`` (or ``learning_rate``)."""
+    if learning_rate is None:
+        learning_rate = build_schedule(cfg, steps_per_epoch, epochs)
+    return OPTIMIZERS.get(cfg.name)(cfg, learning_rate)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarlab import sweep, tracking
 from cifarlab.augment import build_augmentation
+from cifarlab.budget import TimeBudget, fit_to_budget
 from cifarlab.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
 from cifarlab.config import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
@@ -33,7 +34,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models import build_model
 from cifarlab.multi_worker import adapt_model
-from cifarlab.optim import build_optimizer, plateau_callback
+from cifarlab.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
 from cifarlab.pipeline import eval_dataset, train_dataset
 from cifarlab.precision import apply_precision, global_policy, resolve_precision
 from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
@@ -92,24 +93,6 @@ class RunState:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training cleanly after ``seconds``; evaluation and recording still happen."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self._start = 0.0
-        self.exhausted = False
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if time.perf_counter() - self._start >= self.seconds:
-            self.exhausted = True
-            self.model.stop_training = True
-
-
 def _run_tags(cfg: DictConfig, key: str) -> dict[str, str]:
     tags = {
         "dataset": cfg.dataset.name,
@@ -163,9 +146,15 @@ def _describe(cfg: DictConfig, data: DataSplits, precision: str) -> str:
     )
 
 
-def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None) -> None:
+def _compile(
+    model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None
+) -> LearningRate:
+    """Compile for ``epochs`` more epochs; returns the learning rate (schedule) the optimizer follows."""
     t = cfg.trainer
     optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
+    learning_rate = build_schedule(optimizer_cfg, steps_per_epoch, epochs)
+    if t.time_budget_s and t.fit_schedule_to_budget:
+        learning_rate = fit_to_budget(learning_rate, steps_per_epoch * epochs)
     if t.freeze_cancelled_bias:
         freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
     if t.label_smoothing:
@@ -173,7 +162,7 @@ def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: 
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs),
+        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs, learning_rate=learning_rate),
         loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
         if t.label_smoothing
@@ -181,6 +170,7 @@ def _compile(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: 
         jit_compile=t.jit_compile,
         steps_per_execution=t.steps_per_execution,
     )
+    return learning_rate
 
 
 def _model_summary(model: keras.Model) -> str:
@@ -361,7 +351,12 @@ def _datasets(cfg: DictConfig, data: DataSplits, augmentation: DictConfig):
 
 
 def _callbacks(
-    cfg: DictConfig, recorder: tracking.NullRecorder, state: RunState, images_per_epoch: int, stage: int
+    cfg: DictConfig,
+    recorder: tracking.NullRecorder,
+    state: RunState,
+    images_per_epoch: int,
+    stage: int,
+    budget: TimeBudget | None,
 ) -> list[keras.callbacks.Callback]:
     ctx = CallbackContext(
         checkpoint_dir=state.checkpoint_dir,
@@ -380,8 +375,8 @@ def _callbacks(
     plateau = plateau_callback(cfg.optimizer.schedule)
     if plateau is not None:
         callbacks.append(plateau)
-    if cfg.trainer.time_budget_s:
-        callbacks.append(TimeBudget(cfg.trainer.time_budget_s))
+    if budget is not None:
+        callbacks.append(budget)
     return callbacks
 
 
@@ -395,6 +390,7 @@ def _fit_stages(
     images_per_epoch = steps_per_epoch * t.batch_size if t.steps_per_epoch else len(data.x_train)
     total_epochs = sum(stage.epochs for stage in stages)
     fit_history: dict[str, list[float]] = {}
+    budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None  # one clock across all stages
     epoch = 0
     for index, stage in enumerate(stages):
         if stage.freeze is not None:
@@ -402,9 +398,11 @@ def _fit_stages(
         # A new optimizer only where the stage asks for one: otherwise training
         # continues exactly, optimizer state included.
         if index == 0 or stage.freeze is not None or stage.lr is not None:
-            _compile(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+            learning_rate = _compile(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+            if budget is not None:
+                budget.follow(learning_rate)
         train_ds, val_ds = _datasets(cfg, data, _stage_augmentation(cfg, stage))
-        callbacks = _callbacks(cfg, recorder, state, images_per_epoch, stage=index)
+        callbacks = _callbacks(cfg, recorder, state, images_per_epoch, stage=index, budget=budget)
         if len(stages) > 1:
             print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
         fit = model.fit(
@@ -422,8 +420,8 @@ def _fit_stages(
         for name, values in fit.history.items():
             fit_history.setdefault(name, []).extend(values)
         epoch += len(fit.history.get("loss", []))
-        if any(isinstance(cb, TimeBudget) and cb.exhausted for cb in callbacks):
-            print(f"cifarlab: time budget of {t.time_budget_s:g}s reached; evaluating", flush=True)
+        if budget is not None and budget.exhausted:
+            print(f"cifarlab: time budget of {t.time_budget_s:g}s spent; evaluating", flush=True)
             break
     return _history(recorder, fit_history)
 

@@ -94,6 +94,8 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["tf_version"]
     assert result["data"]["source"].startswith("synthetic")
     assert isinstance(result["recommended_defaults"], list)
+    # The tiny plan asks for 2 rounds with a deadline already passed: the deadline stops the second.
+    assert result["plan"]["rounds"] == 2 and result["details"]["rounds_measured"] == 1
     # The precision precision=auto picks here is reported as the default, measured against float32.
     from cifarlab.precision import resolve_precision
 

@@ -1,0 +1,167 @@
+"""Training against a wall-clock budget (``trainer.time_budget_s``).
+
+``TimeBudget`` stops training once the budget is spent; evaluation and recording
+still happen. On its own that cuts a schedule wherever the clock runs out, with
+the learning rate still high if the machine is slower than the one the recipe
+was tuned on. With ``trainer.fit_schedule_to_budget`` the schedule is wrapped in
+``BudgetFittedSchedule`` and, after every epoch, squeezed so that all of it
+(warmup, peak and the final anneal) fits the time left at the measured epoch
+time: a slow or busy machine trains fewer epochs of the same recipe instead of
+the first part of it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import keras
+
+from cifarlab.optim import LearningRate
+
+
+@keras.saving.register_keras_serializable(package="cifarlab")
+class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` read at a position that may run ahead of the optimizer step.
+
+    The position is ``offset + rate * step``; ``fit`` changes ``rate`` so the
+    schedule reaches its planned end at a chosen step, keeping the position at
+    the current step (so the learning rate) unchanged: no jump. It never runs
+    slower than the plan (``rate >= 1``).
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, planned_steps: int) -> None:
+        self.schedule = schedule
+        self.planned_steps = int(planned_steps)
+        # Variables, so a compiled train step reads the values fit() sets.
+        self.offset = keras.Variable(0.0, trainable=False, dtype="float32", name="schedule_offset")
+        self.rate = keras.Variable(1.0, trainable=False, dtype="float32", name="schedule_rate")
+
+    def __call__(self, step):
+        position = self.offset + self.rate * keras.ops.cast(step, "float32")
+        return self.schedule(keras.ops.minimum(position, float(self.planned_steps)))
+
+    def position(self, step: int) -> float:
+        return float(self.offset.numpy()) + float(self.rate.numpy()) * step
+
+    def fit(self, step: int, end_step: int) -> None:
+        """From ``step`` on, finish the schedule at ``end_step`` (or as planned, if that is sooner)."""
+        now = self.position(step)
+        remaining = max(self.planned_steps - now, 0.0)
+        rate = max(1.0, remaining / max(end_step - step, 1))
+        self.rate.assign(rate)
+        self.offset.assign(now - rate * step)
+
+    def steps_left(self, step: int) -> float:
+        """Optimizer steps from ``step`` until the schedule ends."""
+        return max(self.planned_steps - self.position(step), 0.0) / float(self.rate.numpy())
+
+    def squeezed(self) -> bool:
+        """Whether the schedule now runs faster than planned."""
+        return float(self.rate.numpy()) > 1.0
+
+    def finished(self, step: int) -> bool:
+        return self.position(step) >= self.planned_steps - 0.5
+
+    def get_config(self) -> dict:
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "planned_steps": self.planned_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BudgetFittedSchedule":
+        schedule = keras.optimizers.schedules.deserialize(config["schedule"])
+        return cls(schedule, config["planned_steps"])
+
+
+def fit_to_budget(learning_rate: LearningRate, planned_steps: int) -> LearningRate:
+    """Wrap a schedule so ``TimeBudget`` can fit it to the time left; a constant rate stays as it is."""
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return BudgetFittedSchedule(learning_rate, planned_steps)
+    return learning_rate
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training cleanly after ``seconds``; evaluation and recording still happen.
+
+    One clock for the whole run: pass the same instance to every ``fit`` (stage)
+    of it. Given a ``BudgetFittedSchedule``, refits it after every epoch from the
+    second on (the first includes tracing) to the number of epochs the time left
+    affords at the mean time of the last three epochs.
+    """
+
+    def __init__(self, seconds: float, verbose: bool = True, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.verbose = verbose
+        self.clock = clock
+        self.schedule: BudgetFittedSchedule | None = None
+        self.exhausted = False
+        self.fitted_epochs: int | None = None  # the epoch the fitted schedule ends with, once refitted
+        self._announced: int | None = None
+        self._message = ""
+        self._start: float | None = None
+        self._epoch_start = (0.0, 0)  # (time, optimizer step)
+        self._epochs: list[tuple[float, int]] = []  # (seconds, steps) of each epoch since follow()
+
+    def follow(self, learning_rate: LearningRate) -> None:
+        """Refit this schedule from now on (a new stage may bring a new optimizer)."""
+        self.schedule = learning_rate if isinstance(learning_rate, BudgetFittedSchedule) else None
+        self._epochs = []
+
+    def elapsed(self) -> float:
+        return 0.0 if self._start is None else self.clock() - self._start
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._start is None:
+            self._start = self.clock()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._message:
+            print(self._message, flush=True)
+            self._message = ""
+        self._epoch_start = (self.clock(), self._step())
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.elapsed() >= self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        began, first_step = self._epoch_start
+        step = self._step()
+        self._epochs.append((self.clock() - began, step - first_step))
+        if self.schedule is None or self.exhausted:
+            return
+        affordable = self._refit(epoch, step) if len(self._epochs) >= 2 else None
+        ends_early = epoch + 1 < self.params["epochs"]
+        if ends_early and (affordable == 0 or self.schedule.finished(step)):
+            # The fitted schedule is over, or another epoch would not fit the budget.
+            self.exhausted = True
+            self.model.stop_training = True
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _refit(self, epoch: int, step: int) -> int:
+        """Fit the schedule to the epochs the time left affords; returns that number."""
+        recent = self._epochs[1:][-3:]
+        epoch_seconds = sum(seconds for seconds, _ in recent) / len(recent)
+        steps_per_epoch = max(1.0, sum(steps for _, steps in recent) / len(recent))
+        affordable = math.floor(max(self.seconds - self.elapsed(), 0.0) / epoch_seconds)
+        self.schedule.fit(step, step + round(affordable * steps_per_epoch))
+        steps_left = self.schedule.steps_left(step)
+        fitted = epoch + 1 + math.ceil(steps_left / steps_per_epoch - 1e-6)
+        self.fitted_epochs = fitted
+        # Say so when the plan moves by more than jitter.
+        moved = self._announced is None or abs(fitted - self._announced) > max(1, 0.05 * self._announced)
+        if self.verbose and moved and (self.schedule.squeezed() or self._announced is not None):
+            # Printed when the next epoch begins: after Keras's line for this one.
+            self._message = (
+                f"cifarlab: time budget {self.seconds:g}s at {epoch_seconds:.1f}s/epoch: "
+                f"schedule fitted to end with epoch {fitted} of {self.params['epochs']}"
+            )
+            self._announced = fitted
+        return affordable

@@ -1,0 +1,120 @@
+"""Training against a time budget: the schedule is squeezed to fit, never cut."""
+
+import keras
+import numpy as np
+import pytest
+
+from cifarlab.budget import BudgetFittedSchedule, TimeBudget, fit_to_budget
+from cifarlab.optim import OneCycle
+
+from conftest import TINY, all_runs, mlflow_client, run_cli
+
+PEAK = 0.1
+
+
+def _lr(schedule, step: int) -> float:
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+def test_unfitted_schedule_is_the_plan():
+    plan = OneCycle(PEAK, warmup_steps=30, total_steps=100)
+    fitted = BudgetFittedSchedule(plan, planned_steps=100)
+    for step in (0, 10, 30, 64, 100, 140):
+        assert _lr(fitted, step) == pytest.approx(_lr(plan, min(step, 100)))
+
+
+def test_fitting_keeps_the_current_rate_and_ends_the_plan_at_the_new_end():
+    plan = OneCycle(PEAK, warmup_steps=30, total_steps=100)
+    fitted = BudgetFittedSchedule(plan, planned_steps=100)
+    before = _lr(fitted, 20)
+    fitted.fit(step=20, end_step=60)  # 80 planned steps left, 40 to do them in
+    assert _lr(fitted, 20) == pytest.approx(before)  # no jump
+    assert _lr(fitted, 60) == pytest.approx(_lr(plan, 100))  # the whole anneal, by step 60
+    assert _lr(fitted, 30) == pytest.approx(_lr(plan, 40))  # twice as fast in between
+    assert fitted.steps_left(20) == pytest.approx(40) and fitted.squeezed()
+    assert not fitted.finished(59) and fitted.finished(60)
+
+
+def test_fitting_never_stretches_the_plan():
+    fitted = BudgetFittedSchedule(OneCycle(PEAK, 30, 100), planned_steps=100)
+    fitted.fit(step=20, end_step=1000)
+    assert not fitted.squeezed() and fitted.steps_left(20) == pytest.approx(80)
+
+
+def test_constant_rate_is_left_alone():
+    assert fit_to_budget(0.01, planned_steps=100) == 0.01
+    assert isinstance(fit_to_budget(OneCycle(PEAK, 3, 10), 10), BudgetFittedSchedule)
+
+
+def test_schedule_survives_serialization():
+    fitted = BudgetFittedSchedule(OneCycle(PEAK, 30, 100, final_fraction=0.1), planned_steps=100)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(fitted))
+    assert isinstance(restored, BudgetFittedSchedule) and restored.planned_steps == 100
+    assert _lr(restored, 70) == pytest.approx(_lr(fitted, 70))
+
+
+class _Clock(keras.callbacks.Callback):
+    """A clock on which every epoch takes ``epoch_seconds``: the budget logic without wall-clock noise."""
+
+    def __init__(self, epoch_seconds: float) -> None:
+        super().__init__()
+        self.now, self.epoch_seconds = 0.0, epoch_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.now += self.epoch_seconds
+
+
+class _Rates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def _fit_under_budget(budget_s: float, epoch_seconds: float, epochs: int = 20, steps: int = 4):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(steps * 8, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    schedule = fit_to_budget(OneCycle(PEAK, warmup_steps=3 * steps, total_steps=epochs * steps), epochs * steps)
+    model.compile(keras.optimizers.SGD(schedule), "sparse_categorical_crossentropy")
+    clock = _Clock(epoch_seconds)
+    budget = TimeBudget(budget_s, verbose=False, clock=clock)
+    budget.follow(schedule)
+    rates = _Rates()
+    history = model.fit(x, y, batch_size=8, epochs=epochs, callbacks=[clock, rates, budget], verbose=0)
+    return len(history.history["loss"]), rates.rates, budget, model
+
+
+def test_slow_machine_trains_the_whole_schedule_in_fewer_epochs():
+    epochs_run, rates, budget, model = _fit_under_budget(budget_s=10, epoch_seconds=1.0)
+    # 20 planned epochs at 1 s each do not fit 10 s: the compiled train step follows the
+    # squeezed schedule, which peaks and anneals to its end within the epochs that fit.
+    assert epochs_run == 10 and budget.fitted_epochs == 10 and budget.exhausted
+    assert max(rates) > 0.8 * PEAK
+    assert rates[-1] == pytest.approx(0.0, abs=1e-6)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 10 * 4
+
+
+def test_fast_machine_trains_the_plan_unchanged():
+    epochs_run, rates, budget, _ = _fit_under_budget(budget_s=100, epoch_seconds=1.0)
+    assert epochs_run == 20 and not budget.exhausted and budget.fitted_epochs == 20
+    plan = OneCycle(PEAK, warmup_steps=12, total_steps=80)
+    np.testing.assert_allclose(rates, [_lr(plan, 4 * (e + 1)) for e in range(20)], atol=1e-6)
+
+
+def test_cli_budget_run_anneals_before_it_stops(tmp_path):
+    args = [*TINY, "trainer.epochs=100000", "trainer.time_budget_s=4", "tracking.log_model=false",
+            "optimizer=sgd", "optimizer.lr=0.05", "optimizer.schedule.name=one_cycle"]
+    run_cli(*args, cwd=tmp_path)
+    (run,) = all_runs(tmp_path / "mlruns")
+    assert run.info.status == "FINISHED" and "test/accuracy" in run.data.metrics
+    rates = [m.value for m in sorted(mlflow_client(tmp_path / "mlruns").get_metric_history(run.info.run_id, "lr"),
+                                     key=lambda m: m.step)]
+    # Cut at the budget without fitting, 100000 planned epochs would still be warming up.
+    assert max(rates) > 0.025 and rates[-1] < 0.5 * max(rates)
