@@ -41,6 +41,24 @@ def test_fitting_never_stretches_the_plan():
     assert not fitted.squeezed() and fitted.steps_left(20) == pytest.approx(80)
 
 
+@pytest.mark.parametrize("name", ["one_cycle", "cosine", "step"])
+def test_every_registered_schedule_can_be_squeezed(name):
+    from omegaconf import OmegaConf
+
+    from cifarlab.config import ScheduleConfig
+    from cifarlab.optim import build_schedule
+
+    cfg = OmegaConf.create({"lr": PEAK, "schedule": OmegaConf.structured(ScheduleConfig(
+        name=name, warmup_epochs=2, step_epochs=3, gamma=0.5, final_lr_fraction=0.01))})
+    plan = build_schedule(cfg, steps_per_epoch=10, epochs=10)
+    fitted = fit_to_budget(plan, planned_steps=100)
+    before = _lr(fitted, 40)
+    fitted.fit(step=40, end_step=52)  # 60 planned steps left in 12
+    assert _lr(fitted, 40) == pytest.approx(before)
+    assert _lr(fitted, 52) == pytest.approx(_lr(plan, 100))
+    assert _lr(fitted, 46) == pytest.approx(_lr(plan, 70))
+
+
 def test_constant_rate_is_left_alone():
     assert fit_to_budget(0.01, planned_steps=100) == 0.01
     assert isinstance(fit_to_budget(OneCycle(PEAK, 3, 10), 10), BudgetFittedSchedule)
