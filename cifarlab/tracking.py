@@ -180,11 +180,32 @@ class RunRecorder(NullRecorder):
             mlflow.keras.save_model(path=path, **save_kwargs)
 
         flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
-        Model.log(artifact_path=None, flavor=flavor, model=model, **kwargs)
+        with _quiet_keras_progress():  # MLflow predicts on the input example
+            Model.log(artifact_path=None, flavor=flavor, model=model, **kwargs)
 
     def metric_history(self, key: str) -> dict[int, float]:
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
         return {m.step: m.value for m in history}
+
+
+@contextmanager
+def _quiet_keras_progress() -> Iterator[None]:
+    """No Keras progress bars: off stdout (interactive logging), and their absl INFO lines dropped."""
+    import logging
+
+    import keras
+
+    interactive = keras.utils.is_interactive_logging_enabled()
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    keras.utils.disable_interactive_logging()
+    absl_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
+        if interactive:
+            keras.utils.enable_interactive_logging()
 
 
 @contextmanager

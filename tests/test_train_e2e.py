@@ -74,6 +74,8 @@ def test_console_ends_with_accuracy_run_id_and_ui_command(finished_run):
     assert "test accuracy" in proc.stdout
     assert run.info.run_id in proc.stdout
     assert "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db" in proc.stdout
+    # No progress bar from MLflow running the logged model on its input example.
+    assert "\u2501" not in proc.stdout
 
 
 def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_run):
