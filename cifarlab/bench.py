@@ -395,6 +395,17 @@ def steps_per_second(marks: Sequence[tuple[int, float]], warm_steps: int, window
     return max((end[0] - start[0]) / (end[1] - start[1]) for start, end in spans)
 
 
+def round_order(names: Sequence[str], r: int) -> list[str]:
+    """The order of round ``r``'s measurements: rotated, so that no variant is always first,
+    with "memory" and "pipeline" (the stall ratio's two sides) back to back, in turns first, so
+    that load from other processes drifting over a round does not land on one side only."""
+    others = [name for name in names if name != "memory"]
+    order = others[r % len(others):] + others[: r % len(others)]
+    if "memory" in names:
+        order.insert(order.index("pipeline") + r % 2, "memory")
+    return order
+
+
 def fit_throughput(model, dataset, warm_steps: int, measure_steps: int, batch_size: int,
                    window_steps: int | None = None) -> float:
     """Images per second of ``model.fit`` on ``dataset`` after ``warm_steps`` untimed steps.
@@ -748,11 +759,10 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         if r >= plan.min_rounds and plan.rounds_deadline_s and log.elapsed() > plan.rounds_deadline_s:
             log(f"{plan.rounds_deadline_s:g}s deadline for the rounds passed: {r} of {plan.rounds} rounds measured")
             break
-        log(f"round {r + 1}/{plan.rounds}: matmul peak, pipeline, {len(names)} training variants")
+        log(f"round {r + 1}/{plan.rounds}: matmul peak, pipeline, {len(variants)} training variants")
         row = {"matmul_flops": matmul_peak(plan.matmul_n, plan.matmul_repeats)}
         row["pipeline_alone"] = pipeline_throughput(pipeline, plan.pipeline_batches)
-        order = names[r % len(names):] + names[: r % len(names)]  # rotate, so no variant is always first
-        for name in order:
+        for name in round_order(names, r):
             model, ds = variants[name]
             row[name] = fit_throughput(model, ds, plan.warm_steps, plan.measure_steps, bs, plan.window_steps)
         row["matmul_flops"] = max(row["matmul_flops"], matmul_peak(plan.matmul_n, plan.matmul_repeats))

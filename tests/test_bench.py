@@ -73,6 +73,20 @@ def test_steps_per_second_skips_warm_steps_and_finds_the_fastest_window():
     assert steps_per_second(coarse, warm_steps=2, window_steps=3) == pytest.approx(4 / 0.4)
 
 
+def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
+    from cifarlab.bench import round_order
+
+    names = ["pipeline", "memory", "jit_compile", "caching", "without_fast_dropout"]
+    orders = [round_order(names, r) for r in range(8)]
+    for order in orders:
+        assert sorted(order) == sorted(names)
+        pipeline, memory = order.index("pipeline"), order.index("memory")
+        assert abs(pipeline - memory) == 1
+    # Each side goes first in turn, and the first measurement of a round moves on.
+    assert [o.index("memory") > o.index("pipeline") for o in orders[:2]] == [False, True]
+    assert len({order[0] for order in orders[:4]}) >= 3
+
+
 def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     out = tmp_path / "bench.json"
     run_cli("--tiny", "--synthetic", "--out", str(out), "--workdir", str(tmp_path / "work"),
