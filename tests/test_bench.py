@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 
@@ -110,6 +111,10 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     assert isinstance(result["recommended_defaults"], list)
     # The tiny plan asks for 2 rounds with a deadline already passed: the deadline stops the second.
     assert result["plan"]["rounds"] == 2 and result["details"]["rounds_measured"] == 1
+    # The stall ratio: the median of the round's own pair and its stall_pairs extra pairs.
+    stall_ratios = result["details"]["stall_ratios"]
+    assert len(stall_ratios) == 1 + result["plan"]["stall_pairs"] == 2
+    assert result["pipeline_stall_ratio"] == pytest.approx(statistics.median(stall_ratios))
     # The precision precision=auto picks here is reported as the default, measured against float32.
     from cifarlab.precision import resolve_precision
 
