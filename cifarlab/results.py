@@ -4,7 +4,8 @@ For each preset in ``experiments/`` it takes the newest FINISHED run tagged with
 that preset (debug=fast runs excluded) and writes ``experiments/RESULTS.md``:
 the published claim, the measured accuracy, epochs, data, hardware, training
 time, and a one-line note (the run's ``note`` tag, set with
-``tracking.tags.note="..."``) saying why a number differs.
+``tracking.tags.note="..."``) saying why a number differs. Sections written by
+hand after the table (from its first ``## `` heading on) are kept as they are.
 
 Options (key=value): ``tracking_uri=...``, ``experiment=cifarlab``,
 ``output=experiments/RESULTS.md``.
@@ -118,7 +119,16 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-def render(results: list[PresetResult]) -> str:
+def hand_written_notes(previous: str) -> str:
+    """The sections of a previous RESULTS.md after the generated table: from its first ``## `` heading."""
+    lines = previous.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            return "".join(lines[i:])
+    return ""
+
+
+def render(results: list[PresetResult], notes: str = "") -> str:
     lines = [
         "# Results of the experiment presets",
         "",
@@ -136,7 +146,8 @@ def render(results: list[PresetResult]) -> str:
             f"| `{r.preset}` | {r.model} | {_pct(r.claim_accuracy)} | {_pct(r.measured)} | {r.claim_metric} "
             f"| {epochs} | {r.data} | {r.hardware} | {seconds} | {r.note} | {(r.run_id or '—')[:8]} |"
         )
-    return "\n".join(lines) + "\n"
+    table = "\n".join(lines) + "\n"
+    return f"{table}\n{notes}" if notes else table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     output = Path(args.get("output") or experiments_dir() / "RESULTS.md")
     results = collect(uri, args.get("experiment", "cifarlab"))
-    output.write_text(render(results))
+    notes = hand_written_notes(output.read_text()) if output.exists() else ""
+    output.write_text(render(results, notes))
     print(render(results))
     print(f"cifarlab: wrote {output}")
 
