@@ -32,11 +32,11 @@ alternated (rotating order) with the others. Within a measurement, a training
 throughput is that of its fastest run of consecutive steps (``Plan.window_steps``),
 as the matmul peak is the fastest of its repeats: the same best-of estimate on
 both sides of a ratio. Throughputs are the best round (the closest to what this
-machine does); ratios (stall, FLOP utilisation, speedups) are the median over
-rounds of the ratio measured within each round, so both sides of a ratio are taken
-seconds apart and drift cancels. The stall ratio, which must resolve a few percent,
-measures its two sides back to back, each first in turn, ``1 + Plan.stall_pairs``
-times a round. Ratios of the bests are kept in ``details``.
+machine does); ratios (FLOP utilisation, speedups) are the median over rounds of
+the ratio measured within each round, so both sides of a ratio are taken seconds
+apart and drift cancels. The stall ratio, which must resolve a few percent, is the
+median over ``1 + Plan.stall_pairs`` pairs a round, each pair's two sides measured
+back to back, each side first in turn. Ratios of the bests are kept in ``details``.
 Nothing here asserts on time: the targets are reported, met or not.
 """
 
@@ -398,14 +398,21 @@ def steps_per_second(marks: Sequence[tuple[int, float]], warm_steps: int, window
     return max((end[0] - start[0]) / (end[1] - start[1]) for start, end in spans)
 
 
+def stall_pair(r: int, i: int) -> tuple[str, str]:
+    """Which of the stall ratio's two sides runs first in round ``r``'s pair ``i`` (0: the pair
+    within the round's rotation; then ``Plan.stall_pairs`` extra ones): each first in turn, so
+    that load from other processes drifting over a round does not land on one side only."""
+    return ("memory", "pipeline") if (r + i) % 2 == 0 else ("pipeline", "memory")
+
+
 def round_order(names: Sequence[str], r: int) -> list[str]:
     """The order of round ``r``'s measurements: rotated, so that no variant is always first,
-    with "memory" and "pipeline" (the stall ratio's two sides) back to back, in turns first, so
-    that load from other processes drifting over a round does not land on one side only."""
-    others = [name for name in names if name != "memory"]
-    order = others[r % len(others):] + others[: r % len(others)]
-    if "memory" in names:
-        order.insert(order.index("pipeline") + r % 2, "memory")
+    with "memory" and "pipeline" back to back in the order of ``stall_pair(r, 0)``."""
+    paired = "memory" in names and "pipeline" in names
+    others = [name for name in names if not (paired and name == "memory")]
+    order = others[r % len(others):] + others[: r % len(others)] if others else []
+    if paired:
+        order.insert(order.index("pipeline") + (stall_pair(r, 0)[0] == "pipeline"), "memory")
     return order
 
 
@@ -775,8 +782,8 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         stall_ratios.append(row["pipeline"] / row["memory"])
         # More pairs for the stall ratio alone: a few percent is what it must resolve. Kept out
         # of ``row``, so that every variant still gets one measurement per round.
-        for i in range(plan.stall_pairs):
-            first, second = ("pipeline", "memory") if (r + i) % 2 else ("memory", "pipeline")
+        for i in range(1, 1 + plan.stall_pairs):
+            first, second = stall_pair(r, i)
             pair = {first: measure(first), second: measure(second)}
             stall_ratios.append(pair["pipeline"] / pair["memory"])
         row["matmul_flops"] = max(row["matmul_flops"], matmul_peak(plan.matmul_n, plan.matmul_repeats))

@@ -4,8 +4,8 @@ For each preset in ``experiments/`` it takes the newest FINISHED run tagged with
 that preset (debug=fast runs excluded) and writes ``experiments/RESULTS.md``:
 the published claim, the measured accuracy, epochs, data, hardware, training
 time, and a one-line note (the run's ``note`` tag, set with
-``tracking.tags.note="..."``) saying why a number differs. Sections written by
-hand after the table (from its first ``## `` heading on) are kept as they are.
+``tracking.tags.note="..."``) saying why a number differs. Whatever was written by
+hand under the table is kept as it is.
 
 Options (key=value): ``tracking_uri=...``, ``experiment=cifarlab``,
 ``output=experiments/RESULTS.md``.
@@ -120,12 +120,16 @@ def _pct(value: float | None) -> str:
 
 
 def hand_written_notes(previous: str) -> str:
-    """The sections of a previous RESULTS.md after the generated table: from its first ``## `` heading."""
+    """What a previous RESULTS.md holds after its generated table (blank lines around it dropped)."""
     lines = previous.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.startswith("## "):
-            return "".join(lines[i:])
-    return ""
+    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
+    if not rows:
+        return ""
+    end = rows[0]
+    while end < len(lines) and lines[end].startswith("|"):  # the generated table: the first block of rows
+        end += 1
+    after = "".join(lines[end:])
+    return after.strip("\n") + "\n" if after.strip() else ""
 
 
 def render(results: list[PresetResult], notes: str = "") -> str:
@@ -164,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     output = Path(args.get("output") or experiments_dir() / "RESULTS.md")
     results = collect(uri, args.get("experiment", "cifarlab"))
-    notes = hand_written_notes(output.read_text()) if output.exists() else ""
-    output.write_text(render(results, notes))
+    notes = hand_written_notes(output.read_text(encoding="utf-8")) if output.exists() else ""
+    output.write_text(render(results, notes), encoding="utf-8")
     print(render(results))
     print(f"cifarlab: wrote {output}")
 

@@ -75,7 +75,7 @@ def test_steps_per_second_skips_warm_steps_and_finds_the_fastest_window():
 
 
 def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
-    from cifarlab.bench import round_order
+    from cifarlab.bench import round_order, stall_pair
 
     names = ["pipeline", "memory", "jit_compile", "caching", "without_fast_dropout"]
     orders = [round_order(names, r) for r in range(8)]
@@ -83,9 +83,19 @@ def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
         assert sorted(order) == sorted(names)
         pipeline, memory = order.index("pipeline"), order.index("memory")
         assert abs(pipeline - memory) == 1
-    # Each side goes first in turn, and the first measurement of a round moves on.
-    assert [o.index("memory") > o.index("pipeline") for o in orders[:2]] == [False, True]
+    # The first measurement of a round moves on.
     assert len({order[0] for order in orders[:4]}) >= 3
+    # Every pair of a quick bench (the round's own, then 2 extra), in the order measured:
+    # each side goes first in turn.
+    firsts = []
+    for r, order in enumerate(orders):
+        firsts.append(min(("memory", "pipeline"), key=order.index))
+        firsts += [stall_pair(r, i)[0] for i in (1, 2)]
+        assert stall_pair(r, 0)[0] == firsts[-3]
+    assert all(a != b for a, b in zip(firsts, firsts[1:])) and len(firsts) == 24
+    # Without both sides there is nothing to pair.
+    assert sorted(round_order(["memory", "caching"], 1)) == ["caching", "memory"]
+    assert round_order(["memory"], 3) == ["memory"]
 
 
 def test_tiny_bench_writes_every_key_as_a_number(tmp_path):

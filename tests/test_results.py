@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from cifarlab.results import hand_written_notes, render
 from conftest import all_runs, run_cli
+
+
+def test_rebuilt_table_keeps_what_was_written_under_it():
+    notes = "A line without a heading.\n\n## How these were made\n\n| a hand-made | table |\n|---|---|\n\nEnd.\n"
+    rebuilt = render([], hand_written_notes(render([]) + "\n\n" + notes))
+    assert rebuilt == render([]) + "\n" + notes
+    assert hand_written_notes(rebuilt) == notes  # stable over rebuilds
+    assert hand_written_notes(render([])) == "" and render([], "") == render([])
 
 
 @pytest.mark.slow
