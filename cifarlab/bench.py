@@ -74,6 +74,7 @@ TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
 }
 SWITCHES = ("jit_compile", "mixed_bfloat16", "autocast_bfloat16", "threads", "steps_per_execution", "caching",
+            "input_parallelism",
             "fused_batchnorm", "freeze_cancelled_bias", "fast_dropout")
 # Switches already on by default (tests/test_fast_training.py pins what each keeps): measured as default / switched off.
 DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias", "fast_dropout")
@@ -460,18 +461,21 @@ def materialise(dataset, batches: int):
     return memory.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
 
 
-def cached_train_dataset(images, labels, batch_size: int, augment, seed: int):
+def cached_train_dataset(images, labels, batch_size: int, augment, seed: int, parallel_calls: int | None):
     """cifarlab's training pipeline with ``.cache()`` after the deterministic stage (the float cast).
 
     Augmented batches are never cached: that would replay one augmentation every epoch.
     """
     import tensorflow as tf
 
+    from cifarlab.pipeline import SEQUENTIAL_PREFETCH
+
+    calls = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE).cache()
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=calls).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
-    ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=calls, deterministic=False)
+    return ds.prefetch(tf.data.AUTOTUNE if parallel_calls is None else SEQUENTIAL_PREFETCH * parallel_calls)
 
 
 def _variant_cfg(cfg, **trainer):
@@ -505,13 +509,16 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
     return model
 
 
-def _train_data(cfg, data):
+def _train_data(cfg, data, parallel_calls: int | None | str = "config"):
+    """cifarlab's training pipeline, with the run's ``trainer.input_parallelism`` unless given."""
     from cifarlab.augment import build_augmentation
-    from cifarlab.pipeline import train_dataset
+    from cifarlab.pipeline import resolve_input_parallelism, train_dataset
 
+    if parallel_calls == "config":
+        parallel_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
     augment = build_augmentation(cfg.augmentation, seed=cfg.trainer.seed)
     return train_dataset(data.x_train, data.y_train, cfg.trainer.batch_size, augment, seed=cfg.trainer.seed,
-                         repeat=True), augment
+                         repeat=True, parallel_calls=parallel_calls), augment
 
 
 class Snapshot:
@@ -643,7 +650,7 @@ def _worker_bare_fit(args: dict) -> dict:
     from cifarlab.augment import build_augmentation
     from cifarlab.data import load_dataset
     from cifarlab.models import build_model
-    from cifarlab.pipeline import eval_dataset, train_dataset
+    from cifarlab.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
 
     cfg = compose(args["overrides"])
     t = cfg.trainer
@@ -656,7 +663,9 @@ def _worker_bare_fit(args: dict) -> dict:
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     augment = build_augmentation(cfg.augmentation, seed=t.seed)
-    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed)
+    # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
+    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed,
+                             parallel_calls=resolve_input_parallelism(t.input_parallelism))
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     ends: list[float] = []
     durations: list[float] = []
@@ -748,15 +757,22 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         "per_layer_macs": flops["per_layer_macs"],
         "convention": "2 x MACs of Conv/Dense forward; x3 for forward + backward",
     }
+    from cifarlab.pipeline import resolve_input_parallelism
+
+    input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
     pipeline, augment = _train_data(cfg, data)
     memory = materialise(pipeline, steps)
-    cached = cached_train_dataset(data.x_train, data.y_train, bs, augment, cfg.trainer.seed)
+    cached = cached_train_dataset(data.x_train, data.y_train, bs, augment, cfg.trainer.seed, input_calls)
+    # The other input_parallelism: tf.data autotuning where the default is a fixed count, and back.
+    other_calls = None if input_calls is not None else 1
+    other_input, _ = _train_data(cfg, data, parallel_calls=other_calls)
     # variant -> (model, dataset)
     variants = {
         "pipeline": (models["default"], pipeline),
         "memory": (models["default"], memory),
         **{name: (models[name], pipeline) for name in variant_cfgs if name != "default"},
         "caching": (models["default"], cached),
+        "other_input_parallelism": (models["default"], other_input),
     }
     # Trace every train function once, outside the timing (XLA compiles here).
     for name, (model, ds) in variants.items():
@@ -833,7 +849,14 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     switches["jit_compile"]["setting"] = "trainer.jit_compile=true"
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={spe}"
     switches["caching"]["setting"] = "tf.data .cache() after the float cast, before shuffle/augmentation"
-    for name in ("steps_per_execution", "caching"):
+    # Measured as the setting that is not the default, over the default (like jit_compile) ...
+    switches["input_parallelism"] = speedup("other_input_parallelism", "default", default=False)
+    switches["input_parallelism"]["setting"] = f"trainer.input_parallelism={other_calls or 'tf.data autotuning'}"
+    if input_calls is not None:  # ... or, where a fixed count is the default, as that over autotuning
+        switches["input_parallelism"] = speedup("default", "other_input_parallelism", default=True)
+        switches["input_parallelism"]["setting"] = (
+            f"trainer.input_parallelism=auto: {input_calls} thread (the default on a CPU), vs tf.data autotuning")
+    for name in ("steps_per_execution", "caching", "input_parallelism"):
         switches[name]["accuracy_held"] = None
         switches[name]["accuracy_note"] = "same arithmetic and data: not affected"
 

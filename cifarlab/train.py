@@ -35,7 +35,7 @@ from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use
 from cifarlab.models import build_model
 from cifarlab.multi_worker import adapt_model
 from cifarlab.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
-from cifarlab.pipeline import eval_dataset, train_dataset
+from cifarlab.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
 from cifarlab.precision import apply_precision, global_policy, resolve_precision
 from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 
@@ -341,7 +341,8 @@ def _datasets(cfg: DictConfig, data: DataSplits, augmentation: DictConfig):
     t = cfg.trainer
     augment = build_augmentation(augmentation, seed=t.seed)
     train_ds = train_dataset(
-        data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=t.steps_per_epoch is not None
+        data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=t.steps_per_epoch is not None,
+        shuffle_buffer=t.shuffle_buffer, parallel_calls=resolve_input_parallelism(t.input_parallelism),
     )
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     if t.label_smoothing:

@@ -130,6 +130,9 @@ def test_schema_rejects_wrong_type(compose_cfg):
         ("optimizer.lr=-1", "optimizer.lr"),
         ("trainer.precision=float8", "trainer.precision"),
         ("reports.orientation=sideways", "reports.orientation"),
+        ("trainer.input_parallelism=0", "trainer.input_parallelism"),
+        ("trainer.input_parallelism=fast", "trainer.input_parallelism"),
+        ("trainer.shuffle_buffer=0", "trainer.shuffle_buffer"),
     ],
 )
 def test_validate_names_key_value_and_fix(compose_cfg, override, key):
