@@ -475,7 +475,7 @@ def cached_train_dataset(images, labels, batch_size: int, augment, seed: int, pa
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=calls).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
     ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=calls, deterministic=False)
-    return ds.prefetch(tf.data.AUTOTUNE if parallel_calls is None else SEQUENTIAL_PREFETCH * parallel_calls)
+    return ds.prefetch(tf.data.AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls))
 
 
 def _variant_cfg(cfg, **trainer):
@@ -849,13 +849,14 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
     switches["jit_compile"]["setting"] = "trainer.jit_compile=true"
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={spe}"
     switches["caching"]["setting"] = "tf.data .cache() after the float cast, before shuffle/augmentation"
-    # Measured as the setting that is not the default, over the default (like jit_compile) ...
-    switches["input_parallelism"] = speedup("other_input_parallelism", "default", default=False)
-    switches["input_parallelism"]["setting"] = f"trainer.input_parallelism={other_calls or 'tf.data autotuning'}"
-    if input_calls is not None:  # ... or, where a fixed count is the default, as that over autotuning
+    if input_calls is None:  # autotuning is what runs here: measure one thread against it, like jit_compile
+        switches["input_parallelism"] = speedup("other_input_parallelism", "default", default=False)
+        switches["input_parallelism"]["setting"] = "trainer.input_parallelism=1, vs tf.data autotuning"
+    else:  # a fixed count runs here: measure it against autotuning, like the default-on switches
         switches["input_parallelism"] = speedup("default", "other_input_parallelism", default=True)
         switches["input_parallelism"]["setting"] = (
-            f"trainer.input_parallelism=auto: {input_calls} thread (the default on a CPU), vs tf.data autotuning")
+            f"trainer.input_parallelism={cfg.trainer.input_parallelism} ({input_calls} "
+            f"thread{'s' if input_calls > 1 else ''}), vs trainer.input_parallelism=autotune")
     for name in ("steps_per_execution", "caching", "input_parallelism"):
         switches[name]["accuracy_held"] = None
         switches[name]["accuracy_note"] = "same arithmetic and data: not affected"

@@ -92,7 +92,7 @@ class TrainerConfig:
     steps_per_execution: int = 1
     shuffle_buffer: Optional[int] = None  # None: the whole training split
     # Threads making training batches: auto is 1 when the CPU trains, tf.data autotuning on GPUs.
-    input_parallelism: Any = "auto"  # auto | a positive number
+    input_parallelism: Any = "auto"  # auto | autotune | a positive number
     verbose: Any = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | 0 | 1 | 2
     time_budget_s: Optional[float] = None
     # With a time budget, squeeze the schedule after each epoch so all of it fits the time left.
@@ -231,11 +231,11 @@ def validate(cfg: DictConfig) -> None:
         t.steps_per_execution >= 1, "trainer.steps_per_execution", t.steps_per_execution, "use at least 1"
     )
     _check(
-        t.input_parallelism == "auto"
+        t.input_parallelism in ("auto", "autotune")
         or (type(t.input_parallelism) is int and t.input_parallelism >= 1),  # not bool
         "trainer.input_parallelism",
         t.input_parallelism,
-        "use auto or a positive number of threads",
+        "use auto, autotune (tf.data decides) or a positive number of threads",
     )
     _check(
         t.shuffle_buffer is None or t.shuffle_buffer >= 1,

@@ -5,7 +5,8 @@ train: shuffle -> batch -> cast and augment whole batches -> prefetch. Pixels st
 takes raw images, and the pipeline never does work the model would redo.
 
 When the CPU is also what trains (no GPU), the batches are made by one thread
-(``trainer.input_parallelism=auto``): the two intra-op threads of a 2-core
+(``trainer.input_parallelism=auto``; ``autotune`` hands it to tf.data, as ``auto``
+does on GPUs and under multi_worker): the two intra-op threads of a 2-core
 training step wait for each other, so a pipeline that runs parallel map calls
 interrupts both and costs training about twice its own CPU time. In back-to-back
 A/B pairs on 2 cores, pipeline-fed training ran at 0.97-0.99 of memory-fed with
@@ -23,11 +24,17 @@ AUTOTUNE = tf.data.AUTOTUNE
 SEQUENTIAL_PREFETCH = 4  # batches made ahead by a single producer thread
 
 
-def resolve_input_parallelism(setting: int | str) -> int | None:
-    """``trainer.input_parallelism``: ``auto`` is 1 where training runs on the CPU and
-    tf.data's autotuning (None) where GPUs train; a number is used as it is."""
+def resolve_input_parallelism(setting: int | str, strategy: str = "default") -> int | None:
+    """``trainer.input_parallelism``: threads making training batches, None for tf.data's autotuning.
+
+    ``auto`` is 1 where the CPU trains, autotuning where GPUs do, and under
+    ``multi_worker`` (every worker builds every global batch there, then keeps its share).
+    """
+    if setting == "autotune":
+        return None
     if setting == "auto":
-        return None if tf.config.list_physical_devices("GPU") else 1
+        cpu_trains = not tf.config.list_logical_devices("GPU")
+        return 1 if cpu_trains and strategy != "multi_worker" else None
     return int(setting)
 
 
@@ -66,7 +73,7 @@ def train_dataset(
     calls = AUTOTUNE if parallel_calls is None else parallel_calls
     # Order only matters without augmentation: augmented batches draw from one shared generator.
     ds = ds.batch(batch_size).map(prepare, num_parallel_calls=calls, deterministic=augment is None)
-    prefetch = AUTOTUNE if parallel_calls is None else SEQUENTIAL_PREFETCH * parallel_calls
+    prefetch = AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls)
     return _sharded_by_element(ds.prefetch(prefetch))
 
 

@@ -23,6 +23,9 @@ from cifarlab.locations import checkout_dir
 
 # Config keys that do not change what a run computes: left out of its identity.
 _IDENTITY_EXCLUDES = ("paths", "tracking")
+# Keys that change how fast a run goes, not what it learns: a run resumed or re-swept with
+# another value is the same run (and runs recorded before the key existed keep their hash).
+_SPEED_ONLY_TRAINER_KEYS = ("input_parallelism",)
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -56,6 +59,8 @@ def config_hash(cfg: DictConfig) -> str:
     """A short fingerprint of everything that changes what the run computes."""
     resolved = OmegaConf.to_container(cfg, resolve=False)
     identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDES}
+    if isinstance(identity.get("trainer"), dict):
+        identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -342,7 +342,7 @@ def _datasets(cfg: DictConfig, data: DataSplits, augmentation: DictConfig):
     augment = build_augmentation(augmentation, seed=t.seed)
     train_ds = train_dataset(
         data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=t.steps_per_epoch is not None,
-        shuffle_buffer=t.shuffle_buffer, parallel_calls=resolve_input_parallelism(t.input_parallelism),
+        shuffle_buffer=t.shuffle_buffer, parallel_calls=resolve_input_parallelism(t.input_parallelism, t.strategy),
     )
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     if t.label_smoothing:

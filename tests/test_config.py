@@ -132,6 +132,7 @@ def test_schema_rejects_wrong_type(compose_cfg):
         ("reports.orientation=sideways", "reports.orientation"),
         ("trainer.input_parallelism=0", "trainer.input_parallelism"),
         ("trainer.input_parallelism=fast", "trainer.input_parallelism"),
+        ("trainer.input_parallelism=-2", "trainer.input_parallelism"),
         ("trainer.shuffle_buffer=0", "trainer.shuffle_buffer"),
     ],
 )

@@ -24,25 +24,38 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
         assert x.dtype.name == "float32"
         np.testing.assert_array_equal(x.numpy()[:, 0, 0, 0], y.numpy())
     assert sorted(_labels_in_order(plain)) == list(range(10))
-    # With augmentation too: every label once per epoch, batches augmented.
+    # With augmentation too: every label once per epoch, float batches, images moved.
+    gradient = np.broadcast_to(np.arange(8, dtype=np.uint8)[None, None, :, None] * 30, (10, 8, 8, 3)).copy()
     augment = random_affine("horizontal", 0.2, 0.2, 10.0, "nearest", seed=0)
-    augmented = train_dataset(images, labels, 4, augment, seed=0, parallel_calls=parallel_calls)
+    augmented = list(train_dataset(gradient, labels, 4, augment, seed=0, parallel_calls=parallel_calls))
     assert sorted(_labels_in_order(augmented)) == list(range(10))
+    x = np.concatenate([x.numpy() for x, _ in augmented])
+    assert x.dtype == np.float32 and not np.array_equal(x, gradient.astype(np.float32))
 
 
-def test_shuffle_buffer_of_one_keeps_the_order(compose_cfg):
+def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg, monkeypatch):
+    from cifarlab import train
     from cifarlab.data import DataSplits
-    from cifarlab.train import _datasets
 
-    cfg = compose_cfg("dataset=synthetic", "augmentation=none", "trainer.batch_size=5", "trainer.shuffle_buffer=1")
+    received = {}
+
+    def recording_train_dataset(*args, **kwargs):  # the real pipeline, with what the run asked of it
+        received.update(kwargs)
+        return real_train_dataset(*args, **kwargs)
+
+    real_train_dataset = train.train_dataset
+    monkeypatch.setattr(train, "train_dataset", recording_train_dataset)
+    cfg = compose_cfg("dataset=synthetic", "augmentation=none", "trainer.batch_size=5", "trainer.shuffle_buffer=1",
+                      "trainer.input_parallelism=3")
     images = np.zeros((20, 8, 8, 3), np.uint8)
     labels = np.arange(20) % 4
     data = DataSplits(images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny")
-    train_ds, _ = _datasets(cfg, data, cfg.augmentation)
-    assert _labels_in_order(train_ds) == list(labels)
+    train_ds, _ = train._datasets(cfg, data, cfg.augmentation)
+    assert received["parallel_calls"] == 3 and received["shuffle_buffer"] == 1
+    assert _labels_in_order(train_ds) == list(labels)  # a buffer of one keeps the order
     # The default buffer (the whole split) shuffles.
     cfg.trainer.shuffle_buffer = None
-    train_ds, _ = _datasets(cfg, data, cfg.augmentation)
+    train_ds, _ = train._datasets(cfg, data, cfg.augmentation)
     assert _labels_in_order(train_ds) != list(labels)
 
 
@@ -52,7 +65,20 @@ def test_input_parallelism_auto_is_one_thread_when_the_cpu_trains():
     from cifarlab.pipeline import resolve_input_parallelism
 
     assert resolve_input_parallelism(3) == 3
+    assert resolve_input_parallelism("autotune") is None
+    # Every multi_worker worker builds every global batch: never one thread there.
+    assert resolve_input_parallelism("auto", strategy="multi_worker") is None
     if tf.config.list_physical_devices("GPU"):
         assert resolve_input_parallelism("auto") is None  # tf.data autotunes where GPUs train
     else:
         assert resolve_input_parallelism("auto") == 1
+
+
+def test_input_parallelism_is_not_part_of_a_runs_identity(compose_cfg):
+    from cifarlab.tracking import config_hash
+
+    base = config_hash(compose_cfg())
+    # How fast batches are made does not change what the run is (resume and sweeps match on it) ...
+    assert config_hash(compose_cfg("trainer.input_parallelism=4")) == base
+    # ... what it trains on does.
+    assert config_hash(compose_cfg("trainer.shuffle_buffer=100")) != base
