@@ -468,14 +468,14 @@ def cached_train_dataset(images, labels, batch_size: int, augment, seed: int, pa
     """
     import tensorflow as tf
 
-    from cifarlab.pipeline import SEQUENTIAL_PREFETCH
+    from cifarlab.pipeline import map_calls, prefetch_size
 
-    calls = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls
+    calls = map_calls(parallel_calls)
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=calls).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
     ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=calls, deterministic=False)
-    return ds.prefetch(tf.data.AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls))
+    return ds.prefetch(prefetch_size(parallel_calls))
 
 
 def _variant_cfg(cfg, **trainer):

@@ -38,6 +38,16 @@ def resolve_input_parallelism(setting: int | str, strategy: str = "default") -> 
     return int(setting)
 
 
+def map_calls(parallel_calls: int | None) -> int:
+    """``num_parallel_calls`` for a map making training batches (None: tf.data autotunes)."""
+    return AUTOTUNE if parallel_calls is None else parallel_calls
+
+
+def prefetch_size(parallel_calls: int | None) -> int:
+    """Batches to prefetch: tf.data autotunes its own; fixed threads keep a few ready each."""
+    return AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls)
+
+
 def _sharded_by_element(ds: tf.data.Dataset) -> tf.data.Dataset:
     """Under trainer.strategy=multi_worker each worker takes every n-th element (arrays
     in memory have no files to split); no effect on one machine."""
@@ -70,11 +80,9 @@ def train_dataset(
         x = tf.cast(x, tf.float32)
         return (x if augment is None else augment(x)), y
 
-    calls = AUTOTUNE if parallel_calls is None else parallel_calls
     # Order only matters without augmentation: augmented batches draw from one shared generator.
-    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=calls, deterministic=augment is None)
-    prefetch = AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls)
-    return _sharded_by_element(ds.prefetch(prefetch))
+    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=map_calls(parallel_calls), deterministic=augment is None)
+    return _sharded_by_element(ds.prefetch(prefetch_size(parallel_calls)))
 
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
