@@ -17,10 +17,10 @@ from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cifarlab.config import register_configs, validate
+from cifarlab.config.schema import register_configs, validate
 from cifarlab.errors import CifarlabError
-from cifarlab.locations import conf_dir
-from cifarlab.presets import register_experiments
+from cifarlab.config.locations import conf_dir
+from cifarlab.config.presets import register_experiments
 
 register_configs()
 register_experiments()
@@ -30,7 +30,7 @@ register_experiments()
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
-        from cifarlab.train import train  # imports TensorFlow
+        from cifarlab.training.run import train  # imports TensorFlow
 
         return train(cfg).objective
     except CifarlabError as err:

@@ -81,8 +81,8 @@ def _user_set(overrides: Sequence[str], key: str) -> bool:
 def prepare(args: EvalArgs) -> tuple[DictConfig, Any, Any]:
     """Config, source run and located model, all checked before TensorFlow is imported."""
     from cifarlab import tracking
-    from cifarlab.config import validate
-    from cifarlab.model_io import apply_run_params, compose_config, connect, get_run, locate_model
+    from cifarlab.config.schema import validate
+    from cifarlab.inference.loading import apply_run_params, compose_config, connect, get_run, locate_model
 
     cfg = compose_config(args.overrides)
     uri = tracking.tracking_uri(cfg)
@@ -175,7 +175,7 @@ def _params(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_reports(out: Path, cfg: DictConfig, x: np.ndarray, y: np.ndarray, probs: np.ndarray, names: list[str]):
-    from cifarlab.reports import write_reports
+    from cifarlab.reports.writer import write_reports
 
     return write_reports(
         out,
@@ -193,7 +193,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
     """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
     from cifarlab import tracking
     from cifarlab.data import load_dataset
-    from cifarlab.model_io import load_source, predict_probs
+    from cifarlab.inference.loading import load_source, predict_probs
 
     cfg, source_run, source = prepare(args)
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)

@@ -120,7 +120,7 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
 
 def validate(cfg: DictConfig) -> list[Path]:
     """Check the options (no TensorFlow) and return the image files to predict (none for samples=)."""
-    from cifarlab.model_io import check_checkpoint, check_one_source, find_images
+    from cifarlab.inference.loading import check_checkpoint, check_one_source, find_images
 
     which = check_one_source(cfg.run, cfg.checkpoint, cfg.model)
     if which == "checkpoint":
@@ -164,7 +164,7 @@ def _display_names(files: Sequence[Path], images_arg: str) -> list[str]:
 
 def predict_files(model: Any, files: Sequence[Path], cfg: DictConfig) -> Predictions:
     """Predictions for image files, after converting and resizing them for the model."""
-    from cifarlab.model_io import predict_probs, prepare_images
+    from cifarlab.inference.loading import predict_probs, prepare_images
 
     images, warnings = prepare_images(files, model.input_shape)
     for line in warnings:
@@ -175,7 +175,7 @@ def predict_files(model: Any, files: Sequence[Path], cfg: DictConfig) -> Predict
 
 def predict_samples(model: Any, data: Any, cfg: DictConfig) -> Predictions:
     """Predictions for ``cfg.samples`` random test images of the run's dataset, with true labels."""
-    from cifarlab.model_io import predict_probs
+    from cifarlab.inference.loading import predict_probs
 
     if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
         raise CifarlabError(
@@ -195,7 +195,7 @@ def _run_data(run_id: str, cfg: DictConfig) -> Any:
     import mlflow
 
     from cifarlab.data import load_dataset
-    from cifarlab.model_io import get_run, run_config
+    from cifarlab.inference.loading import get_run, run_config
 
     params = get_run(mlflow.MlflowClient(), run_id).data.params
     run_cfg = run_config(params)
@@ -267,7 +267,7 @@ def unlabeled_grid_figure(preds: Predictions, top_k: int, limit: int = MAX_GRID_
     """Each image beside bars of its top-k class probabilities (no true labels needed)."""
     from matplotlib.figure import Figure
 
-    from cifarlab.reports import DPI
+    from cifarlab.reports.writer import DPI
 
     n = min(len(preds.names), limit)
     k = min(max(top_k, 1), len(preds.class_names))
@@ -307,10 +307,10 @@ def _draw_bars(ax: Any, probs: np.ndarray, classes: np.ndarray, class_names: Seq
 
 
 def save_grid(path: Path, preds: Predictions, cfg: DictConfig) -> None:
-    """The grid figure: true-label grid from cifarlab.reports for samples, our own otherwise."""
+    """The grid figure: true-label grid from cifarlab.reports.writer for samples, our own otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if preds.y_true is not None:
-        from cifarlab.reports import prediction_grid_figure
+        from cifarlab.reports.writer import prediction_grid_figure
 
         n = min(len(preds.names), MAX_GRID_IMAGES)
         fig = prediction_grid_figure(preds.images, preds.probs, preds.y_true, preds.class_names, n=n, seed=cfg.seed)
@@ -327,7 +327,7 @@ def save_grid(path: Path, preds: Predictions, cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig, files: list[Path]) -> Predictions:
     """Locate and load the model, predict, print the table and write what was asked for."""
-    from cifarlab.model_io import load_source, locate_model, parse_class_names, resolve_tracking_uri
+    from cifarlab.inference.loading import load_source, locate_model, parse_class_names, resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.tracking.uri, cfg.paths.mlruns_dir)
     source = locate_model(

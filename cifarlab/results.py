@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cifarlab.locations import experiments_dir
+from cifarlab.config.locations import experiments_dir
 
 
 @dataclass

@@ -14,9 +14,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from cifarlab.config import register_configs
-from cifarlab.locations import conf_dir
-from cifarlab.presets import register_experiments
+from cifarlab.config.schema import register_configs
+from cifarlab.config.locations import conf_dir
+from cifarlab.config.presets import register_experiments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO_ROOT.parent / "shared" / "data" / "cifar10-subset"

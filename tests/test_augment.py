@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifarlab.augment import random_affine
+from cifarlab.data.augment import random_affine
 
 SIZE = 32
 

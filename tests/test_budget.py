@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifarlab.budget import BudgetFittedSchedule, TimeBudget, fit_to_budget
-from cifarlab.optim import OneCycle
+from cifarlab.training.budget import BudgetFittedSchedule, TimeBudget, fit_to_budget
+from cifarlab.training.optim import OneCycle
 
 from conftest import TINY, all_runs, mlflow_client, run_cli
 
@@ -45,8 +45,8 @@ def test_fitting_never_stretches_the_plan():
 def test_every_registered_schedule_can_be_squeezed(name):
     from omegaconf import OmegaConf
 
-    from cifarlab.config import ScheduleConfig
-    from cifarlab.optim import build_schedule
+    from cifarlab.config.schema import ScheduleConfig
+    from cifarlab.training.optim import build_schedule
 
     cfg = OmegaConf.create({"lr": PEAK, "schedule": OmegaConf.structured(ScheduleConfig(
         name=name, warmup_epochs=2, step_epochs=3, gamma=0.5, final_lr_fraction=0.01))})

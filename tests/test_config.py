@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarlab.config import validate
+from cifarlab.config.schema import validate
 from cifarlab.errors import ConfigError
-from cifarlab.locations import conf_dir
+from cifarlab.config.locations import conf_dir
 from conftest import all_runs, cli_env, run_cli
 
 GROUPS = ["dataset", "model", "optimizer", "augmentation", "callbacks", "trainer", "tracking", "paths", "debug"]
@@ -48,7 +48,7 @@ def test_every_model_builds_and_outputs_probabilities(compose_cfg, option):
 
 @pytest.mark.parametrize("option", options("optimizer"))
 def test_every_optimizer_builds_with_its_lr(compose_cfg, option):
-    from cifarlab.optim import build_optimizer
+    from cifarlab.training.optim import build_optimizer
 
     cfg = compose_cfg(f"optimizer={option}", "optimizer.lr=0.0123")
     opt = build_optimizer(cfg.optimizer, steps_per_epoch=10, epochs=3)
@@ -58,7 +58,7 @@ def test_every_optimizer_builds_with_its_lr(compose_cfg, option):
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "step", "one_cycle", "reduce_on_plateau"])
 def test_every_schedule_builds(compose_cfg, schedule):
-    from cifarlab.optim import SCHEDULES
+    from cifarlab.training.optim import SCHEDULES
 
     cfg = compose_cfg(
         f"optimizer.schedule.name={schedule}", "optimizer.schedule.step_epochs=1", "optimizer.schedule.gamma=0.5"
@@ -76,7 +76,7 @@ def test_every_schedule_builds(compose_cfg, schedule):
 
 
 def test_cosine_warmup_rises_then_decays(compose_cfg):
-    from cifarlab.optim import SCHEDULES
+    from cifarlab.training.optim import SCHEDULES
 
     cfg = compose_cfg("optimizer.schedule.name=cosine", "optimizer.schedule.warmup_epochs=1")
     lr = SCHEDULES.get("cosine")(cfg.optimizer.schedule, 0.1, 10, 5)
@@ -88,7 +88,7 @@ def test_cosine_warmup_rises_then_decays(compose_cfg):
 def test_every_augmentation_keeps_batch_shape(compose_cfg, option):
     import tensorflow as tf
 
-    from cifarlab.augment import build_augmentation
+    from cifarlab.data.augment import build_augmentation
 
     cfg = compose_cfg(f"augmentation={option}")
     augment = build_augmentation(cfg.augmentation, seed=0)
@@ -101,8 +101,8 @@ def test_every_augmentation_keeps_batch_shape(compose_cfg, option):
 
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_every_callbacks_option_builds(compose_cfg, option, tmp_path):
-    from cifarlab.callbacks import CallbackContext, build_callbacks
-    from cifarlab.tracking import NullRecorder
+    from cifarlab.training.callbacks import CallbackContext, build_callbacks
+    from cifarlab.tracking.recorder import NullRecorder
 
     cfg = compose_cfg(f"callbacks={option}")
     ctx = CallbackContext(tmp_path / "ckpt", tmp_path / "backup", NullRecorder(), images_per_epoch=10)
@@ -216,7 +216,7 @@ def test_conf_found_from_another_directory(tmp_path):
 def test_reduce_on_plateau_schedule_adds_its_callback(compose_cfg):
     import keras
 
-    from cifarlab.optim import plateau_callback
+    from cifarlab.training.optim import plateau_callback
 
     cfg = compose_cfg("optimizer.schedule.name=reduce_on_plateau", "optimizer.schedule.patience=3")
     callback = plateau_callback(cfg.optimizer.schedule)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from cifarlab.config import DatasetConfig
+from cifarlab.config.schema import DatasetConfig
 from cifarlab.data import DATASETS, DataSplits, load_dataset
 from cifarlab.data.cifar10 import CLASS_NAMES, load_cifar10
 from cifarlab.data.idx import FASHION_CLASSES, MNIST_CLASSES

@@ -90,7 +90,7 @@ def test_multi_worker_refuses_a_time_budget_in_one_line(tmp_path):
 def test_only_the_chief_records(monkeypatch, env, chief):
     import json
 
-    from cifarlab.distribute import is_chief
+    from cifarlab.training.distribute import is_chief
 
     monkeypatch.setenv("TF_CONFIG", json.dumps(env))
     assert is_chief() is chief

@@ -7,7 +7,7 @@ import pytest
 from conftest import TINY, all_runs, mlflow_client, run_cli
 from cifarlab.errors import CifarlabError
 from cifarlab.evaluate import parse_args
-from cifarlab.model_io import apply_run_params, compose_config
+from cifarlab.inference.loading import apply_run_params, compose_config
 
 # What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
 RUN_PARAMS = {

@@ -7,9 +7,9 @@ import tensorflow as tf
 from keras import layers
 from omegaconf import OmegaConf
 
-from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
+from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
 from cifarlab.models import build_model
-from cifarlab.models.fused_batchnorm import FusedBatchNormalization
+from cifarlab.models.layers.fused_batchnorm import FusedBatchNormalization
 
 
 def _pair(momentum=0.9, **kwargs):
@@ -108,7 +108,7 @@ def test_freezing_follows_which_batchnorms_train():
 
 
 def _fast_dropout(rate, seed=7, **kwargs):
-    from cifarlab.models.fast_dropout import FastDropout
+    from cifarlab.models.layers.fast_dropout import FastDropout
 
     layer = FastDropout(rate, seed=seed, **kwargs)
     layer.build((None, 4))
@@ -167,8 +167,8 @@ def test_fast_dropout_leaves_noise_shape_to_keras():
 
 
 def test_swap_to_fast_dropout_and_back_keeps_names_and_predictions():
-    from cifarlab.fast_training import use_fast_dropout
-    from cifarlab.models.fast_dropout import FastDropout
+    from cifarlab.models.layers.swap import use_fast_dropout
+    from cifarlab.models.layers.fast_dropout import FastDropout
 
     model = _cnn_bn()
     x = np.random.default_rng(2).integers(0, 255, size=(6, 16, 16, 3)).astype("float32")

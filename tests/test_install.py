@@ -36,7 +36,7 @@ def test_wheel_carries_configs_and_runs_from_any_directory(tmp_path):
     env["PYTHONPATH"] = str(target)  # ahead of the editable checkout on sys.path
     script = (
         "import sys; sys.argv = ['cifarlab', '--cfg', 'job', 'model=mlp'];"
-        "import cifarlab, cifarlab.locations as loc; print('PKG', cifarlab.__file__); print('CONF', loc.conf_dir());"
+        "import cifarlab, cifarlab.config.locations as loc; print('PKG', cifarlab.__file__); print('CONF', loc.conf_dir());"
         "from cifarlab.cli import main; main()"
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=workdir, env=env, capture_output=True, text=True)

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.errors import ConfigError, DataError
-from cifarlab.locations import conf_dir
+from cifarlab.config.locations import conf_dir
 from cifarlab.models import build_model
 
 CIFAR_SHAPE = (32, 32, 3)
@@ -195,7 +195,7 @@ SHARMA_2005 = [
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_ciede2000_matches_sharma_2005_test_data(dtype):
-    from cifarlab.models.colour import ciede2000
+    from cifarlab.models.layers.colour import ciede2000
 
     lab1 = np.array([pair[0] for pair in SHARMA_2005], dtype=dtype)
     lab2 = np.array([pair[1] for pair in SHARMA_2005], dtype=dtype)
@@ -205,7 +205,7 @@ def test_ciede2000_matches_sharma_2005_test_data(dtype):
 
 
 def test_ciede2000_broadcasts_and_is_zero_for_equal_colours():
-    from cifarlab.models.colour import ciede2000
+    from cifarlab.models.layers.colour import ciede2000
 
     colours = np.random.default_rng(0).uniform([0, -80, -80], [100, 80, 80], size=(4, 1, 3))
     table = ciede2000(colours, colours.reshape(1, 4, 3))
@@ -214,7 +214,7 @@ def test_ciede2000_broadcasts_and_is_zero_for_equal_colours():
 
 
 def test_srgb_to_lab_known_colours():
-    from cifarlab.models.colour import lab_to_srgb, srgb_to_lab
+    from cifarlab.models.layers.colour import lab_to_srgb, srgb_to_lab
 
     rgb = np.array([[255, 255, 255], [255, 0, 0], [0, 0, 0]], dtype=np.uint8)
     lab = srgb_to_lab(rgb)
@@ -266,7 +266,7 @@ def test_delta_learns_synthetic_classes(fitted_delta, synthetic):
 
 
 def test_delta_typical_image_is_the_class_mean_in_lab(fitted_delta, synthetic):
-    from cifarlab.models.colour import srgb_to_lab
+    from cifarlab.models.layers.colour import srgb_to_lab
 
     first = synthetic.x_train[synthetic.y_train == 0].astype(np.float64)
     expected = srgb_to_lab(first).mean(axis=0)
@@ -275,7 +275,7 @@ def test_delta_typical_image_is_the_class_mean_in_lab(fitted_delta, synthetic):
 
 
 def test_delta_predicts_the_smallest_total_ciede2000(fitted_delta, synthetic):
-    from cifarlab.models.colour import ciede2000, srgb_to_lab
+    from cifarlab.models.layers.colour import ciede2000, srgb_to_lab
 
     images = synthetic.x_test[:5]
     lab = srgb_to_lab(images.astype(np.float64))[:, None]  # (5, 1, H, W, 3)

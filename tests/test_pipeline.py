@@ -12,8 +12,8 @@ def _labels_in_order(dataset) -> list[int]:
 
 @pytest.mark.parametrize("parallel_calls", [None, 1, 3])
 def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_calls):
-    from cifarlab.augment import random_affine
-    from cifarlab.pipeline import train_dataset
+    from cifarlab.data.augment import random_affine
+    from cifarlab.data.pipeline import train_dataset
 
     images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
     labels = np.arange(10)
@@ -34,7 +34,7 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
 
 
 def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg, monkeypatch):
-    from cifarlab import train
+    from cifarlab.training import run as train
     from cifarlab.data import DataSplits
 
     received = {}
@@ -62,7 +62,7 @@ def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg, 
 def test_input_parallelism_auto_is_one_thread_when_the_cpu_trains():
     import tensorflow as tf
 
-    from cifarlab.pipeline import resolve_input_parallelism
+    from cifarlab.data.pipeline import resolve_input_parallelism
 
     assert resolve_input_parallelism(3) == 3
     assert resolve_input_parallelism("autotune") is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifarlab import precision
-from cifarlab.precision import resolve_precision
+from cifarlab.training import precision
+from cifarlab.training.precision import resolve_precision
 
 
 @pytest.mark.parametrize("setting", ["float32", "mixed_float16", "mixed_bfloat16", "autocast_bfloat16"])
@@ -58,7 +58,7 @@ def test_cpu_flags_are_read_from_this_machine():
 
 
 def test_unknown_precision_is_refused_in_one_line(compose_cfg):
-    from cifarlab.config import validate
+    from cifarlab.config.schema import validate
     from cifarlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trainer.precision.*auto, float32.*autocast_bfloat16"):
@@ -70,8 +70,8 @@ def test_autocast_runs_matmuls_and_their_batchnorms_in_bfloat16_and_the_rest_in_
     import numpy as np
     from keras import layers
 
-    from cifarlab.fast_training import use_fused_batchnorm
-    from cifarlab.precision import AUTOCAST, apply_precision, global_policy
+    from cifarlab.models.layers.swap import use_fused_batchnorm
+    from cifarlab.training.precision import AUTOCAST, apply_precision, global_policy
 
     keras.mixed_precision.set_dtype_policy(global_policy(AUTOCAST))
     inputs = keras.Input((8, 8, 3))

@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
 from cifarlab.errors import CifarlabError
-from cifarlab.model_io import find_images, prepare_images
+from cifarlab.inference.loading import find_images, prepare_images
 from cifarlab.predict import parse_args, validate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

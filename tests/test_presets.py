@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifarlab.config import validate
-from cifarlab.locations import experiments_dir
+from cifarlab.config.schema import validate
+from cifarlab.config.locations import experiments_dir
 
 PRESETS = sorted(p.stem for p in experiments_dir().glob("*.yaml"))
 INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}

@@ -36,11 +36,11 @@ def test_unknown_name_lists_choices_and_nearest_match():
 
 
 def test_real_registries_are_filled():
-    from cifarlab.augment import AUGMENTATIONS
-    from cifarlab.callbacks import CALLBACKS
+    from cifarlab.data.augment import AUGMENTATIONS
+    from cifarlab.training.callbacks import CALLBACKS
     from cifarlab.data import DATASETS
     from cifarlab.models import MODELS, build_model  # noqa: F401
-    from cifarlab.optim import OPTIMIZERS, SCHEDULES
+    from cifarlab.training.optim import OPTIMIZERS, SCHEDULES
 
     import cifarlab.models.cnn  # noqa: F401
     import cifarlab.models.dense  # noqa: F401

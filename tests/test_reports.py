@@ -1,4 +1,4 @@
-"""Tests for cifarlab.reports on a tiny hand-crafted 3-class case with known mistakes."""
+"""Tests for cifarlab.reports.writer on a tiny hand-crafted 3-class case with known mistakes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarlab import reports
-from cifarlab.reports import (
+from cifarlab.reports import writer as reports
+from cifarlab.reports.writer import (
     ConfusedPair,
     classification_table,
     confused_pairs,
@@ -262,7 +262,7 @@ def test_sample_images_titles_are_class_names(images):
 
 def test_import_does_not_pull_in_tensorflow_or_pyplot():
     code = (
-        "import sys, cifarlab.reports; "
+        "import sys, cifarlab.reports.writer; "
         "bad = [m for m in ('tensorflow', 'keras', 'matplotlib.pyplot') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -102,7 +102,7 @@ def test_backup_killed_mid_write_restores_the_previous_epoch(tmp_path, monkeypat
 
     import numpy as np
 
-    from cifarlab.callbacks import CrashSafeBackupAndRestore
+    from cifarlab.training.callbacks import CrashSafeBackupAndRestore
 
     backup_dir = str(tmp_path / "backup")
     trained = _small_model(seed=1)
@@ -132,7 +132,7 @@ def test_backup_killed_mid_write_restores_the_previous_epoch(tmp_path, monkeypat
 def test_checkpoint_killed_mid_write_keeps_the_previous_best(tmp_path, monkeypatch):
     import keras
 
-    from cifarlab.callbacks import BestAndLastCheckpoint
+    from cifarlab.training.callbacks import BestAndLastCheckpoint
 
     model = _small_model(seed=1)
     checkpoint = BestAndLastCheckpoint(tmp_path, "val/loss", save_last=True, best_so_far=None)

@@ -76,7 +76,7 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
 def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     from omegaconf import OmegaConf
 
-    from cifarlab.sweep import parent_run_id, sweep_hash
+    from cifarlab.sweeps.record import parent_run_id, sweep_hash
 
     def config(*task):
         return OmegaConf.create(

@@ -47,7 +47,7 @@ def test_params_and_tags_describe_the_config(finished_run):
     assert "trainer.epochs=3" in tags["overrides"]
     assert len(tags["config_hash"]) == 16
     # trainer.precision=auto is recorded as the policy it chose on this machine.
-    from cifarlab.precision import resolve_precision
+    from cifarlab.training.precision import resolve_precision
 
     assert params["trainer.precision"] == "auto"
     assert params["precision_policy"] == resolve_precision("auto")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from cifarlab.errors import ConfigError, DataError
 from cifarlab.models import MODELS
-from cifarlab.models.colour import ciede2000, lab_to_srgb, srgb_to_lab
+from cifarlab.models.layers.colour import ciede2000, lab_to_srgb, srgb_to_lab
 
 PROTOTYPES = ("mean", "median")
 _FIT_CHUNK = 1024  # images converted to Lab at a time while averaging

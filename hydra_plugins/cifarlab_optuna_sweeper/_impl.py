@@ -30,10 +30,10 @@ from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 
-TRIAL_ENV = "CIFARLAB_OPTUNA_TRIAL_ID"  # read by cifarlab.sweep in the job
+TRIAL_ENV = "CIFARLAB_OPTUNA_TRIAL_ID"  # read by cifarlab.sweeps.record in the job
 PRUNED_ATTR = "cifarlab.pruned_at_epoch"  # set by the job's pruning callback
 IDENTITY_ATTR = "cifarlab.fixed_overrides"
-# Overrides that do not change what a trial computes (as in cifarlab.tracking.config_hash).
+# Overrides that do not change what a trial computes (as in cifarlab.tracking.identity.config_hash).
 _NOT_IDENTITY = ("tracking.", "paths.", "trainer.verbose")
 
 
@@ -124,7 +124,7 @@ def grid(dist: BaseDistribution, name: str) -> List[Any]:
 
 
 def resolve_storage(url: Optional[str]) -> Optional[str]:
-    from cifarlab.sweep_optuna import resolve_storage as resolve
+    from cifarlab.sweeps.study import resolve_storage as resolve
 
     return resolve(url)
 

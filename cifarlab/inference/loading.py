@@ -478,8 +478,8 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     from hydra.errors import HydraException
 
     from cifarlab.cli import describe_hydra_error  # registers the schema and presets
-    from cifarlab.config import validate
-    from cifarlab.locations import conf_dir
+    from cifarlab.config.schema import validate
+    from cifarlab.config.locations import conf_dir
 
     GlobalHydra.instance().clear()
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from cifarlab.locations import experiments_dir
+from cifarlab.config.locations import experiments_dir
 
 
 def register_experiments() -> list[str]:

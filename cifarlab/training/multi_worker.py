@@ -21,7 +21,7 @@ Keras globals, in four places:
 
 Every worker must make the same collective calls in the same order, so all of
 them run fit, validation, checkpoint saves and evaluation alike; only the chief
-records to MLflow (``cifarlab.distribute.is_chief``).
+records to MLflow (``cifarlab.training.distribute.is_chief``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The parent run of a sweep: open or reopen it, and at the end record the leaderboard and figures.
 
-Runs in the process that runs the sweeper (see ``cifarlab.sweep.SweepRecord``).
+Runs in the process that runs the sweeper (see ``cifarlab.sweeps.record.SweepRecord``).
 Everything goes through ``MlflowClient`` with an explicit tracking URI, never
 the fluent API: with Hydra's basic launcher the jobs run in this same process
 and each makes its own run the active one.
@@ -384,7 +384,7 @@ def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict
         val_accuracy_figure(rows, histories, keys).savefig(folder / "val_accuracy_per_epoch.png", dpi=110)
         objective_figure(rows, keys).savefig(folder / "objective_vs_params.png", dpi=110)
         if is_optuna(config):
-            from cifarlab.sweep_optuna import study_report
+            from cifarlab.sweeps.study import study_report
 
             summary["optuna"] = study_report(config, folder)
         (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

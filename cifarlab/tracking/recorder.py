@@ -1,119 +1,19 @@
-"""MLflow: where runs are stored, and one run's record (params, tags, metrics, artifacts).
+"""One run's record (params, tags, metrics, artifacts), and opening and ending it.
 
-Imports no TensorFlow. ``RunRecorder`` is the only object that writes to MLflow;
-with tracking off it is ``NullRecorder``, which accepts the same calls and does nothing.
+``RunRecorder`` is the only object that writes to a run; with tracking off it is
+``NullRecorder``, which accepts the same calls and does nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import subprocess
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cifarlab.errors import CifarlabError
-from cifarlab.locations import checkout_dir
-
-# Config keys that do not change what a run computes: left out of its identity.
-_IDENTITY_EXCLUDES = ("paths", "tracking")
-# Keys that change how fast a run goes, not what it learns: a run resumed or re-swept with
-# another value is the same run (and runs recorded before the key existed keep their hash).
-_SPEED_ONLY_TRAINER_KEYS = ("input_parallelism",)
-
-
-def tracking_uri(cfg: DictConfig) -> str:
-    """``tracking.uri``, else $MLFLOW_TRACKING_URI, else SQLite under ``paths.mlruns_dir``."""
-    if cfg.tracking.get("uri"):
-        return str(cfg.tracking.uri)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    db = Path(cfg.paths.mlruns_dir).expanduser().resolve() / "mlflow.db"
-    return f"sqlite:///{db}"
-
-
-def default_artifact_location(cfg: DictConfig, uri: str) -> str | None:
-    """Local stores keep artifacts beside the database; a server decides for itself."""
-    if uri.startswith(("http://", "https://", "databricks")):
-        return None
-    return (Path(cfg.paths.mlruns_dir).expanduser().resolve() / "artifacts").as_uri()
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to dotted keys; lists stay whole values (``model.filters=[32, 64]``)."""
-    if not isinstance(node, Mapping):
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """A short fingerprint of everything that changes what the run computes."""
-    resolved = OmegaConf.to_container(cfg, resolve=False)
-    identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDES}
-    if isinstance(identity.get("trainer"), dict):
-        identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def git_commit() -> str | None:
-    root = checkout_dir()
-    if root is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
-def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail before training, in one line, when an MLflow server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
-            pass
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise CifarlabError(
-            f"tracking.uri={uri!r} cannot be reached ({reason}); start the server "
-            "(mlflow server ...) or choose another store, e.g. tracking.uri=sqlite:///mlruns/mlflow.db"
-        ) from None
-
-
-def prepare_experiment(cfg: DictConfig) -> str:
-    """Point MLflow at the store, create it and the experiment once, and return its id."""
-    import mlflow
-
-    uri = tracking_uri(cfg)
-    check_server_reachable(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    name = cfg.tracking.experiment
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=default_artifact_location(cfg, uri))
-    except mlflow.exceptions.MlflowException:
-        # Another process created it between our lookup and create.
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+from cifarlab.tracking.store import prepare_experiment
 
 
 class NullRecorder:
@@ -237,7 +137,7 @@ def open_run(
     try:
         yield recorder
     except BaseException as err:
-        # A pruned sweep job (cifarlab.sweep.RunPruned) carries run_status = "KILLED".
+        # A pruned sweep job (cifarlab.sweeps.record.RunPruned) carries run_status = "KILLED".
         status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         try:
             import traceback

@@ -13,7 +13,7 @@ import keras
 from omegaconf import DictConfig
 
 from cifarlab.registry import Registry
-from cifarlab.tracking import NullRecorder
+from cifarlab.tracking.recorder import NullRecorder
 
 
 @dataclass

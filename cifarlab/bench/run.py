@@ -177,9 +177,9 @@ def compose(overrides: Sequence[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cifarlab.config import register_configs, validate
-    from cifarlab.locations import conf_dir
-    from cifarlab.presets import register_experiments
+    from cifarlab.config.schema import register_configs, validate
+    from cifarlab.config.locations import conf_dir
+    from cifarlab.config.presets import register_experiments
 
     register_configs()
     register_experiments()
@@ -468,7 +468,7 @@ def cached_train_dataset(images, labels, batch_size: int, augment, seed: int, pa
     """
     import tensorflow as tf
 
-    from cifarlab.pipeline import map_calls, prefetch_size
+    from cifarlab.data.pipeline import map_calls, prefetch_size
 
     calls = map_calls(parallel_calls)
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -488,10 +488,10 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
     """cnn_bn as a cifarlab run builds and compiles it (precision, jit_compile, steps_per_execution)."""
     import keras
 
-    from cifarlab.fast_training import use_fast_dropout, use_fused_batchnorm
+    from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
     from cifarlab.models import build_model
-    from cifarlab.precision import apply_precision, global_policy, resolve_precision
-    from cifarlab.train import _compile
+    from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
+    from cifarlab.training.run import _compile
 
     precision = resolve_precision(cfg.trainer.precision)
     keras.utils.set_random_seed(cfg.trainer.seed)
@@ -511,8 +511,8 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
 
 def _train_data(cfg, data, parallel_calls: int | None | str = "config"):
     """cifarlab's training pipeline, with the run's ``trainer.input_parallelism`` unless given."""
-    from cifarlab.augment import build_augmentation
-    from cifarlab.pipeline import resolve_input_parallelism, train_dataset
+    from cifarlab.data.augment import build_augmentation
+    from cifarlab.data.pipeline import resolve_input_parallelism, train_dataset
 
     if parallel_calls == "config":
         parallel_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
@@ -544,7 +544,7 @@ def short_accuracy(snapshot: Snapshot, cfg, data, epochs: int) -> dict[str, floa
     """
     import keras
 
-    from cifarlab.train import _evaluate
+    from cifarlab.training.run import _evaluate
 
     model = snapshot.restore()
     keras.utils.set_random_seed(cfg.trainer.seed)
@@ -565,8 +565,8 @@ def callback_epoch_seconds(cfg, model, images_per_epoch: int, epochs: int, workd
     """
     import mlflow
 
-    from cifarlab.callbacks import CallbackContext, MlflowMetricsLogger, build_callbacks
-    from cifarlab.tracking import RunRecorder
+    from cifarlab.training.callbacks import CallbackContext, MlflowMetricsLogger, build_callbacks
+    from cifarlab.tracking.recorder import RunRecorder
 
     store = workdir / "callbacks"
     store.mkdir(parents=True, exist_ok=True)
@@ -647,10 +647,10 @@ def _worker_bare_fit(args: dict) -> dict:
     """A bare Keras fit: same model, split, batch, augmentation and validation data; no cifarlab callbacks."""
     import keras
 
-    from cifarlab.augment import build_augmentation
+    from cifarlab.data.augment import build_augmentation
     from cifarlab.data import load_dataset
     from cifarlab.models import build_model
-    from cifarlab.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+    from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
 
     cfg = compose(args["overrides"])
     t = cfg.trainer
@@ -717,7 +717,7 @@ class Measurements:
 
 def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Measurements) -> None:
     from cifarlab.data import load_dataset
-    from cifarlab.precision import resolve_precision
+    from cifarlab.training.precision import resolve_precision
 
     cfg = compose(overrides)
     data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
@@ -757,7 +757,7 @@ def _in_process(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Me
         "per_layer_macs": flops["per_layer_macs"],
         "convention": "2 x MACs of Conv/Dense forward; x3 for forward + backward",
     }
-    from cifarlab.pipeline import resolve_input_parallelism
+    from cifarlab.data.pipeline import resolve_input_parallelism
 
     input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
     pipeline, augment = _train_data(cfg, data)

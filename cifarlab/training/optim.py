@@ -93,7 +93,7 @@ def plateau_callback(cfg: DictConfig) -> keras.callbacks.Callback | None:
     """The callback behind the ``reduce_on_plateau`` schedule, or None for other schedules."""
     if cfg.name != "reduce_on_plateau":
         return None
-    from cifarlab.callbacks import keras_metric_name
+    from cifarlab.training.callbacks import keras_metric_name
 
     return keras.callbacks.ReduceLROnPlateau(
         monitor=keras_metric_name(cfg.monitor),

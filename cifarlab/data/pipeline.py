@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from cifarlab.augment import BatchAugment
+from cifarlab.data.augment import BatchAugment
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEQUENTIAL_PREFETCH = 4  # batches made ahead by a single producer thread

@@ -3,7 +3,7 @@
 The first two change how TensorFlow computes a step, never what it computes:
 
 - ``trainer.fused_batchnorm``: BatchNorm layers train with TensorFlow's fused kernel
-  (:class:`~cifarlab.models.fused_batchnorm.FusedBatchNormalization`).
+  (:class:`~cifarlab.models.layers.fused_batchnorm.FusedBatchNormalization`).
 - ``trainer.freeze_cancelled_bias``: a conv or dense bias feeding straight into
   BatchNorm is cancelled by BatchNorm's mean subtraction, so its gradient is zero;
   keeping it trainable still costs a bias-gradient kernel every step. It stays in the
@@ -12,7 +12,7 @@ The first two change how TensorFlow computes a step, never what it computes:
 The third draws different random numbers from the same distribution:
 
 - ``trainer.fast_dropout``: Dropout masks come from 16 random bits per element instead
-  of 32 (:class:`~cifarlab.models.fast_dropout.FastDropout`); the rate is kept to
+  of 32 (:class:`~cifarlab.models.layers.fast_dropout.FastDropout`); the rate is kept to
   1/65536 and the expected output is Keras's exactly.
 
 ``python -m cifarlab.bench`` measures each as a speed switch.
@@ -23,8 +23,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cifarlab.models.fast_dropout import FastDropout
-from cifarlab.models.fused_batchnorm import FusedBatchNormalization
+from cifarlab.models.layers.fast_dropout import FastDropout
+from cifarlab.models.layers.fused_batchnorm import FusedBatchNormalization
 
 # Training-only layer -> the Keras layer it stands in for (same config and weights).
 _TRAINING_LAYERS = {FusedBatchNormalization: layers.BatchNormalization, FastDropout: layers.Dropout}

@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 
-from cifarlab.optim import LearningRate
+from cifarlab.training.optim import LearningRate
 
 
 @keras.saving.register_keras_serializable(package="cifarlab")

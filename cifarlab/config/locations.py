@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # cifarlab/, this file being cifarlab/config/locations.py
 
 
 def _first_existing(*candidates: Path) -> Path:

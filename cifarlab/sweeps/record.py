@@ -132,7 +132,7 @@ def job_callbacks(cfg: DictConfig) -> list:
     trial_id = _trial_id()
     if trial_id is None:
         return []
-    from cifarlab.sweep_optuna import pruning_callback
+    from cifarlab.sweeps.study import pruning_callback
 
     return [pruning_callback(trial_id, run_id=run_id, tracking_uri=uri, on_prune=_mark_pruned)]
 
@@ -156,7 +156,7 @@ def _optuna_note_run(run_id: str, tracking_uri: str, *, tag_run: bool = True) ->
     trial_id = _trial_id()
     if trial_id is None:
         return
-    from cifarlab.sweep_optuna import note_run
+    from cifarlab.sweeps.study import note_run
 
     note_run(trial_id, run_id, tracking_uri, tag_run=tag_run)
 
@@ -224,7 +224,7 @@ class SweepRecord(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not config.tracking.enabled:
             return
-        from cifarlab import sweep_report
+        from cifarlab.sweeps import leaderboard as sweep_report
 
         folder = sweep_dir(config.hydra)
         state = folder / STATE_DIR
@@ -249,7 +249,7 @@ class SweepRecord(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
             return
-        from cifarlab import sweep_report
+        from cifarlab.sweeps import leaderboard as sweep_report
 
         try:
             sweep_report.close_parent(config, self.parent_run_id, sweep_dir(config.hydra) / STATE_DIR / "jobs")
@@ -262,7 +262,7 @@ class SweepRecord(Callback):
         if self._closed or self.parent_run_id is None:
             return
         try:
-            from cifarlab import sweep_report
+            from cifarlab.sweeps import leaderboard as sweep_report
 
             sweep_report.abandon_parent(config, self.parent_run_id)
         except Exception as err:  # noqa: BLE001 - the process is exiting anyway

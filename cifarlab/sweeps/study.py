@@ -76,7 +76,7 @@ def pruning_callback(
     import keras
     import optuna
 
-    from cifarlab.sweep import RunPruned
+    from cifarlab.sweeps.record import RunPruned
 
     study = _job_study()
     trial = optuna.trial.Trial(study, trial_id)

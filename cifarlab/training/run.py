@@ -23,21 +23,22 @@ import keras
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarlab import sweep, tracking
-from cifarlab.augment import build_augmentation
-from cifarlab.budget import TimeBudget, fit_to_budget
-from cifarlab.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
-from cifarlab.config import AugmentationConfig, StageConfig
+from cifarlab import tracking
+from cifarlab.sweeps import record as sweep
+from cifarlab.data.augment import build_augmentation
+from cifarlab.training.budget import TimeBudget, fit_to_budget
+from cifarlab.training.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
+from cifarlab.config.schema import AugmentationConfig, StageConfig
 from cifarlab.data import DataSplits, load_dataset
-from cifarlab.distribute import is_chief, make_strategy
+from cifarlab.training.distribute import is_chief, make_strategy
 from cifarlab.errors import CifarlabError
-from cifarlab.fast_training import freeze_cancelled_biases, standard_layers, use_fast_dropout, use_fused_batchnorm
+from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models import build_model
-from cifarlab.multi_worker import adapt_model
-from cifarlab.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
-from cifarlab.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
-from cifarlab.precision import apply_precision, global_policy, resolve_precision
-from cifarlab.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
+from cifarlab.training.multi_worker import adapt_model
+from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
+from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
+from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 
 
 @dataclass
@@ -181,7 +182,7 @@ def _model_summary(model: keras.Model) -> str:
 
 def _history(recorder: tracking.NullRecorder, fit_history: dict[str, list[float]]) -> dict[str, list[float]]:
     """Per-epoch metrics for the whole run: from MLflow when tracked (covers resumed epochs)."""
-    from cifarlab.callbacks import tracked_metric_name
+    from cifarlab.training.callbacks import tracked_metric_name
 
     history: dict[str, list[float]] = {}
     for keras_name, values in fit_history.items():
@@ -500,7 +501,7 @@ def _record_reports(
     probs: np.ndarray,
     history: dict[str, list[float]],
 ) -> None:
-    from cifarlab.reports import write_reports
+    from cifarlab.reports.writer import write_reports
 
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_reports(

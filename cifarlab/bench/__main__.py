@@ -1,0 +1,3 @@
+from cifarlab.bench.run import main
+
+main()

@@ -1,0 +1,21 @@
+"""MLflow tracking: the store (``store``), run identity (``identity``), one run's record (``recorder``).
+
+Nothing here imports TensorFlow, and MLflow only once a store is opened.
+"""
+
+from cifarlab.tracking.identity import config_hash, flatten, git_commit
+from cifarlab.tracking.recorder import NullRecorder, RunRecorder, open_run
+from cifarlab.tracking.store import check_server_reachable, default_artifact_location, prepare_experiment, tracking_uri
+
+__all__ = [
+    "NullRecorder",
+    "RunRecorder",
+    "check_server_reachable",
+    "config_hash",
+    "default_artifact_location",
+    "flatten",
+    "git_commit",
+    "open_run",
+    "prepare_experiment",
+    "tracking_uri",
+]

@@ -1,0 +1,53 @@
+"""What makes two runs the same run: the config hash, flattened params, the code's commit.
+
+Imports no TensorFlow and no MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.config.locations import checkout_dir
+
+# Config keys that do not change what a run computes: left out of its identity.
+_IDENTITY_EXCLUDES = ("paths", "tracking")
+# Keys that change how fast a run goes, not what it learns: a run resumed or re-swept with
+# another value is the same run (and runs recorded before the key existed keep their hash).
+_SPEED_ONLY_TRAINER_KEYS = ("input_parallelism",)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; lists stay whole values (``model.filters=[32, 64]``)."""
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A short fingerprint of everything that changes what the run computes."""
+    resolved = OmegaConf.to_container(cfg, resolve=False)
+    identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDES}
+    if isinstance(identity.get("trainer"), dict):
+        identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    root = checkout_dir()
+    if root is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
