@@ -1,3 +1,8 @@
 """cifarlab: config-driven Keras experiments for small-image classification, tracked in MLflow."""
 
+from cifarlab.quiet import quiet_tensorflow
+
 __version__ = "0.1.0"
+
+# Before any submodule can import TensorFlow, which reads its log level only once.
+quiet_tensorflow()

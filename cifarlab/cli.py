@@ -6,24 +6,22 @@ in about a second. Training code is imported only once the config is valid.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cifarlab.config.schema import register_configs, validate
+from cifarlab.config.compose import describe_hydra_error, register_config_store
+from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError
 from cifarlab.config.locations import conf_dir
-from cifarlab.config.presets import register_experiments
 
-register_configs()
-register_experiments()
+register_config_store()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -46,28 +44,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         traceback.print_exc()
         print("cifarlab: error: the job failed (traceback above); the sweep goes on", file=sys.stderr)
         return None
-
-
-def describe_hydra_error(err: HydraException) -> str:
-    """Hydra's multi-line composition errors, as one line with the key, value and fix."""
-    if isinstance(err, MissingConfigException) and err.options and err.missing_cfg_file:
-        group, _, value = err.missing_cfg_file.rpartition("/")
-        close = difflib.get_close_matches(value, err.options, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return (
-            f"{group}={value!r} is not an option of config group '{group}'; "
-            f"{hint}choose one of: {', '.join(sorted(err.options))}"
-        )
-    lines = [str(err)]
-    cause = err.__cause__
-    if cause is not None:
-        lines.append(str(cause))
-    keep = []
-    for line in "\n".join(lines).splitlines():
-        line = line.strip()
-        if line and not line.startswith(("reference_type", "object_type", "Config search path", "provider=")):
-            keep.append(line.rstrip("."))
-    return "; ".join(keep)
 
 
 def main() -> None:

@@ -16,9 +16,6 @@ the reports in this folder).
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import sys
 import tempfile

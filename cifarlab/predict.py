@@ -12,9 +12,6 @@ with one ``cifarlab: error: ...`` line.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import csv
 import difflib

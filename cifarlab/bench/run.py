@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import argparse
 import json
 import math
@@ -491,7 +489,7 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
     from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
     from cifarlab.models import build_model
     from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
-    from cifarlab.training.run import _compile
+    from cifarlab.training.compile import compile_model
 
     precision = resolve_precision(cfg.trainer.precision)
     keras.utils.set_random_seed(cfg.trainer.seed)
@@ -505,7 +503,7 @@ def build_compiled(cfg, data, steps_per_epoch: int, epochs: int):
         model = apply_precision(model, precision)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    _compile(model, cfg, steps_per_epoch, epochs)
+    compile_model(model, cfg, steps_per_epoch, epochs)
     return model
 
 
@@ -544,14 +542,14 @@ def short_accuracy(snapshot: Snapshot, cfg, data, epochs: int) -> dict[str, floa
     """
     import keras
 
-    from cifarlab.training.run import _evaluate
+    from cifarlab.training.evaluation import evaluate_model
 
     model = snapshot.restore()
     keras.utils.set_random_seed(cfg.trainer.seed)
     dataset, _ = _train_data(cfg, data)
     steps = max(1, len(data.x_train) // cfg.trainer.batch_size)
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False).history
-    _, test_accuracy, _ = _evaluate(model, data, cfg.trainer.eval_batch_size)
+    _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer.eval_batch_size)
     return {"train_accuracy": float(history["accuracy"][-1]), "train_loss": float(history["loss"][-1]),
             "test_accuracy": float(test_accuracy)}
 

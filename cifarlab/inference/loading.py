@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cifarlab import tracking
 from cifarlab.errors import ConfigError, CifarlabError, DataError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

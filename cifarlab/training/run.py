@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info and warning lines quiet
-
 import math
 import shutil
 import sys
@@ -36,6 +34,8 @@ from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers
 from cifarlab.models import build_model
 from cifarlab.training.multi_worker import adapt_model
 from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
+from cifarlab.training.compile import compile_model
+from cifarlab.training.evaluation import evaluate_model
 from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
 from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
@@ -147,33 +147,6 @@ def _describe(cfg: DictConfig, data: DataSplits, precision: str) -> str:
     )
 
 
-def _compile(
-    model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None
-) -> LearningRate:
-    """Compile for ``epochs`` more epochs; returns the learning rate (schedule) the optimizer follows."""
-    t = cfg.trainer
-    optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
-    learning_rate = build_schedule(optimizer_cfg, steps_per_epoch, epochs)
-    if t.time_budget_s and t.fit_schedule_to_budget:
-        learning_rate = fit_to_budget(learning_rate, steps_per_epoch * epochs)
-    if t.freeze_cancelled_bias:
-        freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
-    if t.label_smoothing:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(
-        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs, learning_rate=learning_rate),
-        loss=loss,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
-        if t.label_smoothing
-        else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=t.jit_compile,
-        steps_per_execution=t.steps_per_execution,
-    )
-    return learning_rate
-
-
 def _model_summary(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
@@ -190,20 +163,6 @@ def _history(recorder: tracking.NullRecorder, fit_history: dict[str, list[float]
         recorded = recorder.metric_history(name)
         history[name] = [recorded[s] for s in sorted(recorded)] if recorded else list(values)
     return history
-
-
-def _evaluate(
-    model: keras.Model, data: DataSplits, batch_size: int, test_time_flip: bool = False
-) -> tuple[np.ndarray, float, float]:
-    from sklearn.metrics import accuracy_score, log_loss
-
-    probs = model.predict(eval_dataset(data.x_test, data.y_test, batch_size), verbose=0)
-    if test_time_flip:
-        mirrored = np.ascontiguousarray(data.x_test[:, :, ::-1])
-        probs = (probs + model.predict(eval_dataset(mirrored, data.y_test, batch_size), verbose=0)) / 2
-    accuracy = accuracy_score(data.y_test, probs.argmax(axis=1))
-    loss = log_loss(data.y_test, np.clip(probs, 1e-7, 1.0), labels=list(range(data.num_classes)))
-    return probs, float(accuracy), float(loss)
 
 
 def _inference_model(model: keras.Model) -> keras.Model:
@@ -400,7 +359,7 @@ def _fit_stages(
         # A new optimizer only where the stage asks for one: otherwise training
         # continues exactly, optimizer state included.
         if index == 0 or stage.freeze is not None or stage.lr is not None:
-            learning_rate = _compile(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+            learning_rate = compile_model(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
             if budget is not None:
                 budget.follow(learning_rate)
         train_ds, val_ds = _datasets(cfg, data, _stage_augmentation(cfg, stage))
@@ -464,7 +423,7 @@ def _evaluate_and_record(
     state: RunState,
     history: dict[str, list[float]],
 ) -> TrainResult:
-    probs, test_accuracy, test_loss = _evaluate(
+    probs, test_accuracy, test_loss = evaluate_model(
         model, data, cfg.trainer.eval_batch_size, cfg.trainer.test_time_flip
     )
     recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})

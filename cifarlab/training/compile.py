@@ -1,0 +1,37 @@
+"""Compiling a model for training: loss, metrics, optimizer and its learning-rate schedule."""
+
+from __future__ import annotations
+
+import keras
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.models.layers.swap import freeze_cancelled_biases
+from cifarlab.training.budget import fit_to_budget
+from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule
+
+
+def compile_model(
+    model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None
+) -> LearningRate:
+    """Compile for ``epochs`` more epochs; returns the learning rate (schedule) the optimizer follows."""
+    t = cfg.trainer
+    optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
+    learning_rate = build_schedule(optimizer_cfg, steps_per_epoch, epochs)
+    if t.time_budget_s and t.fit_schedule_to_budget:
+        learning_rate = fit_to_budget(learning_rate, steps_per_epoch * epochs)
+    if t.freeze_cancelled_bias:
+        freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
+    if t.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(
+        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs, learning_rate=learning_rate),
+        loss=loss,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if t.label_smoothing
+        else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=t.jit_compile,
+        steps_per_execution=t.steps_per_execution,
+    )
+    return learning_rate
