@@ -28,9 +28,10 @@ register_config_store()
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
-        from cifarlab.training.run import train  # imports TensorFlow
+        from cifarlab.sweeps.hooks import job_hooks
+        from cifarlab.training.run import train  # imports TensorFlow: deferred until the config is valid
 
-        return train(cfg).objective
+        return train(cfg, hooks=job_hooks(cfg)).objective
     except CifarlabError as err:
         print(f"cifarlab: error: {err}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

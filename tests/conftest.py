@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from cifarlab.config.schema import register_configs
-from cifarlab.config.locations import conf_dir
-from cifarlab.config.presets import register_experiments
+from cifarlab.config.compose import compose_config, register_config_store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO_ROOT.parent / "shared" / "data" / "cifar10-subset"
@@ -31,8 +28,7 @@ TINY = [
     "trainer.batch_size=32",
 ]
 
-register_configs()
-register_experiments()
+register_config_store()
 
 
 @pytest.fixture
@@ -40,9 +36,7 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose ``conf/`` with overrides, outputs and store redirected into tmp_path."""
 
     def _compose(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose_config(overrides, check=False, hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             cfg.paths.mlruns_dir = str(tmp_path / "mlruns")

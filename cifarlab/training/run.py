@@ -22,7 +22,6 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cifarlab import tracking
-from cifarlab.sweeps import record as sweep
 from cifarlab.data.augment import build_augmentation
 from cifarlab.training.budget import TimeBudget, fit_to_budget
 from cifarlab.training.callbacks import CallbackContext, TerminateOnNonFinite, build_callbacks
@@ -35,6 +34,7 @@ from cifarlab.models import build_model
 from cifarlab.training.multi_worker import adapt_model
 from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule, plateau_callback
 from cifarlab.training.compile import compile_model
+from cifarlab.training.hooks import RunHooks
 from cifarlab.training.evaluation import evaluate_model
 from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
@@ -191,7 +191,7 @@ def _log_model(recorder: tracking.NullRecorder, model: keras.Model, data: DataSp
     )
 
 
-def train(cfg: DictConfig) -> TrainResult:
+def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
     """Run one training as ``cfg`` describes and record it. Raises CifarlabError on bad input."""
     key = tracking.config_hash(cfg)
     chief = is_chief()
@@ -203,9 +203,10 @@ def train(cfg: DictConfig) -> TrainResult:
     if cfg.tracking.enabled:
         tracking.check_server_reachable(tracking.tracking_uri(cfg))
 
-    parent_run_id = sweep.parent_run_id() if cfg.tracking.enabled else None
-    if parent_run_id and not cfg.tracking.rerun_finished:
-        done = sweep.finished_run(cfg, key)
+    hooks = hooks or RunHooks()
+    parent_run_id = hooks.parent_run_id
+    if cfg.tracking.enabled:
+        done = hooks.finished_run(cfg, key)
         if done is not None:
             print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
             return TrainResult.from_run(done)
@@ -218,7 +219,7 @@ def train(cfg: DictConfig) -> TrainResult:
     tags = _run_tags(cfg, key)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    run_name = cfg.tracking.get("run_name") or f"{cfg.model.name}-{cfg.dataset.name}"
+    run_name = cfg.tracking.get("run_name") or hooks.run_name or f"{cfg.model.name}-{cfg.dataset.name}"
     with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
         state.remember(recorder.run_id)
         if resume_id:
@@ -226,7 +227,7 @@ def train(cfg: DictConfig) -> TrainResult:
         _record_setup(recorder, cfg, model, transfer_report)
         with strategy.scope():
             if getattr(model, "trains_by_gradient", True):
-                history = _fit_stages(cfg, model, data, recorder, state)
+                history = _fit_stages(cfg, model, data, recorder, state, hooks)
             else:
                 history = _fit_without_gradients(cfg, model, data, recorder)
             result = _evaluate_and_record(cfg, model, data, recorder, state, history)
@@ -318,6 +319,7 @@ def _callbacks(
     images_per_epoch: int,
     stage: int,
     budget: TimeBudget | None,
+    hooks: RunHooks,
 ) -> list[keras.callbacks.Callback]:
     ctx = CallbackContext(
         checkpoint_dir=state.checkpoint_dir,
@@ -332,7 +334,7 @@ def _callbacks(
             if recorded:
                 values = recorded.values()
                 ctx.best_so_far[node.monitor] = min(values) if "loss" in node.monitor else max(values)
-    callbacks = build_callbacks(cfg.callbacks, ctx) + sweep.job_callbacks(cfg)
+    callbacks = build_callbacks(cfg.callbacks, ctx) + hooks.callbacks(cfg)
     plateau = plateau_callback(cfg.optimizer.schedule)
     if plateau is not None:
         callbacks.append(plateau)
@@ -342,7 +344,12 @@ def _callbacks(
 
 
 def _fit_stages(
-    cfg: DictConfig, model: keras.Model, data: DataSplits, recorder: tracking.NullRecorder, state: RunState
+    cfg: DictConfig,
+    model: keras.Model,
+    data: DataSplits,
+    recorder: tracking.NullRecorder,
+    state: RunState,
+    hooks: RunHooks,
 ) -> dict[str, list[float]]:
     """Train stage after stage from the same weights; epochs are numbered across stages."""
     t = cfg.trainer
@@ -363,7 +370,7 @@ def _fit_stages(
             if budget is not None:
                 budget.follow(learning_rate)
         train_ds, val_ds = _datasets(cfg, data, _stage_augmentation(cfg, stage))
-        callbacks = _callbacks(cfg, recorder, state, images_per_epoch, stage=index, budget=budget)
+        callbacks = _callbacks(cfg, recorder, state, images_per_epoch, stage=index, budget=budget, hooks=hooks)
         if len(stages) > 1:
             print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
         fit = model.fit(

@@ -1,0 +1,32 @@
+"""What the caller of ``train`` adds to one run: for a sweep job, its parent run and extras.
+
+Training never imports the sweep code; the CLI builds these hooks (from
+``cifarlab.sweeps``) and hands them to ``train``. A plain run uses the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+
+def _no_finished_run(cfg: DictConfig, config_hash: str) -> Any | None:
+    return None
+
+
+def _no_callbacks(cfg: DictConfig) -> list:
+    return []
+
+
+@dataclass
+class RunHooks:
+    """``parent_run_id``: the MLflow run to nest under; ``finished_run``: an earlier FINISHED
+    run of the same config (hash), which the run is then skipped for; ``callbacks``: extra
+    Keras callbacks (a sweep's pruning); ``run_name``: the name to give the MLflow run."""
+
+    parent_run_id: str | None = None
+    finished_run: Callable[[DictConfig, str], Any | None] = field(default=_no_finished_run)
+    callbacks: Callable[[DictConfig], list] = field(default=_no_callbacks)
+    run_name: str | None = None
