@@ -1,8 +1,9 @@
-"""Typed config schema, registered in Hydra's ConfigStore.
+"""Typed config schema, registered in Hydra's ConfigStore, with each section's range checks.
 
 OmegaConf checks types while Hydra merges YAML and overrides (``optimizer.lr=abc``
-fails there); ``validate`` checks ranges. Neither imports TensorFlow, so a bad
-value fails in well under a second.
+fails there); the ``*_CHECKS`` tables beside each dataclass check ranges, and
+``validate`` runs them all. Neither imports TensorFlow, so a bad value fails in well
+under a second.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from cifarlab.config.checks import Check, above, at_least, choose_one_of, null_or, one_of, run_checks
 from cifarlab.errors import ConfigError
 
 
@@ -33,6 +35,16 @@ class DatasetConfig:
     test_samples_per_class: int = 10
     image_size: int = 32
     channels: int = 3
+
+
+DATASET_CHECKS = (
+    Check("val_fraction", lambda v: 0.0 < v < 1.0, "use a fraction strictly between 0 and 1, e.g. 0.1"),
+    Check("limit_fraction", lambda v: 0.0 < v <= 1.0, "use a fraction in (0, 1]"),
+)
+
+
+def check_dataset(dataset: DictConfig) -> None:
+    run_checks(dataset, "dataset", DATASET_CHECKS)
 
 
 @dataclass
@@ -65,6 +77,16 @@ class OptimizerConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
+OPTIMIZER_CHECKS = (
+    Check("lr", above(0), "use a positive learning rate, e.g. 1e-3"),
+    Check("weight_decay", null_or(at_least(0)), "use null or a value >= 0"),
+)
+
+
+def check_optimizer(optimizer: DictConfig) -> None:
+    run_checks(optimizer, "optimizer", OPTIMIZER_CHECKS)
+
+
 @dataclass
 class AugmentationConfig:
     name: str = "none"
@@ -74,6 +96,21 @@ class AugmentationConfig:
     rotation_degrees: float = 0.0
     crop_padding: int = 0
     fill_mode: str = "nearest"
+
+
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+# How each augmentation fills pixels from outside the image, as its TF op names them.
+FILL_MODES = {"shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"), "crop_flip": ("reflect", "symmetric", "constant")}
+
+AUGMENTATION_CHECKS = (Check("flip", one_of(FLIPS), choose_one_of(FLIPS)),)
+
+
+def check_augmentation(augmentation: DictConfig) -> None:
+    run_checks(augmentation, "augmentation", AUGMENTATION_CHECKS)
+    fill_modes = FILL_MODES.get(augmentation.name)
+    if fill_modes:
+        fix = f"{choose_one_of(fill_modes)} (for augmentation={augmentation.name})"
+        run_checks(augmentation, "augmentation", (Check("fill_mode", one_of(fill_modes), fix),))
 
 
 @dataclass
@@ -86,7 +123,7 @@ class TrainerConfig:
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
     label_smoothing: float = 0.0
-    # auto: bfloat16 where the hardware has bfloat16 units, else float32 (cifarlab/precision.py)
+    # auto: bfloat16 where the hardware has bfloat16 units, else float32 (cifarlab/training/precision.py)
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16 | autocast_bfloat16
     jit_compile: Any = "auto"  # auto | true | false
     steps_per_execution: int = 1
@@ -100,10 +137,55 @@ class TrainerConfig:
     # Average test predictions over each image and its mirror image.
     test_time_flip: bool = False
     strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)
-    # Speedups (cifarlab/fast_training.py), measured by python -m cifarlab.bench:
+    # Speedups (cifarlab/models/layers/), measured by python -m cifarlab.bench:
     fused_batchnorm: bool = True  # BatchNorm trains with TensorFlow's fused kernel
     freeze_cancelled_bias: bool = True  # biases that a following BatchNorm cancels get no gradient
     fast_dropout: bool = True  # Dropout masks from 16 random bits per element, not 32
+
+
+# trainer.precision (cifarlab/training/precision.py says what each does)
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "autocast_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _input_threads(value: Any) -> bool:
+    # type(...) is int, not isinstance: True is an int too and means nothing here.
+    return value in ("auto", "autotune") or (type(value) is int and value >= 1)
+
+
+TRAINER_CHECKS = (
+    Check("epochs", at_least(1), "use a whole number of at least 1"),
+    Check("batch_size", at_least(1), "use a whole number of at least 1"),
+    Check("eval_batch_size", at_least(1), "use at least 1"),
+    Check("steps_per_epoch", null_or(at_least(1)), "use null (whole split) or at least 1"),
+    Check("validation_steps", null_or(at_least(1)), "use null (whole split) or at least 1"),
+    Check("label_smoothing", lambda v: 0.0 <= v < 1.0, "use a value in [0, 1)"),
+    Check("precision", one_of(PRECISIONS), choose_one_of(PRECISIONS)),
+    Check("jit_compile", one_of(("auto", True, False)), "choose auto, true or false"),
+    Check("steps_per_execution", at_least(1), "use at least 1"),
+    Check("input_parallelism", _input_threads,
+          "use auto, autotune (tf.data decides) or a positive number of threads"),
+    Check("shuffle_buffer", null_or(at_least(1)),
+          "use null (the whole training split) or a positive number of images"),
+    Check("time_budget_s", null_or(above(0)), "use null or a positive number of seconds"),
+    Check("strategy", one_of(STRATEGIES), choose_one_of(STRATEGIES)),
+)
+
+# Every worker must stop at the same step and make the same collective calls.
+MULTI_WORKER_CHECKS = (
+    Check("steps_per_execution", lambda v: v == 1,
+          "use 1 with trainer.strategy=multi_worker (Keras's multi-step loop fails there)"),
+    Check("jit_compile", lambda v: v is not True,
+          "use auto or false with trainer.strategy=multi_worker (XLA has no CPU collectives)"),
+    Check("time_budget_s", lambda v: v is None,
+          "use null with trainer.strategy=multi_worker (workers' clocks would stop them at different steps)"),
+)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    run_checks(trainer, "trainer", TRAINER_CHECKS)
+    if trainer.strategy == "multi_worker":
+        run_checks(trainer, "trainer", MULTI_WORKER_CHECKS)
 
 
 @dataclass
@@ -148,6 +230,14 @@ class ReportsConfig:
     top_pairs: int = 5
 
 
+ORIENTATIONS = ("true_rows", "pred_rows")  # the same as cifarlab/reports/confusion.py's
+REPORTS_CHECKS = (Check("orientation", one_of(ORIENTATIONS), choose_one_of(ORIENTATIONS)),)
+
+
+def check_reports(reports: DictConfig) -> None:
+    run_checks(reports, "reports", REPORTS_CHECKS)
+
+
 @dataclass
 class CifarlabConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -166,126 +256,29 @@ class CifarlabConfig:
     claim: dict[str, Any] = field(default_factory=dict)
 
 
-def register_configs() -> None:
-    ConfigStore.instance().store(name="cifarlab_schema", node=CifarlabConfig)
+def check_model(model: Any) -> None:
+    """The model node stays open (builders check their own keys), but it must name a model."""
+    if not (isinstance(model, DictConfig) and isinstance(model.get("name"), str)):
+        value = OmegaConf.to_container(model) if isinstance(model, DictConfig) else model
+        raise ConfigError("model", value, "pick a model with model=<name>, e.g. model=cnn_bn")
 
 
-def _check(ok: bool, key: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, allowed)
-
-
-# trainer.precision (cifarlab/precision.py says what each does)
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "autocast_bfloat16")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-ORIENTATIONS = ("true_rows", "pred_rows")
-FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
-# How each augmentation fills pixels from outside the image, as its TF op names them.
-FILL_MODES = {"shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"), "crop_flip": ("reflect", "symmetric", "constant")}
+# Each section of the config and the check of its ranges, run in this order.
+SECTION_CHECKS = (
+    ("trainer", check_trainer),
+    ("dataset", check_dataset),
+    ("optimizer", check_optimizer),
+    ("reports", check_reports),
+    ("augmentation", check_augmentation),
+    ("model", check_model),
+)
 
 
 def validate(cfg: DictConfig) -> None:
     """Range checks the schema's types cannot express. Raises ConfigError."""
-    t, d, o = cfg.trainer, cfg.dataset, cfg.optimizer
-    _check(t.epochs >= 1, "trainer.epochs", t.epochs, "use a whole number of at least 1")
-    _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "use a whole number of at least 1")
-    _check(
-        t.eval_batch_size >= 1, "trainer.eval_batch_size", t.eval_batch_size, "use at least 1"
-    )
-    for key in ("steps_per_epoch", "validation_steps"):
-        v = t[key]
-        _check(v is None or v >= 1, f"trainer.{key}", v, "use null (whole split) or at least 1")
-    _check(
-        0.0 < d.val_fraction < 1.0,
-        "dataset.val_fraction",
-        d.val_fraction,
-        "use a fraction strictly between 0 and 1, e.g. 0.1",
-    )
-    _check(
-        0.0 < d.limit_fraction <= 1.0,
-        "dataset.limit_fraction",
-        d.limit_fraction,
-        "use a fraction in (0, 1]",
-    )
-    _check(o.lr > 0, "optimizer.lr", o.lr, "use a positive learning rate, e.g. 1e-3")
-    _check(
-        o.weight_decay is None or o.weight_decay >= 0,
-        "optimizer.weight_decay",
-        o.weight_decay,
-        "use null or a value >= 0",
-    )
-    _check(
-        0.0 <= t.label_smoothing < 1.0,
-        "trainer.label_smoothing",
-        t.label_smoothing,
-        "use a value in [0, 1)",
-    )
-    _check(t.precision in PRECISIONS, "trainer.precision", t.precision, f"choose one of: {', '.join(PRECISIONS)}")
-    _check(
-        t.jit_compile in ("auto", True, False),
-        "trainer.jit_compile",
-        t.jit_compile,
-        "choose auto, true or false",
-    )
-    _check(
-        t.steps_per_execution >= 1, "trainer.steps_per_execution", t.steps_per_execution, "use at least 1"
-    )
-    _check(
-        t.input_parallelism in ("auto", "autotune")
-        or (type(t.input_parallelism) is int and t.input_parallelism >= 1),  # not bool
-        "trainer.input_parallelism",
-        t.input_parallelism,
-        "use auto, autotune (tf.data decides) or a positive number of threads",
-    )
-    _check(
-        t.shuffle_buffer is None or t.shuffle_buffer >= 1,
-        "trainer.shuffle_buffer",
-        t.shuffle_buffer,
-        "use null (the whole training split) or a positive number of images",
-    )
-    _check(
-        t.time_budget_s is None or t.time_budget_s > 0,
-        "trainer.time_budget_s",
-        t.time_budget_s,
-        "use null or a positive number of seconds",
-    )
-    _check(
-        t.strategy in STRATEGIES,
-        "trainer.strategy",
-        t.strategy,
-        f"choose one of: {', '.join(STRATEGIES)}",
-    )
-    if t.strategy == "multi_worker":
-        # Every worker must stop at the same step and make the same collective calls.
-        _check(t.steps_per_execution == 1, "trainer.steps_per_execution", t.steps_per_execution,
-               "use 1 with trainer.strategy=multi_worker (Keras's multi-step loop fails there)")
-        _check(t.jit_compile is not True, "trainer.jit_compile", t.jit_compile,
-               "use auto or false with trainer.strategy=multi_worker (XLA has no CPU collectives)")
-        _check(t.time_budget_s is None, "trainer.time_budget_s", t.time_budget_s,
-               "use null with trainer.strategy=multi_worker (workers' clocks would stop them at different steps)")
-    _check(
-        cfg.reports.orientation in ORIENTATIONS,
-        "reports.orientation",
-        cfg.reports.orientation,
-        f"choose one of: {', '.join(ORIENTATIONS)}",
-    )
-    _check(
-        cfg.augmentation.flip in FLIPS,
-        "augmentation.flip",
-        cfg.augmentation.flip,
-        f"choose one of: {', '.join(FLIPS)}",
-    )
-    fill_modes = FILL_MODES.get(cfg.augmentation.name)
-    if fill_modes:
-        _check(
-            cfg.augmentation.fill_mode in fill_modes,
-            "augmentation.fill_mode",
-            cfg.augmentation.fill_mode,
-            f"choose one of: {', '.join(fill_modes)} (for augmentation={cfg.augmentation.name})",
-        )
-    _check(
-        isinstance(cfg.model, DictConfig) and isinstance(cfg.model.get("name"), str),
-        "model",
-        OmegaConf.to_container(cfg.model) if isinstance(cfg.model, DictConfig) else cfg.model,
-        "pick a model with model=<name>, e.g. model=cnn_bn",
-    )
+    for section, check in SECTION_CHECKS:
+        check(cfg[section])
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="cifarlab_schema", node=CifarlabConfig)
