@@ -1,0 +1,55 @@
+"""Evaluation reports: confusion matrices, per-class tables, confused pairs and figures.
+
+Pure numpy + sklearn.metrics + matplotlib (no pyplot, no TensorFlow). ``write_reports``
+writes them all for one evaluation; the pieces are importable from here too.
+
+  inputs     checks on labels and probabilities
+  confusion  counts, normalisation, orientation, CSV, most confused pairs
+  tables     per-class precision / recall / F1 (markdown and MLflow metrics)
+  figures    confusion matrix, training curves, prediction grid, sample images
+  writer     write_reports: every file above into one folder
+"""
+
+from cifarlab.reports.confusion import (
+    ORIENTATIONS,
+    ConfusedPair,
+    confused_pairs,
+    confused_pairs_markdown,
+    confusion_counts,
+    normalize_over_true,
+    oriented,
+    pairs_tag,
+    write_confusion_csv,
+)
+from cifarlab.reports.figures import (
+    DPI,
+    confusion_matrix_figure,
+    prediction_grid_figure,
+    sample_images_figure,
+    save_figure,
+    training_curves_figure,
+)
+from cifarlab.reports.tables import classification_table, metric_safe_name
+from cifarlab.reports.writer import ReportSummary, write_reports
+
+__all__ = [
+    "DPI",
+    "ORIENTATIONS",
+    "ConfusedPair",
+    "ReportSummary",
+    "classification_table",
+    "confused_pairs",
+    "confused_pairs_markdown",
+    "confusion_counts",
+    "confusion_matrix_figure",
+    "metric_safe_name",
+    "normalize_over_true",
+    "oriented",
+    "pairs_tag",
+    "prediction_grid_figure",
+    "sample_images_figure",
+    "save_figure",
+    "training_curves_figure",
+    "write_confusion_csv",
+    "write_reports",
+]

@@ -1,4 +1,4 @@
-"""Tests for cifarlab.reports.writer on a tiny hand-crafted 3-class case with known mistakes."""
+"""Tests for cifarlab.reports on a tiny hand-crafted 3-class case with known mistakes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarlab.reports import writer as reports
-from cifarlab.reports.writer import (
+from cifarlab.reports import (
     ConfusedPair,
     classification_table,
     confused_pairs,
@@ -19,8 +18,12 @@ from cifarlab.reports.writer import (
     confusion_matrix_figure,
     metric_safe_name,
     pairs_tag,
+    prediction_grid_figure,
+    sample_images_figure,
+    training_curves_figure,
     write_reports,
 )
+from cifarlab.reports.figures import CORRECT_COLOUR, MAX_BARS, WRONG_COLOUR
 
 NAMES = ["cat", "dog", "bird"]
 # cat: 5 images, 3 predicted dog, 2 right; dog: 4 images, 1 predicted cat, 3 right;
@@ -220,15 +223,15 @@ def test_write_reports_rejects_probs_of_wrong_width(tmp_path):
 
 def test_prediction_grid_title_colours(images):
     probs = one_hot_probs(Y_PRED)
-    fig = reports.prediction_grid_figure(images, probs, Y_TRUE, NAMES, n=Y_TRUE.size, seed=0)
+    fig = prediction_grid_figure(images, probs, Y_TRUE, NAMES, n=Y_TRUE.size, seed=0)
     titles = [ax.title for ax in fig.axes if ax.get_title()]
     assert len(titles) == Y_TRUE.size
     right = [t for t in titles if t.get_text().split("\n")[0].split()[1]
              == t.get_text().split("\n")[1].split()[1]]
     assert len(right) == 7
-    assert all(t.get_color() == reports._CORRECT for t in right)
+    assert all(t.get_color() == CORRECT_COLOUR for t in right)
     wrong = [t for t in titles if t not in right]
-    assert all(t.get_color() == reports._WRONG for t in wrong)
+    assert all(t.get_color() == WRONG_COLOUR for t in wrong)
     assert "pred dog (80%)\ntrue cat" in {t.get_text() for t in wrong}
 
 
@@ -239,15 +242,15 @@ def test_prediction_grid_with_many_classes_shows_top_bars_and_true_class():
     probs[0, :12] = np.linspace(0.1, 0.05, 12)
     probs /= probs.sum()
     img = np.zeros((1, 8, 8, 3), dtype=np.uint8)
-    fig = reports.prediction_grid_figure(img, probs, [20], names, n=1)
+    fig = prediction_grid_figure(img, probs, [20], names, n=1)
     bar_ax = fig.axes[1]
     labels = [t.get_text() for t in bar_ax.get_yticklabels()]
-    assert len(labels) == reports.MAX_BARS
+    assert len(labels) == MAX_BARS
     assert labels[0] == "c0" and "c20" in labels  # most probable first, true class kept
 
 
 def test_training_curves_tolerates_missing_keys_and_numbers_epochs_from_one():
-    fig = reports.training_curves_figure({"train/loss": [0.9, 0.5]})
+    fig = training_curves_figure({"train/loss": [0.9, 0.5]})
     loss_ax, acc_ax = fig.axes
     assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
     assert len(acc_ax.lines) == 0
@@ -255,18 +258,18 @@ def test_training_curves_tolerates_missing_keys_and_numbers_epochs_from_one():
 
 
 def test_sample_images_titles_are_class_names(images):
-    fig = reports.sample_images_figure(images, Y_TRUE, NAMES, per_class=2)
+    fig = sample_images_figure(images, Y_TRUE, NAMES, per_class=2)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert sorted(titles) == sorted(NAMES * 2)
 
 
 def test_import_does_not_pull_in_tensorflow_or_pyplot():
     code = (
-        "import sys, cifarlab.reports.writer; "
+        "import sys, cifarlab.reports, cifarlab.reports.writer; "
         "bad = [m for m in ('tensorflow', 'keras', 'matplotlib.pyplot') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
