@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from dataclasses import replace
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from cifarlab.config.compose import describe_hydra_error, register_config_store
 from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError
+from cifarlab.training.hooks import RunHooks
 from cifarlab.config.locations import conf_dir
 
 register_config_store()
@@ -28,10 +30,11 @@ register_config_store()
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
+        # Deferred: TensorFlow is imported only once the config is valid.
         from cifarlab.sweeps.hooks import job_hooks
-        from cifarlab.training.run import train  # imports TensorFlow: deferred until the config is valid
+        from cifarlab.training.run import train
 
-        return train(cfg, hooks=job_hooks(cfg)).objective
+        return train(cfg, hooks=_with_command_line(job_hooks(cfg))).objective
     except CifarlabError as err:
         print(f"cifarlab: error: {err}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -45,6 +48,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         traceback.print_exc()
         print("cifarlab: error: the job failed (traceback above); the sweep goes on", file=sys.stderr)
         return None
+
+
+def _with_command_line(hooks: RunHooks) -> RunHooks:
+    """The overrides as typed and the presets chosen, from Hydra, for the run's tags and artifacts."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    presets = {tag: choices.get(group) for tag, group in (("preset", "experiment"), ("debug", "debug"))}
+    return replace(hooks, overrides=list(hydra_cfg.overrides.task), preset_choices=presets)
 
 
 def main() -> None:

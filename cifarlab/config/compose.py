@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from cifarlab.config.locations import conf_dir
 from cifarlab.config.presets import register_experiments
 from cifarlab.config.schema import register_configs, validate
-from cifarlab.errors import ConfigError
+from cifarlab.errors import CifarlabError
 
 
 def register_config_store() -> None:
@@ -33,7 +33,7 @@ def compose_config(
     """``conf/`` with Hydra ``overrides``, as the training CLI composes it.
 
     ``check`` runs the range checks; ``hydra_config`` keeps the ``hydra`` node
-    (what ``HydraConfig.instance().set_config`` needs). Raises ConfigError in one line.
+    (what ``HydraConfig.instance().set_config`` needs). Raises CifarlabError in one line.
     """
     register_config_store()
     GlobalHydra.instance().clear()
@@ -41,7 +41,7 @@ def compose_config(
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
     except HydraException as err:
-        raise ConfigError(describe_hydra_error(err)) from None
+        raise CifarlabError(describe_hydra_error(err)) from None
     finally:
         GlobalHydra.instance().clear()
     if check:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 from omegaconf import DictConfig
 
+from cifarlab.models.class_names import save_class_names
+from cifarlab.errors import CifarlabError
 from cifarlab.registry import Registry
+from cifarlab.training.metric_names import keras_metric_name, monitor_mode, tracked_metric_name
 from cifarlab.tracking.recorder import NullRecorder
 
 
@@ -25,6 +28,7 @@ class CallbackContext:
     recorder: NullRecorder
     images_per_epoch: int
     stage: int = 0
+    class_names: Sequence[str] = ()  # saved beside each checkpoint, so predict can name classes
     # Best value of each monitored metric already recorded (for a resumed run).
     best_so_far: dict[str, float] = field(default_factory=dict)
 
@@ -33,30 +37,11 @@ CallbackBuilder = Callable[[DictConfig, CallbackContext], keras.callbacks.Callba
 CALLBACKS: Registry[CallbackBuilder] = Registry("callbacks")
 
 
-def keras_metric_name(name: str) -> str:
-    """Our metric names (``val/accuracy``) to the keys Keras puts in ``logs`` (``val_accuracy``)."""
-    split, _, metric = name.partition("/")
-    if not metric:
-        return name
-    return metric if split == "train" else f"{split}_{metric}"
-
-
-def tracked_metric_name(keras_name: str) -> str:
-    """Keras ``logs`` keys to our names: ``val_loss`` -> ``val/loss``, ``loss`` -> ``train/loss``."""
-    if keras_name.startswith("val_"):
-        return f"val/{keras_name[4:]}"
-    return f"train/{keras_name}"
-
-
-def _mode(monitor: str) -> str:
-    return "min" if "loss" in monitor else "max"
-
-
 @CALLBACKS.register("early_stopping")
 def early_stopping(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return keras.callbacks.EarlyStopping(
         monitor=keras_metric_name(cfg.monitor),
-        mode=_mode(cfg.monitor),
+        mode=monitor_mode(cfg.monitor),
         patience=cfg.patience,
         min_delta=cfg.get("min_delta", 0.0),
         restore_best_weights=cfg.restore_best_weights,
@@ -81,9 +66,17 @@ def publish(staged: Path, path: Path) -> None:
 class BestAndLastCheckpoint(keras.callbacks.Callback):
     """``best.keras`` whenever the monitored metric improves, ``last.keras`` when training ends."""
 
-    def __init__(self, directory: Path, monitor: str, save_last: bool, best_so_far: float | None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        monitor: str,
+        save_last: bool,
+        best_so_far: float | None,
+        class_names: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         directory.mkdir(parents=True, exist_ok=True)
+        self.class_names = list(class_names)
         self.best_path = directory / "best.keras"
         self.last_path = directory / "last.keras"
         self.save_last = save_last
@@ -91,7 +84,7 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         self._best = keras.callbacks.ModelCheckpoint(
             staging_path(self.best_path),
             monitor=keras_metric_name(monitor),
-            mode=_mode(monitor),
+            mode=monitor_mode(monitor),
             save_best_only=True,
             initial_value_threshold=best_so_far,
         )
@@ -104,6 +97,7 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         self._best.on_epoch_end(epoch, logs)
         if staging_path(self.best_path).exists():
             publish(staging_path(self.best_path), self.best_path)
+            self._save_class_names(self.best_path)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # Once, not every epoch: saving costs real time per epoch, and a killed run
@@ -111,35 +105,53 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         if self.save_last:
             self.model.save(staging_path(self.last_path))
             publish(staging_path(self.last_path), self.last_path)
+            self._save_class_names(self.last_path)
+
+    def _save_class_names(self, checkpoint: Path) -> None:
+        if self.class_names:
+            save_class_names(checkpoint, self.class_names)
 
 
 @CALLBACKS.register("checkpoint")
 def checkpoint(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return BestAndLastCheckpoint(
-        ctx.checkpoint_dir, cfg.monitor, cfg.get("save_last", True), ctx.best_so_far.get(cfg.monitor)
+        ctx.checkpoint_dir,
+        cfg.monitor,
+        cfg.get("save_last", True),
+        ctx.best_so_far.get(cfg.monitor),
+        ctx.class_names,
     )
 
 
 class CrashSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore, with each backup written aside and then renamed into place.
+    """Keras's BackupAndRestore keeping the previous backup (``double_checkpoint``), resuming from it
+    whenever the latest cannot be read.
 
-    Keras overwrites ``latest.weights.h5`` in place, so a kill during that write
-    leaves a truncated file the resumed run cannot open ("bad object header").
-    Weights are published before the epoch counter, so the worst a kill between
-    the two renames costs is one repeated epoch.
+    Keras overwrites the backup in place and falls back to the previous copy only
+    when the weights fail to load (OSError). A kill can also land while it writes
+    the epoch counter (unreadable JSON), or during the very first backup, when
+    there is no previous copy: then this goes back to the previous backup, or
+    starts the training over, instead of failing the resumed run.
     """
 
-    def _save_model(self) -> None:
-        final = {"_weights_path": self._weights_path, "_training_metadata_path": self._training_metadata_path}
-        for attr, path in final.items():
-            setattr(self, attr, str(staging_path(Path(path))))
+    def __init__(self, backup_dir: str, **kwargs) -> None:
+        super().__init__(backup_dir, double_checkpoint=True, **kwargs)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
         try:
-            super()._save_model()
-        finally:
-            for attr, path in final.items():
-                setattr(self, attr, path)
-        for path in final.values():
-            publish(staging_path(Path(path)), Path(path))
+            super().on_train_begin(logs)
+        except (OSError, ValueError):
+            self._fall_back_to_previous_backup()
+            super().on_train_begin(logs)
+
+    def _fall_back_to_previous_backup(self) -> None:
+        pairs = ((self._prev_weights_path, self._weights_path),
+                 (self._prev_training_metadata_path, self._training_metadata_path))
+        if all(Path(prev).is_file() for prev, _ in pairs):
+            for prev, latest in pairs:
+                shutil.copyfile(prev, latest)
+        else:  # nothing complete to resume from: train from the start
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
 @CALLBACKS.register("backup_and_restore")
@@ -151,7 +163,7 @@ def backup_and_restore(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks
 def reduce_lr_on_plateau(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return keras.callbacks.ReduceLROnPlateau(
         monitor=keras_metric_name(cfg.monitor),
-        mode=_mode(cfg.monitor),
+        mode=monitor_mode(cfg.monitor),
         factor=cfg.factor,
         patience=cfg.patience,
         min_lr=cfg.min_lr,
@@ -161,25 +173,32 @@ def reduce_lr_on_plateau(cfg: DictConfig, ctx: CallbackContext) -> keras.callbac
 
 @CALLBACKS.register("terminate_on_nan")
 def terminate_on_nan(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
-    return TerminateOnNonFinite()
+    return StopOnNonFiniteLoss()
 
 
-class TerminateOnNonFinite(keras.callbacks.Callback):
-    """Stop at the first NaN or infinite loss, and say so: the run then ends FAILED."""
+class TrainingDiverged(CifarlabError):
+    """The training loss became NaN or infinite; the run turns it into advice on the learning rate."""
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        self.epoch, self.loss = epoch, loss
+        super().__init__(f"training loss became {loss} in epoch {epoch + 1}")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+    """Keras's TerminateOnNaN(raise_error=True), raising TrainingDiverged with the epoch and loss."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.stopped_at: tuple[int, float] | None = None
+        super().__init__(raise_error=True)
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = (self._epoch, float(loss))
-            self.model.stop_training = True
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            raise TrainingDiverged(self._epoch, float((logs or {})["loss"])) from None
 
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:

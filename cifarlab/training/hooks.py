@@ -24,9 +24,15 @@ def _no_callbacks(cfg: DictConfig) -> list:
 class RunHooks:
     """``parent_run_id``: the MLflow run to nest under; ``finished_run``: an earlier FINISHED
     run of the same config (hash), which the run is then skipped for; ``callbacks``: extra
-    Keras callbacks (a sweep's pruning); ``run_name``: the name to give the MLflow run."""
+    Keras callbacks (a sweep's pruning); ``run_name``: the name to give the MLflow run.
+
+    What the launcher knows of the command line, recorded with the run:
+    ``overrides`` (as typed) and ``preset_choices`` (tag -> chosen ``experiment`` / ``debug``).
+    """
 
     parent_run_id: str | None = None
     finished_run: Callable[[DictConfig, str], Any | None] = field(default=_no_finished_run)
     callbacks: Callable[[DictConfig], list] = field(default=_no_callbacks)
     run_name: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    preset_choices: dict[str, str] = field(default_factory=dict)

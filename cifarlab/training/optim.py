@@ -8,6 +8,7 @@ import keras
 from omegaconf import DictConfig
 
 from cifarlab.registry import Registry
+from cifarlab.training.metric_names import keras_metric_name, monitor_mode
 
 SCHEDULES: Registry[Callable] = Registry("optimizer.schedule")
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
@@ -93,11 +94,9 @@ def plateau_callback(cfg: DictConfig) -> keras.callbacks.Callback | None:
     """The callback behind the ``reduce_on_plateau`` schedule, or None for other schedules."""
     if cfg.name != "reduce_on_plateau":
         return None
-    from cifarlab.training.callbacks import keras_metric_name
-
     return keras.callbacks.ReduceLROnPlateau(
         monitor=keras_metric_name(cfg.monitor),
-        mode="min" if "loss" in cfg.monitor else "max",
+        mode=monitor_mode(cfg.monitor),
         factor=cfg.gamma,
         patience=cfg.patience,
         min_lr=cfg.min_lr,

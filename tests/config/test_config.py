@@ -114,10 +114,11 @@ def test_every_callbacks_option_builds(compose_cfg, option, tmp_path):
 
 
 def test_schema_rejects_wrong_type(compose_cfg):
-    from hydra.errors import ConfigCompositionException
+    from cifarlab.errors import CifarlabError
 
-    with pytest.raises(ConfigCompositionException):
+    with pytest.raises(CifarlabError, match=r"optimizer\.lr") as err:
         compose_cfg("optimizer.lr=abc")
+    assert "\n" not in str(err.value)  # one line, not Hydra's several
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from cifarlab.data.idx import FASHION_CLASSES, MNIST_CLASSES
 from cifarlab.data.safe_pickle import safe_load_path
 from cifarlab.errors import ConfigError, DataError, UnsafePickleError
 
-SUBSET = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-subset"
+SUBSET = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10-subset"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
 

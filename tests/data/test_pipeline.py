@@ -33,29 +33,22 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
     assert x.dtype == np.float32 and not np.array_equal(x, gradient.astype(np.float32))
 
 
-def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg, monkeypatch):
-    from cifarlab.training import run as train
+def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
     from cifarlab.data import DataSplits
+    from cifarlab.training.datasets import pipeline_settings, stage_datasets
 
-    received = {}
-
-    def recording_train_dataset(*args, **kwargs):  # the real pipeline, with what the run asked of it
-        received.update(kwargs)
-        return real_train_dataset(*args, **kwargs)
-
-    real_train_dataset = train.train_dataset
-    monkeypatch.setattr(train, "train_dataset", recording_train_dataset)
     cfg = compose_cfg("dataset=synthetic", "augmentation=none", "trainer.batch_size=5", "trainer.shuffle_buffer=1",
                       "trainer.input_parallelism=3")
+    settings = pipeline_settings(cfg)
+    assert settings["parallel_calls"] == 3 and settings["shuffle_buffer"] == 1
     images = np.zeros((20, 8, 8, 3), np.uint8)
     labels = np.arange(20) % 4
     data = DataSplits(images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny")
-    train_ds, _ = train._datasets(cfg, data, cfg.augmentation)
-    assert received["parallel_calls"] == 3 and received["shuffle_buffer"] == 1
+    train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
     assert _labels_in_order(train_ds) == list(labels)  # a buffer of one keeps the order
     # The default buffer (the whole split) shuffles.
     cfg.trainer.shuffle_buffer = None
-    train_ds, _ = train._datasets(cfg, data, cfg.augmentation)
+    train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
     assert _labels_in_order(train_ds) != list(labels)
 
 

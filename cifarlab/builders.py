@@ -1,0 +1,30 @@
+"""Every registry of builders is filled here, and only here; these are the doors to them.
+
+Importing a builder module runs its ``@REGISTRY.register`` decorators (the idea
+of TensorFlow Model Garden's ``registry_imports.py``): this file imports each
+one, so what can be named in a config is listed in one place. Adding a model,
+dataset, augmentation, optimizer, schedule or callback: write the builder in its
+stage's folder, register it, and import its module below. Imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+# Builder modules, imported for their registrations.
+from cifarlab.data import cifar10, idx, image_folder, synthetic  # noqa: F401  datasets
+from cifarlab.models import cnn, delta, dense, keras_app, resnet  # noqa: F401  models
+
+# The doors: each looks a name up in its registry and builds from the config node.
+from cifarlab.data import load_dataset  # noqa: E402
+from cifarlab.data.augment import build_augmentation  # noqa: E402  (registry in the same module)
+from cifarlab.models import build_model  # noqa: E402
+from cifarlab.training.callbacks import build_callbacks  # noqa: E402
+from cifarlab.training.optim import build_optimizer, build_schedule  # noqa: E402
+
+__all__ = [
+    "build_augmentation",
+    "build_callbacks",
+    "build_model",
+    "build_optimizer",
+    "build_schedule",
+    "load_dataset",
+]

@@ -1,0 +1,36 @@
+"""The tf.data pipelines one training stage reads: shuffled, augmented train batches and val batches."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from cifarlab.builders import build_augmentation
+from cifarlab.data.base import DataSplits
+from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+
+
+def pipeline_settings(cfg: DictConfig) -> dict:
+    """What ``trainer.*`` asks of the input pipeline, as ``train_dataset`` keywords."""
+    t = cfg.trainer
+    return {
+        "seed": t.seed,
+        "repeat": t.steps_per_epoch is not None,
+        "shuffle_buffer": t.shuffle_buffer,
+        "parallel_calls": resolve_input_parallelism(t.input_parallelism, t.strategy),
+    }
+
+
+def stage_datasets(
+    cfg: DictConfig, data: DataSplits, augmentation: DictConfig
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Train and validation datasets; one-hot labels when label smoothing needs them."""
+    t = cfg.trainer
+    augment = build_augmentation(augmentation, seed=t.seed)
+    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, **pipeline_settings(cfg))
+    val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
+    if t.label_smoothing:
+        one_hot = lambda x, y: (x, keras.ops.one_hot(y, data.num_classes))  # noqa: E731
+        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
+    return train_ds, val_ds

@@ -1,0 +1,80 @@
+"""How a run describes itself: its MLflow tags, the hardware, the one-line plan it prints."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from cifarlab.data.base import DataSplits
+from cifarlab.tracking import git_commit
+from cifarlab.training.hooks import RunHooks
+
+
+def run_tags(cfg: DictConfig, config_hash: str, hooks: RunHooks) -> dict[str, str]:
+    """Tags of a new run: what it trains, its identity, the command line and a preset's claim."""
+    tags = {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "optimizer": cfg.optimizer.name,
+        "augmentation": cfg.augmentation.name,
+        "config_hash": config_hash,
+        "git_commit": git_commit(),
+        "overrides": " ".join(hooks.overrides),
+        "hardware": hardware(),
+        **hooks.preset_choices,
+        **{f"claim.{k}": v for k, v in (cfg.get("claim") or {}).items()},
+        **dict(cfg.tracking.get("tags") or {}),
+    }
+    if hooks.parent_run_id:
+        tags["mlflow.parentRunId"] = hooks.parent_run_id
+    return {k: str(v) for k, v in tags.items() if v not in (None, "")}
+
+
+def hardware() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    return f"{len(gpus)} GPU + {cpu}" if gpus else cpu
+
+
+def plan_line(cfg: DictConfig, data: DataSplits, precision: str) -> str:
+    t = cfg.trainer
+    return (
+        f"cifarlab: {data.name} ({len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test), "
+        f"model {cfg.model.name}, {cfg.optimizer.name} lr={cfg.optimizer.lr:g}, "
+        f"augmentation {cfg.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
+        f"precision {precision}"
+    )
+
+
+def model_summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
+def print_summary(test_accuracy: float, test_loss: float, run_id: str | None, experiment: str, uri: str) -> None:
+    """The closing lines: test accuracy, the MLflow run, and how to open the UI on its store."""
+    print(f"cifarlab: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f})", flush=True)
+    if not run_id:
+        return
+    print(f"cifarlab: MLflow run {run_id} in experiment '{experiment}'", flush=True)
+    if uri.startswith(("http://", "https://")):
+        print(f"cifarlab: open {uri}/#/experiments to compare runs", flush=True)
+    else:
+        print(f"cifarlab: compare runs with: mlflow ui --backend-store-uri {_relative_store(uri)}", flush=True)
+
+
+def _relative_store(uri: str) -> str:
+    """A SQLite store under the working folder as a relative URI (shorter to copy)."""
+    if not uri.startswith("sqlite:///"):
+        return uri
+    db = Path(uri.removeprefix("sqlite:///"))
+    try:
+        return f"sqlite:///{db.relative_to(Path.cwd())}"
+    except ValueError:
+        return uri

@@ -1,0 +1,129 @@
+"""What a run records about itself: its setup, its test results and reports, and the trained model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from mlflow.models import infer_signature
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.data.base import DataSplits
+from cifarlab.models.class_names import class_names_path
+from cifarlab.models.layers.swap import standard_layers
+from cifarlab.models.transfer import TransferReport
+from cifarlab.reports.writer import write_reports
+from cifarlab.tracking import NullRecorder, flatten
+from cifarlab.training.describe import model_summary
+from cifarlab.training.evaluation import evaluate_model
+from cifarlab.training.hooks import RunHooks
+from cifarlab.training.result import TrainResult
+from cifarlab.training.state import RunState
+
+
+def record_setup(
+    recorder: NullRecorder,
+    cfg: DictConfig,
+    model: keras.Model,
+    precision: str,
+    hooks: RunHooks,
+    transfer_report: TransferReport | None,
+) -> None:
+    """Params (the resolved config, flattened), the model summary, config and overrides as artifacts."""
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    # precision_policy: what trainer.precision=auto chose on this machine
+    recorder.log_params({**params, "model/num_params": model.count_params(), "precision_policy": precision})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "model_summary.txt").write_text(model_summary(model))
+        recorder.log_artifact(folder / "model_summary.txt")
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (folder / "overrides.txt").write_text("\n".join(hooks.overrides) + "\n")
+        recorder.log_artifact(folder / "config.yaml", "config")
+        recorder.log_artifact(folder / "overrides.txt", "config")
+    if transfer_report is not None:
+        recorder.log_text(transfer_report.summary() + "\n", "transfer.txt")
+
+
+def evaluate_and_record(
+    cfg: DictConfig,
+    model: keras.Model,
+    data: DataSplits,
+    recorder: NullRecorder,
+    state: RunState,
+    history: dict[str, list[float]],
+) -> TrainResult:
+    """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics."""
+    probs, test_accuracy, test_loss = evaluate_model(
+        model, data, cfg.trainer.eval_batch_size, cfg.trainer.test_time_flip
+    )
+    recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})
+    record_reports(recorder, cfg, data, probs, history)
+    best_checkpoint = state.checkpoint_dir / "best.keras"
+    if cfg.tracking.log_checkpoints and best_checkpoint.exists():
+        recorder.log_artifact(best_checkpoint, "checkpoints")
+        if class_names_path(best_checkpoint).exists():
+            recorder.log_artifact(class_names_path(best_checkpoint), "checkpoints")
+    if cfg.tracking.log_model:
+        log_model(recorder, model, data, probs)
+    val_accuracy = history.get("val/accuracy")
+    best_val = max(val_accuracy) if val_accuracy else None
+    epochs_run = len(history.get("train/loss", []))
+    recorder.log_metrics({"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})})
+    return TrainResult(recorder.run_id, test_accuracy, test_loss, best_val, epochs_run, history)
+
+
+def record_reports(
+    recorder: NullRecorder,
+    cfg: DictConfig,
+    data: DataSplits,
+    probs: np.ndarray,
+    history: dict[str, list[float]],
+) -> None:
+    """The report files under ``reports/``, their metrics, and the most confused pairs as a tag."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = write_reports(
+            Path(tmp),
+            y_true=data.y_test,
+            probs=probs,
+            class_names=data.class_names,
+            history=history,
+            x_test=data.x_test,
+            x_train=data.x_train,
+            y_train=data.y_train,
+            orientation=cfg.reports.orientation,
+            top_pairs=cfg.reports.top_pairs,
+            seed=cfg.trainer.seed,
+        )
+        recorder.log_artifacts(Path(tmp), "reports")
+    recorder.log_metrics(summary.metrics)
+    if summary.pairs:
+        recorder.set_tags({"confused_pairs": "; ".join(str(p) for p in summary.pairs)})
+        print("cifarlab: most confused: " + "; ".join(str(p) for p in summary.pairs[:3]), flush=True)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The same layers and weights without the compile state, so loading needs no cifarlab code."""
+    plain = standard_layers(model)  # an uncompiled copy when it had to swap layers
+    return plain if plain is not model else keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def log_model(recorder: NullRecorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
+    """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names."""
+    example = data.x_test[:2]
+    recorder.log_keras_model(
+        inference_model(model),
+        name="model",
+        signature=infer_signature(example, probs[:2]),
+        input_example=example,
+        metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
+        pip_requirements=[
+            f"tensorflow=={tf.__version__}",
+            f"keras=={keras.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+    )

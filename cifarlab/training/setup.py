@@ -1,0 +1,65 @@
+"""Data and model for a run, built before any MLflow run opens: bad input fails here, recording nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from omegaconf import DictConfig
+
+from cifarlab.builders import build_augmentation, build_model, load_dataset
+from cifarlab.data.base import DataSplits
+from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
+from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
+from cifarlab.training.describe import plan_line
+from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
+
+
+@dataclass
+class Prepared:
+    data: DataSplits
+    model: keras.Model
+    transfer_report: TransferReport | None
+    precision: str
+
+
+def prepare(cfg: DictConfig, tracking_uri: str) -> Prepared:
+    """Seed, precision policy, data, model (with transferred weights and swapped layers)."""
+    t = cfg.trainer
+    keras.utils.set_random_seed(t.seed)
+    precision = resolve_precision(t.precision)
+    keras.mixed_precision.set_dtype_policy(global_policy(precision))
+    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    build_augmentation(cfg.augmentation, seed=t.seed)  # an unknown name fails now, not mid-run
+    report = _init_from(cfg, model, tracking_uri)
+    if cfg.model.get("freeze", "none") != "none":
+        set_frozen(model, cfg.model.freeze)
+    model = apply_precision(_fast_layers(cfg, model), precision)
+    print(plan_line(cfg, data, precision), flush=True)
+    return Prepared(data, model, report, precision)
+
+
+def _init_from(cfg: DictConfig, model: keras.Model, tracking_uri: str) -> TransferReport | None:
+    if not cfg.model.get("init_from"):
+        return None
+    source = load_source_model(str(cfg.model.init_from), tracking_uri)
+    report = transfer_weights(source, model)
+    print(f"cifarlab: weights from {cfg.model.init_from}: {report.summary()}", flush=True)
+    return report
+
+
+def _fast_layers(cfg: DictConfig, model: keras.Model) -> keras.Model:
+    """Swap in fused BatchNorm and fast dropout where switched on.
+
+    Not under multi_worker: swapping rebuilds the model, which would create its
+    variables collectively on every worker.
+    """
+    t = cfg.trainer
+    if t.strategy == "multi_worker":
+        return model
+    if t.fused_batchnorm:
+        model = use_fused_batchnorm(model)
+    if t.fast_dropout:
+        model = use_fast_dropout(model)
+    return model

@@ -1,0 +1,178 @@
+"""Fitting: stage after stage from the same weights, or in closed form for models without gradients."""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.config.schema import AugmentationConfig, StageConfig
+from cifarlab.data.base import DataSplits
+from cifarlab.data.pipeline import eval_dataset
+from cifarlab.errors import CifarlabError
+from cifarlab.models.transfer import set_frozen
+from cifarlab.tracking import NullRecorder
+from cifarlab.training.budget import TimeBudget
+from cifarlab.training.callbacks import CallbackContext, TrainingDiverged, build_callbacks
+from cifarlab.training.compile import compile_model
+from cifarlab.training.datasets import stage_datasets
+from cifarlab.training.hooks import RunHooks
+from cifarlab.training.metric_names import tracked_metric_name
+from cifarlab.training.optim import plateau_callback
+from cifarlab.training.state import RunState
+
+
+@dataclass
+class FitContext:
+    """What fitting needs beyond the config: the data, where it records and keeps state, the hooks."""
+
+    data: DataSplits
+    recorder: NullRecorder
+    state: RunState
+    hooks: RunHooks
+
+
+def stage_plan(cfg: DictConfig) -> list[DictConfig]:
+    """The configured stages, or one implicit stage; each capped at trainer.epochs."""
+    stages = list(cfg.stages) or [OmegaConf.structured(StageConfig(name="train", epochs=cfg.trainer.epochs))]
+    for stage in stages:
+        stage.epochs = min(stage.epochs, cfg.trainer.epochs)
+    return stages
+
+
+def stage_augmentation(cfg: DictConfig, stage: DictConfig) -> DictConfig:
+    if stage.augmentation is None:
+        return cfg.augmentation
+    return OmegaConf.merge(OmegaConf.structured(AugmentationConfig), stage.augmentation)
+
+
+def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str, list[float]]:
+    """Train stage after stage from the same weights; epochs are numbered across stages."""
+    t = cfg.trainer
+    stages = stage_plan(cfg)
+    steps_per_epoch = t.steps_per_epoch or math.ceil(len(ctx.data.x_train) / t.batch_size)
+    total_epochs = sum(stage.epochs for stage in stages)
+    budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None  # one clock across all stages
+    fit_history: dict[str, list[float]] = {}
+    epoch = 0
+    for index, stage in enumerate(stages):
+        if stage.freeze is not None:
+            set_frozen(model, stage.freeze)
+        # A new optimizer only where the stage asks for one: otherwise training
+        # continues exactly, optimizer state included.
+        if index == 0 or stage.freeze is not None or stage.lr is not None:
+            learning_rate = compile_model(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+            if budget is not None:
+                budget.follow(learning_rate)
+        if len(stages) > 1:
+            print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
+        history = _fit_stage(cfg, model, ctx, stage, index, epoch, budget)
+        for name, values in history.items():
+            fit_history.setdefault(name, []).extend(values)
+        epoch += len(history.get("loss", []))
+        if budget is not None and budget.exhausted:
+            print(f"cifarlab: time budget of {t.time_budget_s:g}s spent; evaluating", flush=True)
+            break
+    return recorded_history(ctx.recorder, fit_history)
+
+
+def _fit_stage(
+    cfg: DictConfig,
+    model: keras.Model,
+    ctx: FitContext,
+    stage: DictConfig,
+    index: int,
+    first_epoch: int,
+    budget: TimeBudget | None,
+) -> dict[str, list[float]]:
+    t = cfg.trainer
+    train_ds, val_ds = stage_datasets(cfg, ctx.data, stage_augmentation(cfg, stage))
+    try:
+        fit = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + stage.epochs,
+            steps_per_epoch=t.steps_per_epoch,
+            validation_steps=t.validation_steps,
+            callbacks=stage_callbacks(cfg, ctx, stage=index, budget=budget),
+            shuffle=False,  # the dataset shuffles itself
+            verbose=verbosity(t.verbose),
+        )
+    except TrainingDiverged as err:
+        raise CifarlabError(
+            f"{err}; lower optimizer.lr (now {cfg.optimizer.lr:g}) or set optimizer.clipnorm"
+        ) from None
+    return fit.history
+
+
+def stage_callbacks(
+    cfg: DictConfig, ctx: FitContext, stage: int, budget: TimeBudget | None
+) -> list[keras.callbacks.Callback]:
+    """The configured callbacks, the hooks' extras, the plateau schedule's and the time budget."""
+    t = cfg.trainer
+    images_per_epoch = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else len(ctx.data.x_train)
+    callback_ctx = CallbackContext(
+        checkpoint_dir=ctx.state.checkpoint_dir,
+        backup_dir=ctx.state.backup_dir,
+        recorder=ctx.recorder,
+        images_per_epoch=images_per_epoch,
+        stage=stage,
+        class_names=ctx.data.class_names,
+        best_so_far=_best_so_far(cfg, ctx.recorder),
+    )
+    callbacks = build_callbacks(cfg.callbacks, callback_ctx) + ctx.hooks.callbacks(cfg)
+    extras = [plateau_callback(cfg.optimizer.schedule), budget]
+    return callbacks + [cb for cb in extras if cb is not None]
+
+
+def _best_so_far(cfg: DictConfig, recorder: NullRecorder) -> dict[str, float]:
+    """The best value already recorded of each monitored metric (a resumed run's checkpoints need it)."""
+    best = {}
+    for node in cfg.callbacks.values():
+        if node is not None and node.get("monitor"):
+            recorded = recorder.metric_history(node.monitor).values()
+            if recorded:
+                best[node.monitor] = min(recorded) if "loss" in node.monitor else max(recorded)
+    return best
+
+
+def recorded_history(recorder: NullRecorder, fit_history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per-epoch metrics for the whole run: from MLflow when tracked (covers resumed epochs)."""
+    history: dict[str, list[float]] = {}
+    for keras_name, values in fit_history.items():
+        name = tracked_metric_name(keras_name)
+        recorded = recorder.metric_history(name)
+        history[name] = [recorded[s] for s in sorted(recorded)] if recorded else list(values)
+    return history
+
+
+def fit_without_gradients(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str, list[float]]:
+    """Models fitted in closed form (the smallest-delta baseline): fit, then score on val."""
+    data = ctx.data
+    started = time.perf_counter()
+    model.fit_prototypes(data.x_train, data.y_train)
+    probs = model.predict(eval_dataset(data.x_val, data.y_val, cfg.trainer.eval_batch_size), verbose=0)
+    val_accuracy = float(np.mean(probs.argmax(axis=1) == data.y_val))
+    ctx.recorder.log_metrics({"val/accuracy": val_accuracy, "epoch_seconds": time.perf_counter() - started}, step=0)
+    if hasattr(model, "typical_images_figure"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "typical_images.png"
+            model.typical_images_figure(data.class_names).savefig(path)
+            ctx.recorder.log_artifact(path, "reports")
+    print(f"cifarlab: fitted without gradients; val accuracy {val_accuracy:.4f}", flush=True)
+    return {"val/accuracy": [val_accuracy]}
+
+
+def verbosity(setting: object) -> int:
+    """``auto``: a progress bar on a terminal, one line per epoch in logs and CI."""
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
