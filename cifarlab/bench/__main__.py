@@ -1,3 +1,5 @@
-from cifarlab.bench.run import main
+import sys
 
-main()
+from cifarlab.bench.cli import main
+
+sys.exit(main())

@@ -17,7 +17,7 @@ from conftest import run_cli
 def test_flop_counter_matches_a_hand_count():
     import keras
 
-    from cifarlab.bench.run import count_flops
+    from cifarlab.bench.flops import count_flops
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="valid", name="conv_valid")(inputs)  # -> 6x6x4
@@ -40,7 +40,7 @@ def test_flop_counter_matches_a_hand_count():
 def test_flop_counter_counts_cnn_bn_convs_and_dense():
     from omegaconf import OmegaConf
 
-    from cifarlab.bench.run import count_flops
+    from cifarlab.bench.flops import count_flops
     from cifarlab.models import build_model
 
     cfg = OmegaConf.load(__import__("cifarlab.config.locations", fromlist=["x"]).conf_dir() / "model" / "cnn_bn.yaml")
@@ -58,7 +58,7 @@ def test_flop_counter_counts_cnn_bn_convs_and_dense():
 def test_steps_per_second_skips_warm_steps_and_finds_the_fastest_window():
     from itertools import accumulate
 
-    from cifarlab.bench.run import steps_per_second
+    from cifarlab.bench.throughput import steps_per_second
 
     # Step i ends at marks[i]: warm-up steps 0-1 slow, then 0.1 s per step except
     # steps 5-6, held up 1 s by something else.
@@ -75,7 +75,7 @@ def test_steps_per_second_skips_warm_steps_and_finds_the_fastest_window():
 
 
 def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
-    from cifarlab.bench.run import round_order, stall_pair
+    from cifarlab.bench.plan import round_order, stall_pair
 
     names = ["pipeline", "memory", "jit_compile", "caching", "without_fast_dropout"]
     orders = [round_order(names, r) for r in range(8)]
@@ -103,7 +103,7 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     run_cli("--tiny", "--synthetic", "--out", str(out), "--workdir", str(tmp_path / "work"),
             cwd=tmp_path, module="cifarlab.bench", timeout=600)
     result = json.loads(out.read_text())
-    from cifarlab.bench.run import REQUIRED_KEYS, TARGETS
+    from cifarlab.bench.plan import REQUIRED_KEYS, TARGETS
 
     for key in REQUIRED_KEYS:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key

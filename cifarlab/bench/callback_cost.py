@@ -1,0 +1,84 @@
+"""What cifarlab's per-epoch callbacks cost: each default callback's ``on_epoch_end``, timed.
+
+The MLflow logger writes into a real SQLite store in the bench's scratch folder.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import keras
+import mlflow
+from omegaconf import DictConfig
+
+from cifarlab.tracking.recorder import RunRecorder
+from cifarlab.training.callbacks import CallbackContext, MlflowMetricsLogger, build_callbacks
+
+
+@contextmanager
+def scratch_run(store: Path) -> Iterator[str]:
+    """An active MLflow run (its id) in a SQLite store under ``store``; the previous tracking URI after."""
+    store.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = client.create_experiment("bench-callbacks", artifact_location=(store / "artifacts").as_uri())
+        run = mlflow.start_run(experiment_id=exp)
+        try:
+            yield run.info.run_id
+        finally:
+            mlflow.end_run()
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def epoch_logs(epoch: int) -> dict[str, float]:
+    """Logs whose validation accuracy improves every epoch, so the best checkpoint is written every time."""
+    return {"loss": 1.2 - 0.01 * epoch, "accuracy": 0.5 + 0.01 * epoch, "val_loss": 1.3 - 0.01 * epoch,
+            "val_accuracy": 0.45 + 0.01 * epoch, "learning_rate": 0.0025}
+
+
+def time_epoch_ends(
+    callbacks: list[keras.callbacks.Callback], model: keras.Model, epochs: int
+) -> dict[str, list[float]]:
+    """Seconds of each callback's ``on_epoch_end`` over ``epochs`` epochs, after one uncounted first epoch."""
+    seconds: dict[str, list[float]] = {}
+    for cb in callbacks:
+        cb.set_model(model)
+        cb.on_train_begin()
+    for epoch in range(epochs + 1):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        for cb in callbacks:
+            name = "mlflow" if isinstance(cb, MlflowMetricsLogger) else type(cb).__name__
+            start = time.perf_counter()
+            cb.on_epoch_end(epoch, epoch_logs(epoch))
+            if epoch:
+                seconds.setdefault(name, []).append(time.perf_counter() - start)
+    model.stop_training = False  # an early-stopping callback may have asked; the model is measured on
+    return seconds
+
+
+def callback_epoch_seconds(
+    cfg: DictConfig, model: keras.Model, images_per_epoch: int, epochs: int, workdir: Path
+) -> dict[str, list[float]]:
+    """Seconds of each per-epoch call of every default cifarlab callback, the MLflow logger into real SQLite.
+
+    The callbacks are built as a run builds them (``cfg.callbacks``). The first
+    epoch (caches, first save) is not counted.
+    """
+    store = workdir / "callbacks"
+    with scratch_run(store) as run_id:
+        ctx = CallbackContext(
+            checkpoint_dir=store / "checkpoints", backup_dir=store / "backup",
+            recorder=RunRecorder(run_id), images_per_epoch=images_per_epoch,
+        )
+        callbacks = build_callbacks(cfg.callbacks, ctx)
+        if not any(isinstance(cb, MlflowMetricsLogger) for cb in callbacks):
+            callbacks.append(MlflowMetricsLogger(ctx.recorder, images_per_epoch))
+        return time_epoch_ends(callbacks, model, epochs)

@@ -1,0 +1,182 @@
+"""cnn_bn as a cifarlab run builds it, and its variants: one per speed switch, each with its input pipeline.
+
+Only public functions of the data, models and training subpackages: what is measured is what a run does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from cifarlab.bench.plan import DEFAULT_ON, PRECISION_SWITCHES, Plan
+from cifarlab.bench.throughput import materialise
+from cifarlab.data import DataSplits
+from cifarlab.data.augment import build_augmentation
+from cifarlab.data.pipeline import map_calls, prefetch_size, resolve_input_parallelism, train_dataset
+from cifarlab.models import build_model
+from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
+from cifarlab.training.compile import compile_model
+from cifarlab.training.evaluation import evaluate_model
+from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
+
+
+def cached_train_dataset(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, augment: Callable, seed: int, parallel_calls: int | None
+) -> tf.data.Dataset:
+    """cifarlab's training pipeline with ``.cache()`` after the deterministic stage (the float cast).
+
+    Augmented batches are never cached: that would replay one augmentation every epoch.
+    """
+    calls = map_calls(parallel_calls)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=calls).cache()
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
+    ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=calls, deterministic=False)
+    return ds.prefetch(prefetch_size(parallel_calls))
+
+
+def variant_cfg(cfg: DictConfig, **trainer: Any) -> DictConfig:
+    """``cfg`` with some ``trainer`` settings changed: one speed switch's variant."""
+    return OmegaConf.merge(cfg, {"trainer": trainer})
+
+
+def build_compiled(cfg: DictConfig, data: DataSplits, steps_per_epoch: int, epochs: int) -> keras.Model:
+    """cnn_bn as a cifarlab run builds and compiles it (precision, jit_compile, steps_per_execution)."""
+    precision = resolve_precision(cfg.trainer.precision)
+    keras.utils.set_random_seed(cfg.trainer.seed)
+    keras.mixed_precision.set_dtype_policy(global_policy(precision))
+    try:
+        model = build_model(cfg.model, data.input_shape, data.num_classes)
+        if cfg.trainer.fused_batchnorm:
+            model = use_fused_batchnorm(model)
+        if cfg.trainer.fast_dropout:
+            model = use_fast_dropout(model)
+        model = apply_precision(model, precision)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    compile_model(model, cfg, steps_per_epoch, epochs)
+    return model
+
+
+def train_data(
+    cfg: DictConfig, data: DataSplits, parallel_calls: int | None | str = "config"
+) -> tuple[tf.data.Dataset, Callable]:
+    """cifarlab's training pipeline (repeated) and its augmentation, with the run's
+    ``trainer.input_parallelism`` unless ``parallel_calls`` is given."""
+    if parallel_calls == "config":
+        parallel_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
+    augment = build_augmentation(cfg.augmentation, seed=cfg.trainer.seed)
+    return train_dataset(data.x_train, data.y_train, cfg.trainer.batch_size, augment, seed=cfg.trainer.seed,
+                         repeat=True, parallel_calls=parallel_calls), augment
+
+
+class Snapshot:
+    """A model's weights and optimizer state, to restart training from the same point."""
+
+    def __init__(self, model: keras.Model) -> None:
+        model.optimizer.build(model.trainable_variables)
+        self.model = model
+        self.weights = model.get_weights()
+        self.optimizer = [v.numpy() for v in model.optimizer.variables]
+
+    def restore(self) -> keras.Model:
+        self.model.set_weights(self.weights)
+        for variable, value in zip(self.model.optimizer.variables, self.optimizer):
+            variable.assign(value)
+        return self.model
+
+
+def short_accuracy(snapshot: Snapshot, cfg: DictConfig, data: DataSplits, epochs: int) -> dict[str, float]:
+    """Accuracy after ``epochs`` epochs from the snapshot, the same data order for every variant.
+
+    Full batches only, from the same pipeline as the timing, so an XLA model meets no new shape.
+    """
+    model = snapshot.restore()
+    keras.utils.set_random_seed(cfg.trainer.seed)
+    dataset, _ = train_data(cfg, data)
+    steps = max(1, len(data.x_train) // cfg.trainer.batch_size)
+    history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False).history
+    _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer.eval_batch_size)
+    return {"train_accuracy": float(history["accuracy"][-1]), "train_loss": float(history["loss"][-1]),
+            "test_accuracy": float(test_accuracy)}
+
+
+def precision_variant(precision: str, resolved: str) -> str:
+    """The variant that trains in ``precision``: the default one where ``trainer.precision=auto`` picks it."""
+    return "default" if precision == resolved else f"precision_{precision}"
+
+
+def variant_configs(cfg: DictConfig, steps_per_execution: int, resolved: str) -> dict[str, DictConfig]:
+    """The default config and one per speed switch measured in this process."""
+    precisions = [p for p in ("float32", *PRECISION_SWITCHES) if p != resolved]
+    return {
+        "default": cfg,
+        "jit_compile": variant_cfg(cfg, jit_compile=True),
+        "steps_per_execution": variant_cfg(cfg, steps_per_execution=steps_per_execution),
+        **{f"without_{name}": variant_cfg(cfg, **{name: False}) for name in DEFAULT_ON},
+        **{precision_variant(p, resolved): variant_cfg(cfg, precision=p) for p in precisions},
+    }
+
+
+def accuracy_pairs(resolved: str) -> dict[str, tuple[str, str]]:
+    """Switches that change the arithmetic, each as (variant switched on, its reference)."""
+    return {
+        "jit_compile": ("jit_compile", "default"),
+        **{p: (precision_variant(p, resolved), precision_variant("float32", resolved)) for p in PRECISION_SWITCHES},
+    }
+
+
+@dataclass
+class VariantSet:
+    """Every model and input pipeline the in-process stage times."""
+
+    cfg: DictConfig
+    data: DataSplits
+    precision: str  # what trainer.precision resolves to here
+    input_calls: int | None  # what trainer.input_parallelism resolves to (None: tf.data autotuning)
+    configs: dict[str, DictConfig]
+    accuracy_pairs: dict[str, tuple[str, str]]
+    snapshots: dict[str, Snapshot]  # the variants of the accuracy check, before any timing
+    runs: dict[str, tuple[keras.Model, tf.data.Dataset]]  # measured name -> (model, dataset)
+
+    @property
+    def default_model(self) -> keras.Model:
+        return self.runs["pipeline"][0]
+
+
+def variant_runs(
+    cfg: DictConfig, data: DataSplits, models: dict[str, keras.Model], steps: int, input_calls: int | None
+) -> dict[str, tuple[keras.Model, tf.data.Dataset]]:
+    """Measured name -> (model, dataset): the default model on each input pipeline, each variant on the pipeline."""
+    pipeline, augment = train_data(cfg, data)
+    cached = cached_train_dataset(data.x_train, data.y_train, cfg.trainer.batch_size, augment, cfg.trainer.seed,
+                                  input_calls)
+    # The other input_parallelism: tf.data autotuning where the default is a fixed count, and back.
+    other_input, _ = train_data(cfg, data, parallel_calls=None if input_calls is not None else 1)
+    default = models["default"]
+    return {
+        "pipeline": (default, pipeline),
+        "memory": (default, materialise(pipeline, steps)),
+        **{name: (model, pipeline) for name, model in models.items() if name != "default"},
+        "caching": (default, cached),
+        "other_input_parallelism": (default, other_input),
+    }
+
+
+def build_variants(cfg: DictConfig, data: DataSplits, plan: Plan) -> VariantSet:
+    """cnn_bn and its variants, compiled for one measurement's steps, with snapshots for the accuracy check."""
+    resolved = resolve_precision(cfg.trainer.precision)
+    steps = plan.warm_steps + plan.measure_steps
+    configs = variant_configs(cfg, plan.steps_per_execution, resolved)
+    models = {name: build_compiled(c, data, steps, 1) for name, c in configs.items()}
+    pairs = accuracy_pairs(resolved)
+    snapshots = {v: Snapshot(models[v]) for pair in pairs.values() for v in pair}
+    input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
+    return VariantSet(cfg=cfg, data=data, precision=resolved, input_calls=input_calls, configs=configs,
+                      accuracy_pairs=pairs, snapshots=snapshots,
+                      runs=variant_runs(cfg, data, models, steps, input_calls))

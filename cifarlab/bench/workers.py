@@ -1,0 +1,87 @@
+"""The benchmark's subprocess workers: ``python -m cifarlab.bench --worker KIND --worker-args JSON``.
+
+Each takes its arguments as a dict and returns a JSON-able dict, which
+``processes.report_worker_result`` prints for the parent to read back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from cifarlab.bench.processes import report_worker_result
+from cifarlab.bench.throughput import fit_throughput
+from cifarlab.bench.variants import build_compiled, train_data
+from cifarlab.config.compose import compose_config
+from cifarlab.data import load_dataset
+from cifarlab.data.augment import build_augmentation
+from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.models import build_model
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Each epoch's duration and end time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[float] = []
+        self.durations: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.ends.append(time.perf_counter())
+        self.durations.append(self.ends[-1] - self._start)
+
+
+def bare_fit(args: dict) -> dict:
+    """A bare Keras fit: same model, split, batch, augmentation and validation data; no cifarlab callbacks."""
+    cfg = compose_config(args["overrides"])
+    t = cfg.trainer
+    keras.utils.set_random_seed(t.seed)
+    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Nadam(learning_rate=cfg.optimizer.lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    augment = build_augmentation(cfg.augmentation, seed=t.seed)
+    # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
+    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed,
+                             parallel_calls=resolve_input_parallelism(t.input_parallelism))
+    val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
+    clock = EpochClock()
+    model.fit(train_ds, validation_data=val_ds, epochs=args["epochs"], callbacks=[clock], verbose=2)
+    return {"epoch_seconds": clock.durations, "periods": [b - a for a, b in zip(clock.ends, clock.ends[1:])]}
+
+
+def threads(args: dict) -> dict:
+    """Training throughput with TensorFlow's thread pools set before anything runs."""
+    # Importing TensorFlow and Keras (above) starts no runtime; these must come before the first op.
+    intra, inter = args["threads"]
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    cfg = compose_config(args["overrides"])
+    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
+    model = build_compiled(cfg, data, args["warm_steps"] + args["measure_steps"], 1)
+    dataset, _ = train_data(cfg, data)
+    values = [
+        fit_throughput(model, dataset, args["warm_steps"], args["measure_steps"], cfg.trainer.batch_size,
+                       args["window_steps"])
+        for _ in range(args["repeats"])
+    ]
+    return {"images_per_s": values, "threads": [intra, inter]}
+
+
+WORKERS: dict[str, Callable[[dict], dict]] = {"bare_fit": bare_fit, "threads": threads}
+
+
+def run_worker_here(kind: str, args: dict) -> None:
+    """This process is worker ``kind``: measure, then report the result on stdout."""
+    report_worker_result(WORKERS[kind](args))
