@@ -1,99 +1,26 @@
-"""The parent run of a sweep: open or reopen it, and at the end record the leaderboard and figures.
+"""A sweep's leaderboard: one row per job, ranked, as CSV and markdown, and its figures.
 
-Runs in the process that runs the sweeper (see ``cifarlab.sweeps.record.SweepRecord``).
-Everything goes through ``MlflowClient`` with an explicit tracking URI, never
-the fluent API: with Hydra's basic launcher the jobs run in this same process
-and each makes its own run the active one.
+Rows are read from the sweep's MLflow runs through a client the caller passes
+(``cifarlab.sweeps.parent``, at the sweep's end); figures are matplotlib
+``Figure`` objects (no pyplot), imported only by the sweep-level code.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
-from cifarlab import tracking
+from cifarlab.config.compose import override_key
+from cifarlab.sweeps.job import swept_override_keys
 
-PARENT_TAGS = {"sweep_role": "parent"}
 STATUS_RANK = {"FINISHED": 0, "KILLED": 1, "FAILED": 2, "RUNNING": 3, "SCHEDULED": 4}
-
-
-def _client(config: DictConfig):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking.tracking_uri(config))
-
-
-def _experiment_id(config: DictConfig) -> str:
-    return _client(config).get_experiment_by_name(config.tracking.experiment).experiment_id
-
-
-def _search_all(client, experiment_ids: list[str], filter_string: str) -> list:
-    """Every matching run, page after page (a sweep may have any number of jobs)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _sweeper_name(config: DictConfig) -> str:
-    return str(config.hydra.sweeper.get("_target_", "")).rsplit(".", 1)[-1]
-
-
-def is_optuna(config: DictConfig) -> bool:
-    return "cifarlab_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
-
-
-def open_parent(config: DictConfig, sweep_hash: str) -> str:
-    """Create the store and experiment, then the sweep's parent run, or reopen the one this sweep had."""
-    experiment_id = tracking.prepare_experiment(config)  # raises CifarlabError for an unreachable server
-    client = _client(config)
-    earlier = client.search_runs(
-        [experiment_id],
-        f"tags.sweep_hash = '{sweep_hash}' and tags.sweep_role = 'parent'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if earlier:
-        run_id = earlier[0].info.run_id
-        was = earlier[0].info.status
-        client.update_run(run_id, status="RUNNING")
-        print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
-        return run_id
-    overrides = " ".join(str(o) for o in config.hydra.overrides.task)
-    name = config.hydra.sweeper.get("study_name") or f"sweep-{sweep_hash[:8]}"
-    tags = {
-        **PARENT_TAGS,
-        "sweep_hash": sweep_hash,
-        "sweeper": _sweeper_name(config),
-        "sweep_overrides": overrides[:5000],
-        "git_commit": tracking.git_commit(),
-        **dict(config.tracking.get("tags") or {}),
-    }
-    run = client.create_run(experiment_id, run_name=str(name), tags={k: str(v) for k, v in tags.items() if v})
-    print(f"cifarlab: sweep: parent run {run.info.run_id} in experiment '{config.tracking.experiment}'", flush=True)
-    return run.info.run_id
-
-
-def abandon_parent(config: DictConfig, run_id: str) -> None:
-    client = _client(config)
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, status="KILLED")
-        print(
-            f"cifarlab: sweep: interrupted; parent run {run_id} marked KILLED "
-            "(run the same command again to finish it: FINISHED jobs are skipped)",
-            flush=True,
-        )
 
 
 # --- the leaderboard ---------------------------------------------------------------------------
@@ -161,25 +88,12 @@ def _dedupe(rows: Iterable[Row]) -> list[Row]:
 
 def swept_keys(config: DictConfig, rows: list[Row]) -> list[str]:
     """The parameters this sweep varies: its sweep overrides and sweeper params, and any that differ."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    lines = [str(o) for o in config.hydra.overrides.task]
-    params = config.hydra.sweeper.get("params") or {}
-    lines += [f"{k}={v}" for k, v in params.items()]
-    keys: list[str] = []
-    try:
-        parsed = OverridesParser.create().parse_overrides(lines)
-    except Exception:  # noqa: BLE001 - a figure is not worth failing the sweep over
-        parsed = []
-    for override in parsed:
-        if override.is_sweep_override() and override.key_or_group not in keys:
-            keys.append(override.key_or_group)
+    keys = swept_override_keys(config)
     values: dict[str, set[str]] = {}
     for row in rows:
         for line in row.overrides:
             if "=" in line:
-                key, value = line.split("=", 1)
-                values.setdefault(key.lstrip("+~"), set()).add(value)
+                values.setdefault(override_key(line), set()).add(line.split("=", 1)[1])
     keys += [k for k, v in values.items() if len(v) > 1 and k not in keys]
     return keys
 
@@ -187,12 +101,59 @@ def swept_keys(config: DictConfig, rows: list[Row]) -> list[str]:
 def param_value(row: Row, key: str) -> str | None:
     """The value a job used for ``key``: from its overrides, else its logged config."""
     for line in row.overrides:
-        if "=" in line and line.split("=", 1)[0].lstrip("+~") == key:
+        if "=" in line and override_key(line) == key:
             return line.split("=", 1)[1]
     return row.params.get(key, row.params.get(f"{key}.name"))
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def _search_all(client: Any, experiment_ids: list[str], filter_string: str) -> list:
+    """Every matching run, page after page (a sweep may have any number of jobs)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def sweep_rows(client: Any, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]) -> list[Row]:
+    """One row per job of the sweep: its child runs, the earlier runs skipped jobs reuse, jobs without a run."""
+    rows = [_row_from_run(run) for run in _search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")]
+    known = {row.run_id for row in rows}
+    # Jobs skipped because an earlier run (maybe of another sweep) has their config FINISHED.
+    for record in records:
+        run_id = record.get("run_id")
+        if record["status"] == "skipped" and run_id and run_id not in known:
+            rows.append(_row_from_run(client.get_run(run_id), note="skipped: earlier run"))
+            known.add(run_id)
+    rows = _dedupe(rows)
+    # Jobs that failed before opening a run (bad config, unreachable data) still get a row.
+    for record in records:
+        if not record.get("run_id") and record["status"] == "failed":
+            rows.append(Row(run_id="", status="FAILED", overrides=record["overrides"], job=str(record["num"]), note="no run"))
+    return rows
+
+
+def val_accuracy_histories(client: Any, rows: list[Row]) -> dict[str, list[tuple[int, float]]]:
+    """Each run's (epoch, val/accuracy) points; a row without val/best_accuracy (pruned, failed) takes their best."""
+    histories = {}
+    for row in rows:
+        if not row.run_id:
+            continue
+        metrics = sorted(client.get_metric_history(row.run_id, "val/accuracy"), key=lambda m: m.step)
+        histories[row.run_id] = [(m.step, m.value) for m in metrics]
+        if row.best_val_accuracy is None and histories[row.run_id]:
+            row.best_val_accuracy = max(v for _, v in histories[row.run_id])
+    return histories
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    """FINISHED rows with an objective first, best first; then the others, oldest first."""
+    return sorted(rows, key=lambda r: (r.objective is None or r.status != "FINISHED", -(r.objective or 0.0), r.start_time))
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -228,11 +189,11 @@ def leaderboard(rows: list[Row], keys: list[str]) -> tuple[str, str]:
                 rank,
                 row.job,
                 " ".join(f"{k}={v}" for k, v in params.items()),
-                _fmt(row.best_val_accuracy),
-                _fmt(row.final_val_accuracy),
-                _fmt(row.test_accuracy),
+                format_number(row.best_val_accuracy),
+                format_number(row.final_val_accuracy),
+                format_number(row.test_accuracy),
                 "" if row.epochs is None else row.epochs,
-                _fmt(row.seconds, 1),
+                format_number(row.seconds, 1),
                 row.status,
                 row.run_id,
                 " ".join(row.overrides),
@@ -244,8 +205,8 @@ def leaderboard(rows: list[Row], keys: list[str]) -> tuple[str, str]:
         md.append(
             f"| {rank} | {row.job} | "
             + " | ".join(c.replace("|", "\\|") for c in cells)
-            + f" | {_fmt(row.best_val_accuracy)} | {_fmt(row.final_val_accuracy)} | {_fmt(row.test_accuracy)}"
-            + f" | {'' if row.epochs is None else row.epochs} | {_fmt(row.seconds, 1)} | {status} | {row.run_id} |"
+            + f" | {format_number(row.best_val_accuracy)} | {format_number(row.final_val_accuracy)} | {format_number(row.test_accuracy)}"
+            + f" | {'' if row.epochs is None else row.epochs} | {format_number(row.seconds, 1)} | {status} | {row.run_id} |"
         )
     return out.getvalue(), "\n".join(md) + "\n"
 
@@ -253,14 +214,13 @@ def leaderboard(rows: list[Row], keys: list[str]) -> tuple[str, str]:
 # --- figures (matplotlib Figure, no pyplot) ---------------------------------------------------
 
 
-def _label(row: Row, keys: list[str]) -> str:
+def job_label(row: Row, keys: list[str]) -> str:
     text = " ".join(f"{k.rsplit('.', 1)[-1]}={param_value(row, k)}" for k in keys) or row.run_id[:8]
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def val_accuracy_figure(rows: list[Row], histories: dict[str, list[tuple[int, float]]], keys: list[str]):
-    from matplotlib.figure import Figure
-
+def val_accuracy_figure(rows: list[Row], histories: dict[str, list[tuple[int, float]]], keys: list[str]) -> Figure:
+    """Validation accuracy per epoch, one line per job."""
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     for row in rows:
@@ -269,9 +229,7 @@ def val_accuracy_figure(rows: list[Row], histories: dict[str, list[tuple[int, fl
             continue
         steps, values = zip(*points)
         style = "-" if row.status == "FINISHED" else ":"
-        ax.plot([s + 1 for s in steps], values, style, marker="o", markersize=3, label=_label(row, keys))
-    from matplotlib.ticker import MaxNLocator
-
+        ax.plot([s + 1 for s in steps], values, style, marker="o", markersize=3, label=job_label(row, keys))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
@@ -289,10 +247,8 @@ def _as_numbers(values: list[str | None]) -> list[float] | None:
         return None
 
 
-def objective_figure(rows: list[Row], keys: list[str]):
+def objective_figure(rows: list[Row], keys: list[str]) -> Figure:
     """The objective (best validation accuracy) against each swept parameter, one panel each."""
-    from matplotlib.figure import Figure
-
     keys = keys or ["job"]
     cols = min(3, len(keys))
     nrows = math.ceil(len(keys) / cols)
@@ -328,97 +284,3 @@ def objective_figure(rows: list[Row], keys: list[str]):
     return fig
 
 
-# --- the end of a sweep ------------------------------------------------------------------------
-
-
-def _job_records(jobs_dir: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(jobs_dir.glob("*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return records
-
-
-def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict[str, Any]:
-    """Leaderboard, figures, best run on the parent; end it FINISHED; print the sweep's counts."""
-    client = _client(config)
-    experiment_id = _experiment_id(config)
-    records = _job_records(jobs_dir)
-    children = _search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    rows = [_row_from_run(run) for run in children]
-    known = {row.run_id for row in rows}
-    # Jobs skipped because an earlier run (maybe of another sweep) has their config FINISHED.
-    for record in records:
-        run_id = record.get("run_id")
-        if record["status"] == "skipped" and run_id and run_id not in known:
-            rows.append(_row_from_run(client.get_run(run_id), note="skipped: earlier run"))
-            known.add(run_id)
-    rows = _dedupe(rows)
-    # Jobs that failed before opening a run (bad config, unreachable data) still get a row.
-    for record in records:
-        if not record.get("run_id") and record["status"] == "failed":
-            rows.append(Row(run_id="", status="FAILED", overrides=record["overrides"], job=str(record["num"]), note="no run"))
-    histories = {
-        row.run_id: [(m.step, m.value) for m in sorted(client.get_metric_history(row.run_id, "val/accuracy"), key=lambda m: m.step)]
-        for row in rows
-        if row.run_id
-    }
-    for row in rows:  # a pruned or failed run logged no val/best_accuracy: its epochs tell it
-        if row.best_val_accuracy is None and histories.get(row.run_id):
-            row.best_val_accuracy = max(v for _, v in histories[row.run_id])
-    rows.sort(key=lambda r: (r.objective is None or r.status != "FINISHED", -(r.objective or 0.0), r.start_time))
-    keys = swept_keys(config, rows)
-
-    counts = {s: sum(1 for r in records if r["status"] == s) for s in ("skipped", "finished", "failed", "pruned")}
-    finished = [r for r in rows if r.status == "FINISHED" and r.objective is not None]
-    best = finished[0] if finished else None
-
-    csv_text, md_text = leaderboard(rows, keys)
-    summary: dict[str, Any] = {"jobs": len(records), **counts, "best_run_id": best.run_id if best else None}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "leaderboard.csv").write_text(csv_text)
-        (folder / "leaderboard.md").write_text(md_text)
-        val_accuracy_figure(rows, histories, keys).savefig(folder / "val_accuracy_per_epoch.png", dpi=110)
-        objective_figure(rows, keys).savefig(folder / "objective_vs_params.png", dpi=110)
-        if is_optuna(config):
-            from cifarlab.sweeps.study import study_report
-
-            summary["optuna"] = study_report(config, folder)
-        (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        for path in sorted(folder.iterdir()):
-            client.log_artifact(parent_run_id, str(path))
-        # A copy beside Hydra's outputs, for a look without MLflow.
-        for name in ("leaderboard.csv", "leaderboard.md"):
-            (jobs_dir.parent / name).write_text((folder / name).read_text())
-
-    tags = {
-        "jobs": str(len(rows)),
-        "jobs_failed": str(sum(1 for r in rows if r.status == "FAILED")),
-        "jobs_pruned": str(sum(1 for r in rows if r.note == "pruned")),
-    }
-    if best is not None:
-        tags.update(best_run_id=best.run_id, best_val_accuracy=_fmt(best.objective))
-        tags.update({f"best.{k}": str(param_value(best, k)) for k in keys})
-        client.log_metric(parent_run_id, "best/val_accuracy", float(best.objective))
-        if best.test_accuracy is not None:
-            client.log_metric(parent_run_id, "best/test_accuracy", float(best.test_accuracy))
-    optuna_best = (summary.get("optuna") or {}).get("best_params") or {}
-    tags.update({f"best.{k}": str(v) for k, v in optuna_best.items()})
-    for key, value in tags.items():
-        client.set_tag(parent_run_id, key, value[:5000])
-    client.set_terminated(parent_run_id, status="FINISHED")
-
-    pruned = f", {counts['pruned']} pruned" if counts["pruned"] else ""
-    jobs = "job" if counts["skipped"] == 1 else "jobs"
-    print(
-        f"cifarlab: sweep: {counts['skipped']} {jobs} skipped (already FINISHED), {counts['finished']} ran, "
-        f"{counts['failed']} failed{pruned}",
-        flush=True,
-    )
-    if best is not None:
-        print(f"cifarlab: sweep: best job run {best.run_id} (val accuracy {best.objective:.4f}): {_label(best, keys)}", flush=True)
-    print(f"cifarlab: sweep: leaderboard and figures in parent run {parent_run_id}", flush=True)
-    return summary

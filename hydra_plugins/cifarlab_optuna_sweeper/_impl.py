@@ -28,10 +28,12 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+# The job's side: its trial comes in TRIAL_ENV; its pruning callback sets PRUNED_ATTR on the trial.
+from cifarlab.sweeps.job import TRIAL_ENV
+from cifarlab.sweeps.study import PRUNED_ATTR, resolve_storage
+
 log = logging.getLogger(__name__)
 
-TRIAL_ENV = "CIFARLAB_OPTUNA_TRIAL_ID"  # read by cifarlab.sweeps.record in the job
-PRUNED_ATTR = "cifarlab.pruned_at_epoch"  # set by the job's pruning callback
 IDENTITY_ATTR = "cifarlab.fixed_overrides"
 # Overrides that do not change what a trial computes (as in cifarlab.tracking.identity.config_hash).
 _NOT_IDENTITY = ("tracking.", "paths.", "trainer.verbose")
@@ -121,12 +123,6 @@ def grid(dist: BaseDistribution, name: str) -> List[Any]:
         n = int(round((dist.high - dist.low) / dist.step))
         return [dist.low + i * dist.step for i in range(n + 1)]
     raise HydraException(f"hydra/sweeper/sampler=grid needs choice or range for {name}, not an interval")
-
-
-def resolve_storage(url: Optional[str]) -> Optional[str]:
-    from cifarlab.sweeps.study import resolve_storage as resolve
-
-    return resolve(url)
 
 
 class OptunaSweeperImpl:
@@ -252,7 +248,10 @@ class OptunaSweeperImpl:
             except (TypeError, ValueError):
                 value = None
         else:
-            log.warning(f"trial {trial.number} raised {ret._return_value!r}")
+            try:
+                ret.return_value  # raises what the job raised
+            except Exception as err:  # noqa: BLE001 - logged; the trial is told FAILED below
+                log.warning(f"trial {trial.number} raised {err!r}")
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
         # The job wrote to the trial from its own process: read it back from storage, not the cache.
         user_attrs = optuna.trial.Trial(study, trial._trial_id).user_attrs

@@ -90,7 +90,7 @@ class CifarlabOptunaSweeperConf:
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
     sampler: Any = MISSING
-    # Epoch-level pruning of a job (cifarlab.sweeps.record.job_callbacks); nop switches it off.
+    # Epoch-level pruning of a job (cifarlab.sweeps.hooks.job_callbacks); nop switches it off.
     pruner: Any = MISSING
     # The job's return value (best validation accuracy) is maximised.
     direction: str = "maximize"

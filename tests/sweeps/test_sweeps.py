@@ -76,7 +76,8 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
 def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     from omegaconf import OmegaConf
 
-    from cifarlab.sweeps.record import parent_run_id, sweep_hash
+    from cifarlab.sweeps.hooks import parent_run_id
+    from cifarlab.sweeps.record import sweep_hash
 
     def config(*task):
         return OmegaConf.create(
@@ -88,6 +89,42 @@ def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     assert sweep_hash(config("optimizer.lr=1e-3,1e-2", "model=mlp")) != same
     compose_cfg(*TINY)  # a single run's Hydra config: not a sweep
     assert parent_run_id() is None
+
+
+def test_study_report_draws_optunas_plots_and_names_the_best_trial(tmp_path):
+    import json
+
+    import optuna
+    from omegaconf import OmegaConf
+
+    from cifarlab.sweeps.study import study_report
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for lr, units, value in ((1e-3, 32, 0.5), (1e-2, 64, 0.7), (3e-3, 32, 0.6), (5e-3, 64, 0.65)):
+        study.enqueue_trial({"optimizer.lr": lr, "model.units": units})
+        trial = study.ask()
+        trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
+        trial.suggest_categorical("model.units", [32, 64])
+        trial.set_user_attr("mlflow_run_id", f"run{trial.number}")
+        study.tell(trial, value)
+    config = OmegaConf.create({"hydra": {"sweeper": {"study_name": "s", "storage": storage}}})
+    folder = tmp_path / "report"
+    folder.mkdir()
+    report = study_report(config, folder)
+    assert report["best_trial"] == 1 and report["best_run_id"] == "run1" and report["states"] == {"COMPLETE": 4}
+    assert set(report["importances"]) == {"optimizer.lr", "model.units"}
+    assert json.loads((folder / "best_params.json").read_text())["best_params"] == {"optimizer.lr": 1e-2, "model.units": 64}
+    for name in ("optuna_history.png", "optuna_param_importances.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    one = optuna.create_study(study_name="one", storage=storage, direction="maximize")
+    one.enqueue_trial({"optimizer.lr": 1e-3})
+    trial = one.ask()
+    one.tell(trial, trial.suggest_float("optimizer.lr", 1e-4, 1e-1))
+    config.hydra.sweeper.study_name = "one"
+    report = study_report(config, folder)
+    assert report["importances"] is None and (folder / "optuna_param_importances.png").stat().st_size > 0
 
 
 def test_slurm_launchers_compose(tmp_path):
@@ -167,6 +204,16 @@ def test_sweep_has_parent_children_and_leaderboard(failing_sweep):
 
 
 @pytest.mark.slow
+def test_child_runs_are_named_from_the_overrides_the_sweep_varies(failing_sweep):
+    _, (_, runs), _ = failing_sweep
+    (parent,) = _parents(runs)
+    names = {c.data.params["optimizer.lr"]: c.info.run_name for c in _children(runs, parent.info.run_id)}
+    # Told apart in MLflow's run list; the overrides every job shares are left out of the name.
+    assert names == {"1e+30": "mlp-synthetic optimizer.lr=1e+30", "0.001": "mlp-synthetic optimizer.lr=0.001"}
+    assert parent.info.run_name.startswith("sweep-")
+
+
+@pytest.mark.slow
 def test_failed_job_is_recorded_failed_and_the_sweep_goes_on(failing_sweep):
     _, (proc, runs), _ = failing_sweep
     (parent,) = _parents(runs)
@@ -219,6 +266,9 @@ def test_joblib_runs_jobs_in_parallel_with_nothing_lost(tmp_path):
         for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "epoch_seconds"):
             assert sorted(m.step for m in client.get_metric_history(child.info.run_id, key)) == [0, 1], key
         assert {"test/accuracy", "val/best_accuracy", "epochs_run"} <= set(child.data.metrics)
+    assert {c.info.run_name for c in children} == {
+        f"mlp-synthetic optimizer={name} optimizer.lr={lr}" for name in ("adam", "nadam") for lr in ("0.001", "0.003")
+    }  # each job named by its swept overrides, in one process or another
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "no two jobs overlapped"
     assert len(_leaderboard(store, parent.info.run_id, tmp_path / "dl")) == 4
@@ -279,11 +329,13 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
     assert parent_after.info.run_id == parent.info.run_id and parent_after.info.status == "FINISHED"
     children = _children(runs, parent.info.run_id)
     assert len(children) == 5
+    assert len({c.info.run_name for c in children}) == 5  # trials are told apart by name
     # Each trial knows its MLflow run and each run its trial; the objective is the best val accuracy.
     by_run = {c.info.run_id: c for c in children}
     for trial in trials:
         run = by_run[trial.user_attrs["mlflow_run_id"]]
         assert run.data.tags["optuna_trial"] == str(trial.number)
+        assert run.info.run_name.startswith("mlp-synthetic optimizer.lr=") and "trainer.batch_size=" in run.info.run_name
         assert run.data.params["optimizer.lr"] == repr(trial.params["optimizer.lr"])
         if trial.state == TrialState.COMPLETE:
             assert trial.value == pytest.approx(run.data.metrics["val/best_accuracy"])

@@ -1,0 +1,182 @@
+"""The parent MLflow run of a sweep: open or reopen it, mark it KILLED if abandoned, close it with its report.
+
+Runs in the process that runs the sweeper (``cifarlab.sweeps.record.SweepRecord``).
+Everything goes through ``MlflowClient`` with an explicit tracking URI, never
+the fluent API: with Hydra's basic launcher the jobs run in this same process
+and each makes its own run the active one.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from cifarlab import tracking
+from cifarlab.sweeps import leaderboard, study
+from cifarlab.sweeps.job import read_job_records
+from cifarlab.sweeps.leaderboard import Row, format_number, job_label, param_value
+
+PARENT_TAGS = {"sweep_role": "parent"}
+JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
+
+
+def _client(config: DictConfig) -> MlflowClient:
+    return MlflowClient(tracking.tracking_uri(config))
+
+
+def _sweeper_name(config: DictConfig) -> str:
+    return str(config.hydra.sweeper.get("_target_", "")).rsplit(".", 1)[-1]
+
+
+def is_optuna(config: DictConfig) -> bool:
+    return "cifarlab_optuna_sweeper" in str(config.hydra.sweeper.get("_target_", ""))
+
+
+# --- open, abandon ----------------------------------------------------------------------------
+
+
+def open_parent(config: DictConfig, sweep_hash: str) -> str:
+    """Create the store and experiment, then the sweep's parent run, or reopen the one this sweep had."""
+    experiment_id = tracking.prepare_experiment(config)  # raises CifarlabError for an unreachable server
+    client = _client(config)
+    earlier = client.search_runs(
+        [experiment_id],
+        f"tags.sweep_hash = '{sweep_hash}' and tags.sweep_role = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if earlier:
+        run_id = earlier[0].info.run_id
+        was = earlier[0].info.status
+        client.update_run(run_id, status="RUNNING")
+        print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
+        return run_id
+    overrides = " ".join(str(o) for o in config.hydra.overrides.task)
+    name = config.hydra.sweeper.get("study_name") or f"sweep-{sweep_hash[:8]}"
+    tags = {
+        **PARENT_TAGS,
+        "sweep_hash": sweep_hash,
+        "sweeper": _sweeper_name(config),
+        "sweep_overrides": overrides[:5000],
+        "git_commit": tracking.git_commit(),
+        **dict(config.tracking.get("tags") or {}),
+    }
+    run = client.create_run(experiment_id, run_name=str(name), tags={k: str(v) for k, v in tags.items() if v})
+    print(f"cifarlab: sweep: parent run {run.info.run_id} in experiment '{config.tracking.experiment}'", flush=True)
+    return run.info.run_id
+
+
+def abandon_parent(config: DictConfig, run_id: str) -> None:
+    """The sweep ended without its end (it raised, or was interrupted): a RUNNING parent ends KILLED."""
+    client = _client(config)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="KILLED")
+        print(
+            f"cifarlab: sweep: interrupted; parent run {run_id} marked KILLED "
+            "(run the same command again to finish it: FINISHED jobs are skipped)",
+            flush=True,
+        )
+
+
+# --- close ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepOutcome:
+    """What the sweep's jobs came to: ranked rows, their val accuracy curves, the swept keys, the counts."""
+
+    rows: list[Row]
+    histories: dict[str, list[tuple[int, float]]]
+    keys: list[str]
+    counts: dict[str, int]
+    jobs: int
+
+    @property
+    def best(self) -> Row | None:
+        finished = [r for r in self.rows if r.status == "FINISHED" and r.objective is not None]
+        return finished[0] if finished else None
+
+
+def _outcome(config: DictConfig, client: MlflowClient, parent_run_id: str, jobs_dir: Path) -> SweepOutcome:
+    records = read_job_records(jobs_dir)
+    experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    rows = leaderboard.sweep_rows(client, experiment_id, parent_run_id, records)
+    histories = leaderboard.val_accuracy_histories(client, rows)
+    rows = leaderboard.ranked(rows)
+    counts = {s: sum(1 for r in records if r["status"] == s) for s in JOB_OUTCOMES}
+    return SweepOutcome(rows, histories, leaderboard.swept_keys(config, rows), counts, len(records))
+
+
+def _write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> dict[str, Any]:
+    """Leaderboard, figures, the Optuna report and sweep_summary.json in ``folder``; the summary."""
+    best = outcome.best
+    summary: dict[str, Any] = {"jobs": outcome.jobs, **outcome.counts, "best_run_id": best.run_id if best else None}
+    csv_text, md_text = leaderboard.leaderboard(outcome.rows, outcome.keys)
+    (folder / "leaderboard.csv").write_text(csv_text)
+    (folder / "leaderboard.md").write_text(md_text)
+    figure = leaderboard.val_accuracy_figure(outcome.rows, outcome.histories, outcome.keys)
+    figure.savefig(folder / "val_accuracy_per_epoch.png", dpi=110)
+    leaderboard.objective_figure(outcome.rows, outcome.keys).savefig(folder / "objective_vs_params.png", dpi=110)
+    if is_optuna(config):
+        summary["optuna"] = study.study_report(config, folder)
+    (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _tag_best(client: MlflowClient, parent_run_id: str, outcome: SweepOutcome, summary: dict[str, Any]) -> None:
+    """Job counts, the best run and its parameters as tags of the parent; its accuracies as metrics."""
+    rows, best = outcome.rows, outcome.best
+    tags = {
+        "jobs": str(len(rows)),
+        "jobs_failed": str(sum(1 for r in rows if r.status == "FAILED")),
+        "jobs_pruned": str(sum(1 for r in rows if r.note == "pruned")),
+    }
+    if best is not None:
+        tags.update(best_run_id=best.run_id, best_val_accuracy=format_number(best.objective))
+        tags.update({f"best.{k}": str(param_value(best, k)) for k in outcome.keys})
+        client.log_metric(parent_run_id, "best/val_accuracy", float(best.objective))
+        if best.test_accuracy is not None:
+            client.log_metric(parent_run_id, "best/test_accuracy", float(best.test_accuracy))
+    optuna_best = (summary.get("optuna") or {}).get("best_params") or {}
+    tags.update({f"best.{k}": str(v) for k, v in optuna_best.items()})
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value[:5000])
+
+
+def _print_outcome(outcome: SweepOutcome, parent_run_id: str) -> None:
+    counts, best = outcome.counts, outcome.best
+    pruned = f", {counts['pruned']} pruned" if counts["pruned"] else ""
+    jobs = "job" if counts["skipped"] == 1 else "jobs"
+    print(
+        f"cifarlab: sweep: {counts['skipped']} {jobs} skipped (already FINISHED), {counts['finished']} ran, "
+        f"{counts['failed']} failed{pruned}",
+        flush=True,
+    )
+    if best is not None:
+        label = job_label(best, outcome.keys)
+        print(f"cifarlab: sweep: best job run {best.run_id} (val accuracy {best.objective:.4f}): {label}", flush=True)
+    print(f"cifarlab: sweep: leaderboard and figures in parent run {parent_run_id}", flush=True)
+
+
+def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict[str, Any]:
+    """Leaderboard, figures, best run on the parent; end it FINISHED; print the sweep's counts."""
+    client = _client(config)
+    outcome = _outcome(config, client, parent_run_id, jobs_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        summary = _write_report(config, outcome, folder)
+        for path in sorted(folder.iterdir()):
+            client.log_artifact(parent_run_id, str(path))
+        # A copy beside Hydra's outputs, for a look without MLflow.
+        for name in ("leaderboard.csv", "leaderboard.md"):
+            (jobs_dir.parent / name).write_text((folder / name).read_text())
+    _tag_best(client, parent_run_id, outcome, summary)
+    client.set_terminated(parent_run_id, status="FINISHED")
+    _print_outcome(outcome, parent_run_id)
+    return summary
