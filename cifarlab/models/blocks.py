@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cifarlab.errors import ConfigError
+
 
 def scaled_input(input_shape: tuple[int, ...]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """An input taking 0-255 pixels, and the same pixels scaled to [0, 1]."""
@@ -20,8 +22,6 @@ def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
 
 def per_block(value, count: int, key: str) -> list:
     """A scalar repeated for each block, or a list that must have one entry per block."""
-    from cifarlab.errors import ConfigError
-
     if isinstance(value, (int, float)):
         return [value] * count
     values = list(value)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import mlflow.keras
 
 from cifarlab.errors import ConfigError
 
@@ -28,8 +29,6 @@ class TransferReport:
 def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
     """A trained model from a ``.keras`` file, ``runs:/<id>[/model]`` or ``models:/...``."""
     if uri.startswith(("runs:/", "models:/")):
-        import mlflow.keras
-
         mlflow.set_tracking_uri(tracking_uri)
         if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
             uri = f"{uri.rstrip('/')}/model"

@@ -2,11 +2,18 @@
 
 ``RunRecorder`` is the only object that writes to a run; with tracking off it is
 ``NullRecorder``, which accepts the same calls and does nothing.
+
+MLflow and Keras are imported inside the functions that use them, on purpose:
+this package is imported on the config path too (a sweep's Hydra callback,
+``cifarlab.results``), where importing them would cost seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import traceback
+import types
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -75,8 +82,6 @@ class RunRecorder(NullRecorder):
         The Keras flavor writes the input example before creating the model
         folder; the shim creates it first and otherwise is ``mlflow.keras``.
         """
-        import types
-
         import mlflow.keras
         from mlflow.models import Model
 
@@ -96,8 +101,6 @@ class RunRecorder(NullRecorder):
 @contextmanager
 def _quiet_keras_progress() -> Iterator[None]:
     """No Keras progress bars: off stdout (interactive logging), and their absl INFO lines dropped."""
-    import logging
-
     import keras
 
     interactive = keras.utils.is_interactive_logging_enabled()
@@ -137,11 +140,9 @@ def open_run(
     try:
         yield recorder
     except BaseException as err:
-        # A pruned sweep job (cifarlab.sweeps.record.RunPruned) carries run_status = "KILLED".
+        # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "KILLED".
         status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         try:
-            import traceback
-
             recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
             recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
         finally:

@@ -20,6 +20,7 @@ import platform
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 AUTOCAST = "autocast_bfloat16"
@@ -42,8 +43,6 @@ def _cpu_flags() -> set[str]:
 
 
 def _gpu_compute_capabilities() -> list[tuple[int, int]]:
-    import tensorflow as tf
-
     return [
         tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
         for gpu in tf.config.list_physical_devices("GPU")

@@ -16,7 +16,7 @@ from cifarlab.data.base import DataSplits
 from cifarlab.models.class_names import class_names_path
 from cifarlab.models.layers.swap import standard_layers
 from cifarlab.models.transfer import TransferReport
-from cifarlab.reports.writer import write_reports
+from cifarlab.reports import write_reports
 from cifarlab.tracking import NullRecorder, flatten
 from cifarlab.training.describe import model_summary
 from cifarlab.training.evaluation import evaluate_model
