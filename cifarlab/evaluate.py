@@ -10,26 +10,44 @@ other arguments are Hydra overrides of cifarlab's config and win over the run's
 values (``dataset=<name>`` replaces the run's dataset entirely). The new run goes
 to the source run's experiment unless ``tracking.experiment=`` is given, is tagged
 ``source_run_id`` / ``evaluation_of``, and holds metrics and ``reports/``.
-Own options: ``run=`` (required), ``split=test|val``, ``output_dir=`` (also keep
-the reports in this folder).
+An image folder is evaluated on all of its ``test/`` folder, also when it has no
+``train/``. Own options, below: ``run=`` (required), ``split=test|val``,
+``output_dir=`` (also keep the reports in this folder).
 """
 
 from __future__ import annotations
-
 
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import accuracy_score, log_loss
 
+from cifarlab import tracking
+from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
+from cifarlab.config.compose import compose_config, overridden_keys
+from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError, ConfigError
+from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
+from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
+from cifarlab.inference.source import ModelSource, locate_model
+from cifarlab.inference.store import connect, get_run
+from cifarlab.reports.writer import write_reports
 
-SPLITS = ("test", "val")
-OWN_KEYS = ("run", "split", "output_dir")
+PROG = "cifarlab.evaluate"
+
+
+@dataclass
+class EvalOptions:
+    """evaluate's own options; every other key=value is a Hydra override of cifarlab's config."""
+
+    run: Optional[str] = None  # the training run whose model is evaluated (required)
+    split: str = "test"  # test or val
+    output_dir: Optional[str] = None  # also keep the reports in this folder
 
 
 @dataclass
@@ -53,41 +71,26 @@ class EvalResult:
 
 def parse_args(argv: Sequence[str]) -> EvalArgs:
     """``run=``, ``split=``, ``output_dir=``; everything else is a Hydra override for the config."""
-    own: dict[str, str] = {}
-    overrides: list[str] = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise CifarlabError(f"argument {arg!r} is not key=value; write e.g. run=<run id> split=test")
-        if key in OWN_KEYS:
-            own[key] = value
-        else:
-            overrides.append(arg)
-    if not own.get("run"):
+    own, overrides = parse_options(
+        EvalOptions, argv, prog=PROG, example="run=<run id> split=test", pass_through=True
+    )
+    if not own.run:
         raise CifarlabError("run= is missing; add run=<run id> (printed by training, listed by mlflow ui)")
-    split = own.get("split") or "test"
+    split = own.split or "test"
     if split not in SPLITS:
         raise ConfigError("split", split, f"choose one of: {', '.join(SPLITS)}")
-    return EvalArgs(own["run"], split, own.get("output_dir") or None, overrides)
+    return EvalArgs(own.run, split, own.output_dir or None, overrides)
 
 
-def _user_set(overrides: Sequence[str], key: str) -> bool:
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
-
-
-def prepare(args: EvalArgs) -> tuple[DictConfig, Any, Any]:
+def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
     """Config, source run and located model, all checked before TensorFlow is imported."""
-    from cifarlab import tracking
-    from cifarlab.config.schema import validate
-    from cifarlab.inference.loading import apply_run_params, compose_config, connect, get_run, locate_model
-
     cfg = compose_config(args.overrides)
     uri = tracking.tracking_uri(cfg)
     client = connect(uri)
     source_run = get_run(client, args.run)
     apply_run_params(cfg, source_run.data.params, args.overrides)
     validate(cfg)
-    if not _user_set(args.overrides, "tracking.experiment"):
+    if "tracking.experiment" not in overridden_keys(args.overrides):
         cfg.tracking.experiment = client.get_experiment(source_run.info.experiment_id).name
     source = locate_model(run=args.run, tracking_uri=uri)
     if source_run.info.status != "FINISHED":
@@ -96,16 +99,11 @@ def prepare(args: EvalArgs) -> tuple[DictConfig, Any, Any]:
     return cfg, source_run, source
 
 
-def split_arrays(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) of the chosen split."""
-    return (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
-
-
-def check_compatible(model: Any, data: Any, x: np.ndarray) -> None:
+def check_compatible(model: LoadedModel, data: SplitData) -> None:
     """The dataset's images and classes must fit the model."""
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
+    if tuple(data.x.shape[1:]) != tuple(model.input_shape):
         raise CifarlabError(
-            f"dataset {data.name} has images shaped {tuple(x.shape[1:])} but the model takes {model.input_shape}; "
+            f"dataset {data.name} has images shaped {tuple(data.x.shape[1:])} but the model takes {model.input_shape}; "
             "evaluate on a dataset with the image size and channels it was trained on"
         )
     if data.num_classes != model.num_classes:
@@ -121,8 +119,6 @@ def check_compatible(model: Any, data: Any, x: np.ndarray) -> None:
 
 def score(probs: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[float, float]:
     """(accuracy, cross-entropy loss), as training computes them."""
-    from sklearn.metrics import accuracy_score, log_loss
-
     accuracy = float(accuracy_score(y, probs.argmax(axis=1)))
     clipped = np.clip(probs, 1e-7, 1.0)
     clipped /= clipped.sum(axis=1, keepdims=True)
@@ -138,8 +134,6 @@ def _prefixed(metrics: dict[str, float], split: str) -> dict[str, float]:
 
 
 def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
-    from cifarlab import tracking
-
     src = source_run.info
     src_name = src.run_name or src.run_id
     command = " ".join([f"run={args.run}", f"split={args.split}", *args.overrides])
@@ -163,57 +157,55 @@ def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
 
 
 def _params(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, Any]:
-    from cifarlab import tracking
-
     dataset = tracking.flatten(OmegaConf.to_container(cfg.dataset, resolve=True), "dataset")
     model = {k: v for k, v in source_run.data.params.items() if k.startswith("model.") or k.startswith("model/")}
     return {**dataset, "paths.data_dir": cfg.paths.data_dir, **model,
             "eval.split": args.split, "eval.source_run_id": args.run}
 
 
-def _write_reports(out: Path, cfg: DictConfig, x: np.ndarray, y: np.ndarray, probs: np.ndarray, names: list[str]):
-    from cifarlab.reports.writer import write_reports
-
+def _write_reports(out: Path, cfg: DictConfig, data: SplitData, probs: np.ndarray) -> Any:
     return write_reports(
         out,
-        y_true=y,
+        y_true=data.y,
         probs=probs,
-        class_names=names,
-        x_test=x,
+        class_names=list(data.class_names),
+        x_test=data.x,
         orientation=cfg.reports.orientation,
         top_pairs=cfg.reports.top_pairs,
         seed=cfg.trainer.seed,
     )
 
 
-def evaluate(args: EvalArgs) -> EvalResult:
-    """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
-    from cifarlab import tracking
-    from cifarlab.data import load_dataset
-    from cifarlab.inference.loading import load_source, predict_probs
-
-    cfg, source_run, source = prepare(args)
-    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
-    x, y = split_arrays(data, args.split)
-    model, warnings = load_source(source)  # imports TensorFlow
+def load_checked(source: ModelSource, data: SplitData) -> LoadedModel:
+    """The located model (imports TensorFlow), checked to fit the data."""
+    model, warnings = load_source(source)
     for line in warnings:
         print(f"cifarlab: warning: {line}", file=sys.stderr, flush=True)
-    check_compatible(model, data, x)
-    print(f"cifarlab: evaluating {source.description} on {len(x)} {args.split} images of {data.name}", flush=True)
+    check_compatible(model, data)
+    return model
 
+
+def evaluate(args: EvalArgs) -> EvalResult:
+    """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
+    cfg, source_run, source = prepare(args)
+    data = load_split(cfg, args.split)
+    model = load_checked(source, data)
+    print(f"cifarlab: evaluating {source.description} on {len(data.y)} {args.split} images of {data.name}",
+          flush=True)
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
     with tracking.open_run(cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)) as recorder:
         recorder.log_params(_params(source_run, args, cfg))
-        probs = predict_probs(model, x, cfg.trainer.eval_batch_size)
-        accuracy, loss = score(probs, y, data.num_classes)
+        probs = predict_probs(model, data.x, cfg.trainer.eval_batch_size)
+        accuracy, loss = score(probs, data.y, data.num_classes)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.output_dir) if args.output_dir else Path(tmp)
-            summary = _write_reports(out, cfg, x, y, probs, list(data.class_names))
+            summary = _write_reports(out, cfg, data, probs)
             recorder.log_artifacts(out, "reports")
-        recorder.log_metrics(_prefixed({**summary.metrics, "test/loss": loss, "test/num_images": len(y)}, args.split))
+        metrics = {**summary.metrics, "test/loss": loss, "test/num_images": len(data.y)}
+        recorder.log_metrics(_prefixed(metrics, args.split))
         if summary.pairs:
             recorder.set_tags({"confused_pairs": summary.pairs_tag()})
-    return EvalResult(recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(y))
+    return EvalResult(recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(data.y))
 
 
 def _print_result(result: EvalResult) -> None:
@@ -226,15 +218,14 @@ def _print_result(result: EvalResult) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(__doc__.strip())
+    if wants_help(argv):
+        print(usage(EvalOptions, __doc__))
         return
     try:
         args = parse_args(argv)
         result = evaluate(args)
     except CifarlabError as err:
-        print(f"cifarlab: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        exit_with_error("cifarlab", err)
     _print_result(result)
     if result.run_id is None and not args.output_dir:
         print("cifarlab: tracking is off: add output_dir=<folder> to keep the reports", flush=True)

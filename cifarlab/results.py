@@ -7,8 +7,8 @@ time, and a one-line note (the run's ``note`` tag, set with
 ``tracking.tags.note="..."``) saying why a number differs. Whatever was written by
 hand under the table is kept as it is.
 
-Options (key=value): ``tracking_uri=...``, ``experiment=cifarlab``,
-``output=experiments/RESULTS.md``.
+Options are ``key=value``, listed with their defaults by ``--help``; the store is
+``tracking_uri=``, else $MLFLOW_TRACKING_URI, else SQLite under ``mlruns_dir=``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,24 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
+from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.config.locations import experiments_dir
+from cifarlab.errors import CifarlabError
+from cifarlab.tracking import tracking_uri
+
+PROG = "cifarlab.results"
+
+
+@dataclass
+class ResultsOptions:
+    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<mlruns_dir>/mlflow.db
+    experiment: str = "cifarlab"  # the MLflow experiment the preset runs are in
+    output: Optional[str] = None  # None: experiments/RESULTS.md
+    mlruns_dir: str = "mlruns"
 
 
 @dataclass
@@ -71,48 +85,57 @@ def _train_seconds(client, run) -> float | None:
     return None
 
 
-def collect(tracking_uri: str, experiment: str) -> list[PresetResult]:
-    from mlflow import MlflowClient
+def newest_preset_run(client, experiment_id: str | None, preset: str):
+    """The newest FINISHED run tagged with ``preset`` (debug runs other than debug=limit left out), or None."""
+    if experiment_id is None:
+        return None
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.preset = '{preset}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    runs = [r for r in runs if r.data.tags.get("debug") in (None, "", "None", "limit")]
+    return runs[0] if runs else None
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+
+def preset_result(client, preset: str, info: dict, run) -> PresetResult:
+    """One table row: the preset's claim beside what ``run`` measured (``run`` may be None)."""
+    claim = info["claim"] or {}
+    metric = claim.get("metric") or "test/accuracy"
+    params = run.data.params if run else {}
+    metrics = run.data.metrics if run else {}
+    measured_metric = "val/best_accuracy" if metric == "val/accuracy" else metric
+    return PresetResult(
+        preset=preset,
+        dataset=info["dataset"],
+        model=info["model"],
+        claim_accuracy=claim.get("accuracy"),
+        claim_metric=metric,
+        claim_epochs=claim.get("epochs"),
+        measured=metrics.get(measured_metric, metrics.get(metric)),
+        measured_metric=metric,
+        epochs_run=int(metrics["epochs_run"]) if "epochs_run" in metrics else None,
+        recipe_epochs=info["epochs"],
+        data=_data_label(params) if run else "",
+        hardware=run.data.tags.get("hardware", "") if run else "",
+        train_seconds=_train_seconds(client, run) if run else None,
+        run_id=run.info.run_id if run else None,
+        note=run.data.tags.get("note", "") if run else "not run yet",
+    )
+
+
+def collect(uri: str, experiment: str) -> list[PresetResult]:
+    """One row per preset in ``experiments/``, from the store at ``uri``."""
+    from mlflow import MlflowClient  # mlflow takes a second to import: not for --help or a bad key
+
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    results = []
-    for preset, info in _preset_claims().items():
-        claim = info["claim"] or {}
-        metric = claim.get("metric") or "test/accuracy"
-        runs = []
-        if exp is not None:
-            runs = client.search_runs(
-                [exp.experiment_id],
-                filter_string=f"tags.preset = '{preset}' and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=20,
-            )
-            runs = [r for r in runs if r.data.tags.get("debug") in (None, "", "None", "limit")]
-        run = runs[0] if runs else None
-        params = run.data.params if run else {}
-        metrics = run.data.metrics if run else {}
-        measured_metric = "val/best_accuracy" if metric == "val/accuracy" else metric
-        results.append(
-            PresetResult(
-                preset=preset,
-                dataset=info["dataset"],
-                model=info["model"],
-                claim_accuracy=claim.get("accuracy"),
-                claim_metric=metric,
-                claim_epochs=claim.get("epochs"),
-                measured=metrics.get(measured_metric, metrics.get(metric)),
-                measured_metric=metric,
-                epochs_run=int(metrics["epochs_run"]) if "epochs_run" in metrics else None,
-                recipe_epochs=info["epochs"],
-                data=_data_label(params) if run else "",
-                hardware=run.data.tags.get("hardware", "") if run else "",
-                train_seconds=_train_seconds(client, run) if run else None,
-                run_id=run.info.run_id if run else None,
-                note=run.data.tags.get("note", "") if run else "not run yet",
-            )
-        )
-    return results
+    experiment_id = exp.experiment_id if exp is not None else None
+    return [
+        preset_result(client, preset, info, newest_preset_run(client, experiment_id, preset))
+        for preset, info in _preset_claims().items()
+    ]
 
 
 def _pct(value: float | None) -> str:
@@ -154,24 +177,34 @@ def render(results: list[PresetResult], notes: str = "") -> str:
     return f"{table}\n{notes}" if notes else table
 
 
-def main(argv: list[str] | None = None) -> None:
-    from cifarlab.tracking import tracking_uri
+def store_uri(options: ResultsOptions) -> str:
+    """``tracking_uri=``, else where training would store runs."""
+    if options.tracking_uri:
+        return str(options.tracking_uri)
+    return tracking_uri(OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": options.mlruns_dir}}))
 
-    args = OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv))
-    unknown = set(args) - {"tracking_uri", "experiment", "output", "mlruns_dir"}
-    if unknown:
-        print(f"cifarlab: error: unknown option(s) {sorted(unknown)}; use tracking_uri=, experiment=, output=",
-              file=sys.stderr)
-        sys.exit(2)
-    uri = args.get("tracking_uri") or tracking_uri(
-        OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": args.get("mlruns_dir", "mlruns")}})
-    )
-    output = Path(args.get("output") or experiments_dir() / "RESULTS.md")
-    results = collect(uri, args.get("experiment", "cifarlab"))
+
+def write_results(options: ResultsOptions) -> Path:
+    """Rebuild the table in ``output`` (keeping the notes under it) and print it."""
+    output = Path(options.output or experiments_dir() / "RESULTS.md")
+    results = collect(store_uri(options), options.experiment)
     notes = hand_written_notes(output.read_text(encoding="utf-8")) if output.exists() else ""
     output.write_text(render(results, notes), encoding="utf-8")
     print(render(results))
     print(f"cifarlab: wrote {output}")
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(usage(ResultsOptions, __doc__))
+        return
+    try:
+        options, _ = parse_options(ResultsOptions, argv, prog=PROG, example="output=experiments/RESULTS.md")
+        write_results(options)  # type: ignore[arg-type]
+    except CifarlabError as err:
+        exit_with_error("cifarlab", err)
 
 
 if __name__ == "__main__":

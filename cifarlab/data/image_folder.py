@@ -1,4 +1,10 @@
-"""Your own images: one sub-folder per class, optionally split into train/ and test/."""
+"""Your own images: one sub-folder per class, optionally split into train/ and test/.
+
+Layouts: ``cat/ dog/`` (a stratified fifth is held out for test); ``train/cat/
+train/dog/ test/cat/ ...``; class folders beside ``test/`` (``cat/ dog/ test/``);
+or ``test/`` alone, which has no training images and is all test (for evaluate).
+``train`` and ``test`` are never class names.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from cifarlab.errors import ConfigError, DataError
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MODES = {1: "L", 3: "RGB"}
 TEST_FRACTION = 0.2  # held out when there is no test/ folder
+SPLIT_FOLDERS = ("train", "test")
 
 
-def _class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_folders(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -41,10 +48,11 @@ def _load_image(path: Path, size: int, mode: str) -> np.ndarray:
 
 
 def _read_tree(
-    root: Path, size: int, mode: str, known: list[str] | None = None
+    root: Path, size: int, mode: str, known: list[str] | None = None, skip: tuple[str, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images and labels under ``root``; labels index ``known`` (or the sorted folder names)."""
-    folders = _class_folders(root)
+    """Images and labels under ``root`` (but not its ``skip`` folders); labels index ``known``
+    (or the sorted folder names)."""
+    folders = _class_folders(root, skip)
     if not folders:
         raise DataError(
             f"{root} has no class folders; expected one sub-folder of images per class, "
@@ -68,9 +76,14 @@ def _read_tree(
     return (x[..., None] if x.ndim == 3 else x), np.asarray(labels, dtype=np.int64), names
 
 
+def _no_images(size: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """An empty training split, shaped like the test images."""
+    return np.empty((0, size, size, len(mode)), dtype=np.uint8), np.empty((0,), dtype=np.int64)
+
+
 @DATASETS.register("image_folder")
 def load_image_folder(cfg: Any, data_dir: Path) -> RawData:
-    """Class folders in ``data_dir`` (or ``train/`` and ``test/``), resized to ``image_size``."""
+    """Class folders in ``data_dir`` (or under ``train/`` and ``test/``), resized to ``image_size``."""
     data_dir = Path(data_dir)
     size, channels = int(option(cfg, "image_size", 32)), option(cfg, "channels", 3)
     if channels not in MODES:
@@ -81,10 +94,16 @@ def load_image_folder(cfg: Any, data_dir: Path) -> RawData:
             "sub-folder of images per class>"
         )
     mode = MODES[channels]
-    train_root = data_dir / "train" if (data_dir / "train").is_dir() else data_dir
-    x, y, names = _read_tree(train_root, size, mode)
-    if (data_dir / "test").is_dir() and train_root != data_dir:
-        x_test, y_test, _ = _read_tree(data_dir / "test", size, mode, known=names)
+    test_dir = data_dir / "test"
+    if (data_dir / "train").is_dir():
+        x, y, names = _read_tree(data_dir / "train", size, mode)
+    elif test_dir.is_dir() and not _class_folders(data_dir, SPLIT_FOLDERS):
+        x_test, y_test, names = _read_tree(test_dir, size, mode)  # test/ alone: nothing to train on
+        return RawData(*_no_images(size, mode), x_test, y_test, names)
+    else:
+        x, y, names = _read_tree(data_dir, size, mode, skip=SPLIT_FOLDERS)
+    if test_dir.is_dir():
+        x_test, y_test, _ = _read_tree(test_dir, size, mode, known=names)
         return RawData(x, y, x_test, y_test, names)
     seed = int(option(cfg, "split_seed", 0))
     x_train, y_train, x_test, y_test = stratified_split(x, y, TEST_FRACTION, seed)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from PIL import Image
 
 from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
 from cifarlab.errors import CifarlabError
-from cifarlab.inference.loading import find_images, prepare_images
+from cifarlab.inference.images import find_images, prepare_images
+from cifarlab.models.class_names import save_class_names
 from cifarlab.predict import parse_args, validate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -132,7 +134,7 @@ def test_unknown_run_is_one_line_error(trained):
         (["run=a", "checkpoint=b.keras", "images=x"], "run= and checkpoint= were both given"),
         (["run=a"], "nothing to predict"),
         (["run=a", "imgs=x"], "did you mean images=?"),
-        (["run=a", "images=x", "top_k=abc"], "top_k='abc' is not a whole number"),
+        (["run=a", "images=x", "top_k=abc"], "top_k='abc' is not valid; use a number"),
         (["run=a", "images=x", "output=preds.txt"], "output='preds.txt'"),
         (["checkpoint=missing.keras", "images=x"], "checkpoint='missing.keras' does not exist"),
         (["checkpoint=c.keras", "samples=3"], "samples=3 needs the training run"),
@@ -187,3 +189,47 @@ def test_find_images_rejects_empty_folders_and_unreadable_files(tmp_path):
     broken.write_bytes(b"not a png")
     with pytest.raises(CifarlabError, match="broken.png cannot be read as an image"):
         prepare_images(find_images(str(broken)), (16, 16, 3))
+
+
+def table_classes(stdout: str) -> set[str]:
+    """The top-1 class of every row of the predictions table."""
+    return {line.split()[1] for line in stdout.splitlines() if line.endswith("%")}
+
+
+def test_checkpoint_names_its_classes_from_the_file_saved_beside_it(trained, tmp_path):
+    workdir, run_id, _, _ = trained
+    client = mlflow_client(workdir / "mlruns")
+    ckpt = Path(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path)))
+    save_class_names(ckpt, ["ant", "bee", "cow", "doe"])
+    proc = run_cli(f"checkpoint={ckpt}", "images=images", "top_k=4", module="cifarlab.predict", cwd=workdir)
+    assert table_classes(proc.stdout) <= {"ant", "bee", "cow", "doe"} and "class_" not in proc.stdout
+
+    proc = run_cli(f"checkpoint={ckpt}", "images=images", "class_names=w,x,y,z",  # the argument wins
+                   module="cifarlab.predict", cwd=workdir)
+    assert table_classes(proc.stdout) <= set("wxyz")
+
+    ckpt.with_name("best.classes.json").unlink()  # no names saved: generic ones, as before
+    proc = run_cli(f"checkpoint={ckpt}", "images=images", module="cifarlab.predict", cwd=workdir)
+    assert table_classes(proc.stdout) <= {f"class_{i}" for i in range(4)}
+
+
+def test_truncated_checkpoint_is_one_line_naming_the_file(trained, tmp_path):
+    workdir, run_id, _, _ = trained
+    client = mlflow_client(workdir / "mlruns")
+    whole = Path(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path))).read_bytes()
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(whole[: len(whole) // 2])
+    proc = run_cli(f"checkpoint={cut}", "images=images", module="cifarlab.predict", cwd=workdir, check=False)
+    line = one_line_error(proc)
+    assert f"{cut} is not a readable Keras model" in line
+
+
+def test_a_zip_that_is_no_keras_model_is_one_error_line(trained, tmp_path):
+    workdir, _, _, _ = trained
+    fake = tmp_path / "fake.keras"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    proc = run_cli(f"checkpoint={fake}", "images=images", module="cifarlab.predict", cwd=workdir, check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error: ")]
+    assert len(errors) == 1 and f"{fake} is not a readable Keras model" in errors[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import TINY, all_runs, mlflow_client, run_cli
 from cifarlab.errors import CifarlabError
 from cifarlab.evaluate import parse_args
-from cifarlab.inference.loading import apply_run_params, compose_config
+from cifarlab.config.compose import compose_config
+from cifarlab.inference.run_data import apply_run_params
 
 # What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
 RUN_PARAMS = {
@@ -117,3 +120,29 @@ def test_bad_arguments(argv, expected):
 def test_bad_override_is_one_line():
     with pytest.raises(CifarlabError, match="dataset='cifar100' is not an option of config group 'dataset'"):
         compose_config(["dataset=cifar100"])
+
+
+def write_pngs(root, counts, size=16):
+    """Tiny PNGs named like the synthetic dataset's classes, so a synthetic run's model fits them."""
+    for label, (name, count) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(np.full((size, size, 3), 50 * label + i, np.uint8)).save(root / name / f"{i}.png")
+
+
+@pytest.mark.parametrize("with_train", [False, True], ids=["only-test", "train-and-test"])
+def test_image_folder_is_evaluated_on_all_of_test(source, tmp_path, with_train):
+    workdir, src = source
+    classes = {f"class_{i}": 2 + i for i in range(4)}  # 14 test images
+    write_pngs(tmp_path / "test", classes)
+    if with_train:
+        write_pngs(tmp_path / "train", {name: 3 for name in classes})
+    experiment = f"folder-{'train-test' if with_train else 'test'}"
+    proc = run_cli(
+        f"run={src.info.run_id}", "dataset=image_folder", f"dataset.data_dir={tmp_path}", "dataset.image_size=16",
+        f"tracking.experiment={experiment}", module="cifarlab.evaluate", cwd=workdir,
+    )
+    assert "on 14 test images of image_folder" in proc.stdout
+    (run,) = all_runs(workdir / "mlruns", experiment)
+    assert run.data.metrics["test/num_images"] == 14
+    assert {f"test/recall/class_{i}" for i in range(4)} <= set(run.data.metrics)

@@ -1,0 +1,43 @@
+"""predict, evaluate and results take key=value the same way and answer --help in the same shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifarlab import evaluate, predict, results
+
+ENTRY_POINTS = {"predict": predict, "evaluate": evaluate, "results": results}
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_help_prints_the_docstring_and_every_option(name, flag, capsys):
+    module = ENTRY_POINTS[name]
+    module.main([flag])  # returns: exit status 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"``python -m cifarlab.{name}``")
+    options = out.split("options (defaults):\n", 1)[1].split()
+    expected = {
+        "predict": {"run=None", "images=None", "top_k=3", "tracking.uri=None", "paths.mlruns_dir=mlruns"},
+        "evaluate": {"run=None", "split=test", "output_dir=None"},
+        "results": {"tracking_uri=None", "experiment=cifarlab", "output=None", "mlruns_dir=mlruns"},
+    }[name]
+    assert expected <= set(options)
+
+
+@pytest.mark.parametrize(
+    "name, argv, expected",
+    [
+        ("predict", ["imgs=x"], "imgs='x' is not an option of cifarlab.predict; did you mean images=?"),
+        ("results", ["outptu=x.md"], "outptu='x.md' is not an option of cifarlab.results; did you mean output=?"),
+        ("evaluate", ["run"], "argument 'run' is not key=value"),
+        ("evaluate", ["split=test"], "run= is missing"),
+        ("evaluate", ["run=abc", "split=train"], "split='train' is not valid; choose one of: test, val"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_a_non_zero_exit(name, argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ENTRY_POINTS[name].main(argv)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cifarlab: error: ") and expected in err
