@@ -27,9 +27,7 @@ RUN_NAME_LIMIT = 250  # MLflow's limit on a run name
 
 
 def _client(tracking_uri: str) -> Any:
-    import mlflow  # deferred: only a sweep job with tracking on needs it
-
-    return mlflow.MlflowClient(tracking_uri)
+    return tracking.store_client(tracking_uri)
 
 
 def parent_run_id() -> str | None:

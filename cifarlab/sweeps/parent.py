@@ -27,7 +27,7 @@ JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
 
 
 def _client(config: DictConfig) -> MlflowClient:
-    return MlflowClient(tracking.tracking_uri(config))
+    return tracking.store_client(tracking.tracking_uri(config))
 
 
 def _sweeper_name(config: DictConfig) -> str:

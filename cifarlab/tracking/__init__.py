@@ -5,7 +5,14 @@ Nothing here imports TensorFlow, and MLflow only once a store is opened.
 
 from cifarlab.tracking.identity import config_hash, flatten, git_commit
 from cifarlab.tracking.recorder import NullRecorder, RunRecorder, open_run
-from cifarlab.tracking.store import check_server_reachable, default_artifact_location, prepare_experiment, tracking_uri
+from cifarlab.tracking.store import (
+    check_server_reachable,
+    default_artifact_location,
+    open_store,
+    prepare_experiment,
+    store_client,
+    tracking_uri,
+)
 
 __all__ = [
     "NullRecorder",
@@ -16,6 +23,8 @@ __all__ = [
     "flatten",
     "git_commit",
     "open_run",
+    "open_store",
     "prepare_experiment",
+    "store_client",
     "tracking_uri",
 ]

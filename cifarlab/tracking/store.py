@@ -9,7 +9,14 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a store there is opened by one process at a time
+    fcntl = None
 
 from omegaconf import DictConfig
 
@@ -48,14 +55,48 @@ def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (POSIX ``flock``; released when the file closes)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def open_store(uri: str) -> None:
+    """Create and migrate a SQLite store once, whoever opens it first.
+
+    MLflow creates and migrates its database when a client first touches it, and
+    several processes doing that at once on a new store collide (duplicate
+    columns, half-made alembic tables). So the first touch happens under a file
+    lock beside the database; the others wait, then find it ready.
+    """
+    import mlflow  # deferred: this module is on the config path (see the package docstring)
+
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    with _exclusive(db.with_name(db.name + ".lock")):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+
+def store_client(uri: str):
+    """An ``mlflow.MlflowClient`` on ``uri``, the store created first if it is new (see ``open_store``)."""
+    import mlflow  # deferred: this module is on the config path
+
+    open_store(uri)
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
 def prepare_experiment(cfg: DictConfig) -> str:
     """Point MLflow at the store, create it and the experiment once, and return its id."""
     import mlflow
 
     uri = tracking_uri(cfg)
     check_server_reachable(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    open_store(uri)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     name = cfg.tracking.experiment
