@@ -20,7 +20,8 @@ from cifarlab.bench.rounds import measure_rounds, summarise_rounds, warm_up
 from cifarlab.bench.switches import check_accuracy, switch_speedups
 from cifarlab.bench.variants import VariantSet, build_variants
 from cifarlab.config.compose import compose_config
-from cifarlab.data import DataSplits, load_dataset
+from cifarlab.builders import load_dataset
+from cifarlab.data import DataSplits
 
 
 def record_data(data: DataSplits, batch_size: int, m: Measurements) -> None:

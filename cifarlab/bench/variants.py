@@ -18,7 +18,7 @@ from cifarlab.bench.throughput import materialise
 from cifarlab.data import DataSplits
 from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import map_calls, prefetch_size, resolve_input_parallelism, train_dataset
-from cifarlab.models import build_model
+from cifarlab.builders import build_model
 from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
 from cifarlab.training.compile import compile_model
 from cifarlab.training.evaluation import evaluate_model

@@ -16,10 +16,10 @@ from cifarlab.bench.processes import report_worker_result
 from cifarlab.bench.throughput import fit_throughput
 from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
-from cifarlab.data import load_dataset
+from cifarlab.builders import load_dataset
 from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
-from cifarlab.models import build_model
+from cifarlab.builders import build_model
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -2,7 +2,8 @@
 
 ``load_dataset`` finds the registered loader, holds out a stratified validation
 split with a fixed seed, and optionally keeps only a fraction of every split.
-Importing this package never imports TensorFlow.
+Importing this package never imports TensorFlow. The loaders register
+themselves in ``DATASETS`` when ``cifarlab.builders`` imports them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from cifarlab.data.base import (
     stratified_split,
     subsample,
 )
-
-# Imported for their @DATASETS.register side effect.
-from cifarlab.data import cifar10, idx, image_folder, synthetic  # noqa: E402,F401  isort: skip
 
 __all__ = ["DATASETS", "DataSplits", "RawData", "load_dataset", "resolve_data_dir"]
 

@@ -6,14 +6,11 @@ before it (arguments, MLflow look-ups, images) runs without it.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-import cifarlab.models
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.source import ModelSource, locate_model, unreadable_checkpoint
 from cifarlab.inference.store import first_line
@@ -34,18 +31,11 @@ class LoadedModel:
         return len(self.class_names)
 
 
-def register_custom_layers() -> None:
-    """Import every module under ``cifarlab.models`` (``layers/`` too), so the layers they register deserialize."""
-    for module in pkgutil.walk_packages(cifarlab.models.__path__, prefix="cifarlab.models."):
-        try:
-            importlib.import_module(module.name)
-        except ImportError:  # an optional dependency is missing: its layers are not needed here
-            pass
-
-
 def load_keras_model(source: ModelSource) -> Any:
     """The Keras model at ``source``; a file or URI that does not hold one fails in one line."""
-    register_custom_layers()
+    # Deferred (imports TensorFlow, which argument checks must not wait for): registers
+    # cifarlab's Keras layers so checkpoints that use them deserialize.
+    import cifarlab.builders  # noqa: F401
     if source.kind == "checkpoint":
         import keras  # imports TensorFlow: only once the model is found
 

@@ -14,7 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cifarlab.config.compose import compose_config, overridden_keys
-from cifarlab.data import DATASETS, load_dataset, resolve_data_dir
+from cifarlab.data import resolve_data_dir
 from cifarlab.data.base import check_raw, option, subsample
 
 SPLITS = ("test", "val")
@@ -69,6 +69,9 @@ def load_split(cfg: DictConfig, split: str = "test") -> SplitData:
     The test split is read alone: it needs no training images, so an image
     folder holding only ``test/`` is evaluated whole.
     """
+    # Deferred: the registries' builders import TensorFlow, which predict's argument checks avoid.
+    from cifarlab.builders import DATASETS, load_dataset
+
     dataset = cfg.dataset
     if split == "val":
         data = load_dataset(dataset, default_data_dir=cfg.paths.data_dir)

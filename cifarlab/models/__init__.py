@@ -21,7 +21,5 @@ MODELS: Registry[ModelBuilder] = Registry("model")
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> "keras.Model":
-    """Build the model named by ``cfg.name`` from its own config node."""
-    from cifarlab.models import cnn, delta, dense, keras_app, resnet  # noqa: F401  (registers builders)
-
+    """Build the model named by ``cfg.name`` from its own config node (registered by ``cifarlab.builders``)."""
     return MODELS.get(cfg.name)(cfg, tuple(input_shape), int(num_classes))

@@ -41,7 +41,7 @@ def test_flop_counter_counts_cnn_bn_convs_and_dense():
     from omegaconf import OmegaConf
 
     from cifarlab.bench.flops import count_flops
-    from cifarlab.models import build_model
+    from cifarlab.builders import build_model
 
     cfg = OmegaConf.load(__import__("cifarlab.config.locations", fromlist=["x"]).conf_dir() / "model" / "cnn_bn.yaml")
     model = build_model(cfg, (32, 32, 3), 10)

@@ -35,7 +35,7 @@ def test_every_option_composes_and_validates(compose_cfg, group):
 
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_builds_and_outputs_probabilities(compose_cfg, option):
-    from cifarlab.models import build_model
+    from cifarlab.builders import build_model
 
     cfg = compose_cfg(f"model={option}")
     shape = (28, 28, 1) if option == "dense" else (32, 32, 3)

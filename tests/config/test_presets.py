@@ -20,7 +20,7 @@ def test_the_published_presets_are_all_there():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_records_its_claim_and_builds(compose_cfg, preset):
-    from cifarlab.models import build_model
+    from cifarlab.builders import build_model
 
     cfg = compose_cfg(f"experiment={preset}")
     validate(cfg)
@@ -46,7 +46,7 @@ def test_preset_values_can_still_be_overridden(compose_cfg):
 
 
 def test_cnn_bn_preset_has_the_published_parameter_count(compose_cfg):
-    from cifarlab.models import build_model
+    from cifarlab.builders import build_model
 
     cfg = compose_cfg("experiment=cnn_bn_nadam")
     assert build_model(cfg.model, (32, 32, 3), 10).count_params() == cfg.claim.params == 420842

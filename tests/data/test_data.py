@@ -15,7 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from cifarlab.config.schema import DatasetConfig
-from cifarlab.data import DATASETS, DataSplits, load_dataset
+from cifarlab.builders import DATASETS, load_dataset
+from cifarlab.data import DataSplits
 from cifarlab.data.cifar10 import CLASS_NAMES, load_cifar10
 from cifarlab.data.idx import FASHION_CLASSES, MNIST_CLASSES
 from cifarlab.data.safe_pickle import safe_load_path

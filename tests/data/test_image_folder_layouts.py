@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from cifarlab.config.schema import DatasetConfig
-from cifarlab.data import DATASETS, load_dataset
+from cifarlab.builders import DATASETS, load_dataset
 from cifarlab.errors import DataError
 
 

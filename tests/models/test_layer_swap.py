@@ -8,7 +8,7 @@ from keras import layers
 from omegaconf import OmegaConf
 
 from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
-from cifarlab.models import build_model
+from cifarlab.builders import build_model
 from cifarlab.models.layers.fused_batchnorm import FusedBatchNormalization
 
 

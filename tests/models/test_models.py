@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.errors import ConfigError, DataError
 from cifarlab.config.locations import conf_dir
-from cifarlab.models import build_model
+from cifarlab.builders import build_model
 
 CIFAR_SHAPE = (32, 32, 3)
 
@@ -231,7 +231,7 @@ def test_srgb_to_lab_known_colours():
 
 @pytest.fixture(scope="module")
 def synthetic():
-    from cifarlab.data import load_dataset
+    from cifarlab.builders import load_dataset
 
     cfg = OmegaConf.create(
         {
