@@ -61,7 +61,7 @@ def evaluate_and_record(
     probs, test_accuracy, test_loss = evaluate_model(
         model, data, cfg.trainer.eval_batch_size, cfg.trainer.test_time_flip
     )
-    recorder.log_metrics({"test/accuracy": test_accuracy, "test/loss": test_loss})
+    log_once(recorder, {"test/accuracy": test_accuracy, "test/loss": test_loss})
     record_reports(recorder, cfg, data, probs, history)
     best_checkpoint = state.checkpoint_dir / "best.keras"
     if cfg.tracking.log_checkpoints and best_checkpoint.exists():
@@ -73,8 +73,17 @@ def evaluate_and_record(
     val_accuracy = history.get("val/accuracy")
     best_val = max(val_accuracy) if val_accuracy else None
     epochs_run = len(history.get("train/loss", []))
-    recorder.log_metrics({"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})})
+    log_once(recorder, {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})})
     return TrainResult(recorder.run_id, test_accuracy, test_loss, best_val, epochs_run, history)
+
+
+def log_once(recorder: NullRecorder, metrics: dict[str, float]) -> None:
+    """Log the metrics the run does not have yet, so each is logged once: the reports' summary
+    repeats test/accuracy, and a run resumed after a kill while it recorded redoes the evaluation."""
+    have = mlflow.get_run(recorder.run_id).data.metrics if recorder.run_id else {}
+    fresh = {k: v for k, v in metrics.items() if k not in have}
+    if fresh:
+        recorder.log_metrics(fresh)
 
 
 def record_reports(
@@ -84,7 +93,8 @@ def record_reports(
     probs: np.ndarray,
     history: dict[str, list[float]],
 ) -> None:
-    """The report files under ``reports/``, their metrics, and the most confused pairs as a tag."""
+    """The report files under ``reports/``, their metrics (test/accuracy only if not logged yet),
+    and the most confused pairs as a tag."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_reports(
             Path(tmp),
@@ -100,7 +110,7 @@ def record_reports(
             seed=cfg.trainer.seed,
         )
         recorder.log_artifacts(Path(tmp), "reports")
-    recorder.log_metrics(summary.metrics)
+    log_once(recorder, summary.metrics)
     if summary.pairs:
         recorder.set_tags({"confused_pairs": "; ".join(str(p) for p in summary.pairs)})
         print("cifarlab: most confused: " + "; ".join(str(p) for p in summary.pairs[:3]), flush=True)
