@@ -2,23 +2,25 @@
 
 ``compose_config`` is the one place that calls Hydra's compose API; it gives
 the same config ``python -m cifarlab`` would, and turns Hydra's multi-line
-composition errors into one line that names the key, the value and the fix.
+composition errors into one line (config/hydra_errors.py) naming the key, the value and the fix.
 """
 
 from __future__ import annotations
 
-import difflib
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from cifarlab.config.hydra_errors import describe_hydra_error
 from cifarlab.config.locations import conf_dir
 from cifarlab.config.presets import register_experiments
 from cifarlab.config.schema import register_configs, validate
 from cifarlab.errors import CifarlabError
+
+__all__ = ["compose_config", "describe_hydra_error", "override_key", "overridden_keys", "register_config_store"]
 
 
 def register_config_store() -> None:
@@ -56,24 +58,3 @@ def override_key(override: str) -> str:
 
 def overridden_keys(overrides: Sequence[str]) -> set[str]:
     return {override_key(item) for item in overrides}
-
-
-def describe_hydra_error(err: HydraException) -> str:
-    """Hydra's multi-line composition errors, as one line with the key, value and fix."""
-    if isinstance(err, MissingConfigException) and err.options and err.missing_cfg_file:
-        group, _, value = err.missing_cfg_file.rpartition("/")
-        close = difflib.get_close_matches(value, err.options, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return (
-            f"{group}={value!r} is not an option of config group '{group}'; "
-            f"{hint}choose one of: {', '.join(sorted(err.options))}"
-        )
-    lines = [str(err)]
-    if err.__cause__ is not None:
-        lines.append(str(err.__cause__))
-    keep = []
-    for line in "\n".join(lines).splitlines():
-        line = line.strip()
-        if line and not line.startswith(("reference_type", "object_type", "Config search path", "provider=")):
-            keep.append(line.rstrip("."))
-    return "; ".join(keep)

@@ -40,6 +40,7 @@ class DatasetConfig:
 DATASET_CHECKS = (
     Check("val_fraction", lambda v: 0.0 < v < 1.0, "use a fraction strictly between 0 and 1, e.g. 0.1"),
     Check("limit_fraction", lambda v: 0.0 < v <= 1.0, "use a fraction in (0, 1]"),
+    Check("num_classes", at_least(2), "use at least 2: a classifier needs two classes to tell apart"),
 )
 
 

@@ -16,6 +16,7 @@ from cifarlab.data.base import (
     DataSplits,
     RawData,
     check_raw,
+    check_trainable,
     option,
     stratified_split,
     subsample,
@@ -34,11 +35,13 @@ def load_dataset(cfg: Any, default_data_dir: str | Path) -> DataSplits:
     """Load ``cfg.name`` and split it into train / validation / test.
 
     The validation split comes out of the training set (stratified, seeded by
-    ``cfg.split_seed``); the test split is left as the dataset defines it.
+    ``cfg.split_seed``); the test split is left as the dataset defines it. Raises
+    DataError when the training images are missing or all of one class.
     """
     name = str(cfg.name)
     data_dir = resolve_data_dir(cfg, default_data_dir)
     raw = check_raw(DATASETS.get(name)(cfg, data_dir), f"dataset {name!r} in {data_dir}")
+    check_trainable(raw, data_dir)  # before any run opens: one class or none cannot be learnt
     seed = int(option(cfg, "split_seed", 0))
     x_train, y_train, x_val, y_val = stratified_split(
         raw.x_train, raw.y_train, float(option(cfg, "val_fraction", 0.1)), seed

@@ -85,6 +85,23 @@ def check_raw(raw: RawData, source: str) -> RawData:
     return RawData(*splits, [str(c) for c in raw.class_names])
 
 
+def check_trainable(raw: RawData, data_dir: Path) -> RawData:
+    """Reject training data a classifier cannot learn from: no images, or images of one class."""
+    where = f"dataset.data_dir={str(data_dir)!r}"
+    if len(raw.y_train) == 0:
+        raise DataError(
+            f"{where} has no training images (a folder with only test/ can be evaluated, "
+            "not trained on); add train/<class>/ folders of images"
+        )
+    present = np.unique(raw.y_train)
+    if len(present) < 2:
+        raise DataError(
+            f"{where} has training images of one class only ({raw.class_names[present[0]]!r}); "
+            "a classifier needs at least 2: add a folder of images for each other class"
+        )
+    return raw
+
+
 def _can_stratify(y: np.ndarray, n_test: int) -> bool:
     counts = np.bincount(y)
     counts = counts[counts > 0]

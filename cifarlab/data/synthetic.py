@@ -35,19 +35,20 @@ def _sample(rng: np.random.Generator, templates: np.ndarray, per_class: int):
     return images, labels.astype(np.int64)
 
 
-def _positive(cfg: Any, key: str, default: int) -> int:
+def _at_least(cfg: Any, key: str, default: int, low: int = 1, why: str = "") -> int:
     value = option(cfg, key, default)
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"dataset.{key}", value, "use a whole number of at least 1")
+    if not isinstance(value, int) or value < low:
+        raise ConfigError(f"dataset.{key}", value, f"use a whole number of at least {low}{why}")
     return value
 
 
 @DATASETS.register("synthetic")
 def load_synthetic(cfg: Any, data_dir: Path | None = None) -> RawData:
     """``num_classes`` classes of ``image_size``² images with ``channels`` channels; no files."""
-    k, size = _positive(cfg, "num_classes", 10), _positive(cfg, "image_size", 32)
+    k = _at_least(cfg, "num_classes", 10, low=2, why=": a classifier needs two classes to tell apart")
+    size = _at_least(cfg, "image_size", 32)
     rng = np.random.default_rng(int(option(cfg, "split_seed", 0)))
-    templates = _class_templates(rng, k, size, _positive(cfg, "channels", 3))
-    x_train, y_train = _sample(rng, templates, _positive(cfg, "samples_per_class", 40))
-    x_test, y_test = _sample(rng, templates, _positive(cfg, "test_samples_per_class", 10))
+    templates = _class_templates(rng, k, size, _at_least(cfg, "channels", 3))
+    x_train, y_train = _sample(rng, templates, _at_least(cfg, "samples_per_class", 40))
+    x_test, y_test = _sample(rng, templates, _at_least(cfg, "test_samples_per_class", 10))
     return RawData(x_train, y_train, x_test, y_test, [f"class_{i}" for i in range(k)])

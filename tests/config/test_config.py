@@ -154,6 +154,10 @@ BAD_CLI_VALUES = [
     ("dataset.val_fraction=1.5", "dataset.val_fraction"),
     ("model=cnn_bnn", "model"),
     ("optimizer=adm", "optimizer"),
+    ("experiment=does_not_exist", "experiment"),
+    ("model.hidden_units=[32,64", "model.hidden_units"),
+    ("trainer.epoch=3", "trainer.epoch"),
+    ("dataset.num_classes=1", "dataset.num_classes"),
 ]
 
 

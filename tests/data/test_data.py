@@ -478,6 +478,8 @@ def test_synthetic_grayscale_and_bad_value():
     assert raw.x_train.shape == (120, 8, 8, 1)
     with pytest.raises(ConfigError, match="dataset.num_classes"):
         DATASETS.get("synthetic")(make_cfg(num_classes=0), None)
+    with pytest.raises(ConfigError, match=r"dataset.num_classes=1 is not valid; use a whole number of at least 2"):
+        DATASETS.get("synthetic")(make_cfg(num_classes=1), None)
 
 
 # ---------------------------------------------------------------- image folders
@@ -540,6 +542,43 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(DataError) as exc:
         DATASETS.get("image_folder")(make_cfg(), tmp_path)
     assert_one_line_naming(exc, tmp_path / "b" / "broken.png")
+
+
+def test_one_class_cannot_be_trained_on(tmp_path):
+    write_images(tmp_path, {"cat": 4})
+    with pytest.raises(DataError) as exc:
+        load_dataset(make_cfg(name="image_folder", data_dir=str(tmp_path), image_size=8), "/unused")
+    assert_one_line_naming(exc, f"dataset.data_dir={str(tmp_path)!r}", "one class only ('cat')", "add a folder")
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def test_failed_download_leaves_no_folder_it_created(tmp_path):
+    from cifarlab.data.download import download
+
+    missing = tmp_path / "typo" / "datasets"
+    with pytest.raises(DataError) as exc:
+        download("x.bin", (tmp_path / "absent.bin").as_uri(), missing)
+    assert_one_line_naming(exc, missing / "x.bin", "dataset.data_dir=")
+    assert list(tmp_path.iterdir()) == []
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(DataError):
+        download("x.bin", (tmp_path / "absent.bin").as_uri(), kept / "sub")
+    assert list(tmp_path.iterdir()) == [kept] and list(kept.iterdir()) == []
+
+
+def test_download_failing_its_hash_leaves_no_file(tmp_path):
+    from cifarlab.data.download import download
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"not the archive")
+    with pytest.raises(DataError, match="hash"):
+        download("x.bin", source.as_uri(), tmp_path / "cache", file_hash="0" * 64)
+    assert not (tmp_path / "cache").exists()
+    assert download("x.bin", source.as_uri(), tmp_path / "cache").read_bytes() == b"not the archive"
 
 
 # ---------------------------------------------------------------- the real subset

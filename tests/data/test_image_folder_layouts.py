@@ -40,6 +40,12 @@ def test_test_folder_alone_is_all_test_and_not_a_class(tmp_path):
     assert raw.x_train.shape == (0, 8, 8, 3) and raw.y_train.shape == (0,)
 
 
+def test_test_folder_alone_cannot_be_trained_on(tmp_path):
+    write_pngs(tmp_path / "test", {"cat": 3, "dog": 2})
+    with pytest.raises(DataError, match=r"has no training images \(a folder with only test/ can be evaluated"):
+        load_dataset(folder_cfg(tmp_path), "/unused")
+
+
 def test_train_and_test_folders_keep_all_of_test(tmp_path):
     write_pngs(tmp_path / "train", {"cat": 4, "dog": 4})
     write_pngs(tmp_path / "test", {"cat": 3, "dog": 2})
