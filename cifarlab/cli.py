@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from cifarlab.config.compose import describe_hydra_error, register_config_store
 from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError
+from cifarlab.interrupts import describe_interrupt, stop_on_sigterm
 from cifarlab.training.hooks import RunHooks
 from cifarlab.config.locations import conf_dir
 
@@ -28,6 +29,9 @@ register_config_store()
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    single_run = HydraConfig.get().mode != RunMode.MULTIRUN
+    if single_run:
+        stop_on_sigterm()  # (a sweep installs its own handler, which ends its parent run too)
     try:
         validate(cfg)
         # Deferred: TensorFlow is imported only once the config is valid.
@@ -37,13 +41,19 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         return train(cfg, hooks=_with_command_line(job_hooks(cfg))).objective
     except CifarlabError as err:
         print(f"cifarlab: error: {err}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if not single_run:
             return None  # the job is recorded FAILED; the sweep goes on
         sys.exit(1)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run already ended KILLED
+        if not single_run:
+            raise  # the whole sweep stops
+        line, code = describe_interrupt(err)
+        print(f"cifarlab: {line}", file=sys.stderr)
+        sys.exit(code)
     except Exception:
         # Any other failure of one sweep job (its MLflow run already ended FAILED):
         # report it and let the sweep go on. A single run still raises.
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        if single_run:
             raise
         traceback.print_exc()
         print("cifarlab: error: the job failed (traceback above); the sweep goes on", file=sys.stderr)

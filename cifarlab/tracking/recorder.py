@@ -20,7 +20,15 @@ from typing import Any, Iterator, Mapping
 
 from omegaconf import DictConfig
 
-from cifarlab.tracking.store import prepare_experiment
+from cifarlab.errors import CifarlabError
+from cifarlab.tracking.store import (
+    bound_http_retries,
+    give_up_on_server,
+    is_server,
+    prepare_experiment,
+    server_answers,
+    tracking_uri,
+)
 
 
 class NullRecorder:
@@ -97,6 +105,23 @@ class RunRecorder(NullRecorder):
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
         return {m.step: m.value for m in history}
 
+    def count_resume(self) -> None:
+        """Tag how often the run was resumed (``resumed``: 1, 2, ...)."""
+        tags = self._mlflow.get_run(self.run_id).data.tags
+        self.set_tags({"resumed": int(tags.get("resumed", 0)) + 1})
+
+    def forget_interruption(self) -> None:
+        """Drop the ``error`` tag and ``error.txt`` an interrupted attempt left (the ``resumed`` tag stays)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        run = self._mlflow.get_run(self.run_id)
+        if "error" in run.data.tags:
+            self._mlflow.MlflowClient().delete_tag(self.run_id, "error")
+        try:
+            get_artifact_repository(run.info.artifact_uri).delete_artifacts("error.txt")
+        except Exception:  # a store that cannot delete (or nothing to delete): the tag is what lists it
+            pass
+
 
 @contextmanager
 def _quiet_keras_progress() -> Iterator[None]:
@@ -116,19 +141,28 @@ def _quiet_keras_progress() -> Iterator[None]:
             keras.utils.enable_interactive_logging()
 
 
+class ServerGone(CifarlabError):
+    """The MLflow server stopped answering during the run; its local backup is kept for the rerun."""
+
+
 @contextmanager
 def open_run(
     cfg: DictConfig, *, resume_run_id: str | None, run_name: str | None, tags: Mapping[str, str]
 ) -> Iterator[NullRecorder]:
-    """Start (or reopen) the run; end it FINISHED, or FAILED with the error as an artifact.
+    """Start (or reopen) the run; end it FINISHED, or FAILED / KILLED with the error attached.
 
-    No failure leaves a run RUNNING: any exception, and Ctrl-C, end it before it propagates.
+    No failure leaves a run RUNNING: any exception, Ctrl-C and SIGTERM (see
+    ``cifarlab.interrupts``) end it before they propagate. A server that stops
+    answering ends the process in one line instead, the run left for the rerun.
     """
     if not cfg.tracking.enabled:
         yield NullRecorder()
         return
-    import mlflow
+    import mlflow  # deferred: see the module docstring
 
+    uri = tracking_uri(cfg)
+    if is_server(uri):
+        bound_http_retries()
     experiment_id = prepare_experiment(cfg)
     run = mlflow.start_run(
         run_id=resume_run_id,
@@ -137,16 +171,37 @@ def open_run(
         tags=None if resume_run_id else dict(tags),
     )
     recorder = RunRecorder(run.info.run_id)
+    if resume_run_id:
+        recorder.count_resume()
     try:
         yield recorder
     except BaseException as err:
-        # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "KILLED".
-        status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        try:
-            recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
-            recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
-        finally:
-            mlflow.end_run(status=status)
+        _end_unfinished(recorder, err, uri)
         raise
-    else:
-        mlflow.end_run(status="FINISHED")
+    if resume_run_id:
+        recorder.forget_interruption()  # the error of the attempt it resumed no longer applies
+    mlflow.end_run(status="FINISHED")
+
+
+def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None:
+    """End the run FAILED or KILLED with the error attached; raise ServerGone if the server went away."""
+    import mlflow  # deferred: see the module docstring
+
+    if is_server(uri) and not isinstance(err, CifarlabError) and not server_answers(uri):
+        give_up_on_server()
+        try:
+            mlflow.end_run(status="FAILED")
+        except Exception:  # the server is gone: the rerun resumes the run, still RUNNING there
+            pass
+        raise ServerGone(
+            f"the MLflow server at {uri} stopped answering; the run's local backup is kept: "
+            f"when the server is back, rerun the same command to resume run {recorder.run_id}"
+        ) from None
+    # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "KILLED"; so do signals.
+    status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+    setattr(err, "run_id", recorder.run_id)  # for the CLI's closing line
+    try:
+        recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
+        recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
+    finally:
+        mlflow.end_run(status=status)

@@ -42,7 +42,7 @@ def default_artifact_location(cfg: DictConfig, uri: str) -> str | None:
 
 def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail before training, in one line, when an MLflow server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
@@ -80,6 +80,52 @@ def open_store(uri: str) -> None:
     db = Path(uri.removeprefix("sqlite:///"))
     with _exclusive(db.with_name(db.name + ".lock")):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+
+# MLflow's defaults retry a dead server for about 12 minutes; a run gives up within a minute
+# (3 tries of at most 10 s, 1-2 s apart) and keeps its local backup for the rerun. A user's
+# own settings of these variables win.
+RUN_HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# Once the server is known to be gone: one quick try, so ending the run does not wait again.
+GONE_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def bound_http_retries() -> None:
+    """Bound MLflow's HTTP retries and timeouts for this process, where the user has not."""
+    for name, value in RUN_HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def give_up_on_server() -> None:
+    """After the server stopped answering: fail fast on the calls that are left."""
+    os.environ.update(GONE_HTTP_LIMITS)
+
+
+def server_answers(uri: str) -> bool:
+    try:
+        check_server_reachable(uri, timeout_s=5.0)
+    except CifarlabError:
+        return False
+    return True
+
+
+def run_status(uri: str, run_id: str) -> str | None:
+    """``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``...; None for a run missing or deleted."""
+    from mlflow.exceptions import MlflowException  # deferred: see store_client
+
+    try:
+        run = store_client(uri).get_run(run_id)
+    except MlflowException:
+        return None
+    return None if run.info.lifecycle_stage == "deleted" else run.info.status
 
 
 def store_client(uri: str):

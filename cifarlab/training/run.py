@@ -2,7 +2,10 @@
 
 Everything that can fail on bad input (data, model name, tracking server) fails
 before the MLflow run is opened, so a typo never leaves a run behind; once it
-is open, any failure ends it FAILED with the error attached.
+is open, any failure ends it FAILED (a signal: KILLED) with the error attached.
+A run killed at any moment resumes when the same command runs again: the same
+MLflow run, from its last completed epoch, or straight to evaluation when
+fitting had finished.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from cifarlab.training.multi_worker import adapt_model
 from cifarlab.training.record import evaluate_and_record, record_setup
 from cifarlab.training.result import TrainResult
 from cifarlab.training.setup import prepare
-from cifarlab.training.stages import FitContext, fit_stages, fit_without_gradients
-from cifarlab.training.state import RunState
+from cifarlab.training.stages import FitContext, fit_stages, fit_without_gradients, recorded_history
+from cifarlab.training.state import RunState, claimed_state
+
+UNFINISHED = ("RUNNING", "SCHEDULED", "FAILED", "KILLED")
+KERAS_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
@@ -32,7 +38,6 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
     chief = is_chief()
     if not chief:  # other workers train in lockstep but record nothing
         cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
-    state = RunState.for_config(cfg.paths.state_dir, key, chief)
     uri = tracking.tracking_uri(cfg)
     if cfg.tracking.enabled:
         tracking.check_server_reachable(uri)
@@ -40,7 +45,6 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
         if done is not None:
             print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
             return TrainResult.from_run(done)
-    resume_id = state.resumable_run_id() if cfg.tracking.enabled else None
 
     keras.backend.clear_session()  # a sweep runs many jobs in one process
     strategy = make_strategy(cfg.trainer.strategy)
@@ -48,17 +52,43 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
         prepared = prepare(cfg, uri)
         model = adapt_model(prepared.model)  # a no-op unless trainer.strategy=multi_worker spans workers
     run_name = cfg.tracking.get("run_name") or hooks.run_name or f"{cfg.model.name}-{cfg.dataset.name}"
-    tags = run_tags(cfg, key, hooks)
-    with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
-        state.remember(recorder.run_id)
-        if resume_id:
-            print(f"cifarlab: resuming run {resume_id} from its last completed epoch", flush=True)
-        record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)
-        ctx = FitContext(prepared.data, recorder, state, hooks)
-        with strategy.scope():
-            fit = fit_stages if getattr(model, "trains_by_gradient", True) else fit_without_gradients
-            history = fit(cfg, model, ctx)
-            result = evaluate_and_record(cfg, model, prepared.data, recorder, state, history)
-    state.clear()
+    with claimed_state(cfg.paths.state_dir, key, chief) as state:
+        resume_id = _resumable_run(state, uri) if cfg.tracking.enabled else None
+        tags = run_tags(cfg, key, hooks)
+        with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
+            state.remember(recorder.run_id)
+            record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)
+            ctx = FitContext(prepared.data, recorder, state, hooks)
+            with strategy.scope():
+                history = _fit_or_restore(cfg, model, ctx)
+                result = evaluate_and_record(cfg, model, prepared.data, recorder, state, history)
+        state.clear()
     print_summary(result.test_accuracy, result.test_loss, result.run_id, cfg.tracking.experiment, uri)
     return result
+
+
+def _resumable_run(state: RunState, uri: str) -> str | None:
+    """The MLflow run a killed or failed attempt of this config left unfinished, if any."""
+    run_id = state.remembered_run_id() if state.shared else None
+    if run_id is None:
+        return None
+    if tracking.run_status(uri, run_id) not in UNFINISHED:
+        state.reset()  # its run finished (or is gone): what is left on disk is stale
+        return None
+    where = "its last completed epoch" if state.backup_dir.is_dir() else "the start"
+    if state.training_done():
+        where = "its evaluation (training had finished)"
+    print(f"cifarlab: resuming run {run_id} from {where}", flush=True)
+    return run_id
+
+
+def _fit_or_restore(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str, list[float]]:
+    """Fit, and keep the weights fitting ended with; or reload them when an attempt got that far."""
+    if not getattr(model, "trains_by_gradient", True):
+        return fit_without_gradients(cfg, model, ctx)
+    if ctx.state.training_done():
+        model.load_weights(ctx.state.trained_weights)
+        return recorded_history(ctx.recorder, {name: [] for name in KERAS_HISTORY_KEYS})
+    history = fit_stages(cfg, model, ctx)
+    ctx.state.save_trained(model)
+    return history

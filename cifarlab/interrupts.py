@@ -1,0 +1,40 @@
+"""Signals that stop a run: SIGTERM (what ``kill`` and SLURM send) handled like Ctrl-C.
+
+Python turns SIGINT into KeyboardInterrupt; ``stop_on_sigterm`` makes SIGTERM
+raise ``Terminated``, a KeyboardInterrupt too, so the same path ends the MLflow
+run KILLED and the CLI closes with one line and the shell's exit code.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived."""
+
+    signum = signal.SIGTERM
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises Terminated in the main thread (unless someone else handles it)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def terminate(signum: int, frame: Any) -> None:
+            raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGTERM, terminate)
+
+
+def describe_interrupt(err: KeyboardInterrupt) -> tuple[str, int]:
+    """The closing line and exit code for a run stopped by a signal."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    run_id = getattr(err, "run_id", None)
+    what = f"run {run_id} ended KILLED; rerun the same command to resume it" if run_id else "nothing was recorded"
+    return f"stopped by {signal.Signals(signum).name}; {what}", EXIT_CODES[signum]
