@@ -106,7 +106,7 @@ def param_value(row: Row, key: str) -> str | None:
     return row.params.get(key, row.params.get(f"{key}.name"))
 
 
-def _search_all(client: Any, experiment_ids: list[str], filter_string: str) -> list:
+def search_all(client: Any, experiment_ids: list[str], filter_string: str) -> list:
     """Every matching run, page after page (a sweep may have any number of jobs)."""
     runs, token = [], None
     while True:
@@ -119,7 +119,7 @@ def _search_all(client: Any, experiment_ids: list[str], filter_string: str) -> l
 
 def sweep_rows(client: Any, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]) -> list[Row]:
     """One row per job of the sweep: its child runs, the earlier runs skipped jobs reuse, jobs without a run."""
-    rows = [_row_from_run(run) for run in _search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")]
+    rows = [_row_from_run(run) for run in search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")]
     known = {row.run_id for row in rows}
     # Jobs skipped because an earlier run (maybe of another sweep) has their config FINISHED.
     for record in records:

@@ -1,4 +1,5 @@
-"""The parent MLflow run of a sweep: open or reopen it, mark it KILLED if abandoned, close it with its report.
+"""The parent MLflow run of a sweep: open or reopen it, mark it KILLED if abandoned, close it with its report
+(and with no child left RUNNING by a process that died).
 
 Runs in the process that runs the sweeper (``cifarlab.sweeps.record.SweepRecord``).
 Everything goes through ``MlflowClient`` with an explicit tracking URI, never
@@ -20,7 +21,8 @@ from omegaconf import DictConfig
 from cifarlab import tracking
 from cifarlab.sweeps import leaderboard, study
 from cifarlab.sweeps.job import read_job_records
-from cifarlab.sweeps.leaderboard import Row, format_number, job_label, param_value
+from cifarlab.sweeps.leaderboard import Row, format_number, job_label, param_value, search_all
+from cifarlab.training.lease import Lease
 
 PARENT_TAGS = {"sweep_role": "parent"}
 JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
@@ -82,6 +84,31 @@ def abandon_parent(config: DictConfig, run_id: str) -> None:
             "(run the same command again to finish it: FINISHED jobs are skipped)",
             flush=True,
         )
+
+
+def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list[str]:
+    """Children still RUNNING once every job of this sweep returned, that no live process trains: KILLED.
+
+    A rerun job resumes its own killed run; what is left RUNNING is a run no job came back
+    for (its process killed before the run could be resumed, an Optuna trial drawn anew).
+    A run whose config's state lease (``cifarlab.training.lease``) has a live owner is left alone.
+    """
+    experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    running = search_all(
+        client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    ended = []
+    for run in running:
+        key = run.data.tags.get("config_hash")
+        # The lease file where cifarlab.training.state.claimed_state keeps it.
+        if key and Lease(Path(str(config.paths.state_dir)) / key / "lease.json").holder() is not None:
+            continue
+        client.set_tag(run.info.run_id, "error", "its process died before it could end the run; KILLED at the sweep's end")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+    if ended:
+        print(f"cifarlab: sweep: {len(ended)} child run(s) left RUNNING by a dead process marked KILLED", flush=True)
+    return ended
 
 
 # --- close ------------------------------------------------------------------------------------
@@ -167,6 +194,7 @@ def _print_outcome(outcome: SweepOutcome, parent_run_id: str) -> None:
 def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict[str, Any]:
     """Leaderboard, figures, best run on the parent; end it FINISHED; print the sweep's counts."""
     client = _client(config)
+    end_stale_children(config, client, parent_run_id)
     outcome = _outcome(config, client, parent_run_id, jobs_dir)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -9,7 +9,8 @@ parent run. ``SweepRecord`` wires the sweep's parts together:
   ``$CIFARLAB_SWEEP_PARENT_RUN_ID`` so jobs in other processes (joblib,
   submitit) find it (``cifarlab.sweeps.job``).
 - ``on_job_start`` / ``on_job_end`` (the job's process): what became of the job
-  (ran, skipped, failed, pruned), for the sweep's end (``cifarlab.sweeps.job``).
+  (ran, skipped, failed, pruned), for the sweep's end (``cifarlab.sweeps.job``);
+  a joblib job stops when the sweep's process dies (``cifarlab.sweeps.watchdog``).
 - ``on_multirun_end``: leaderboard, figures, best run, Optuna plots on the
   parent; end it FINISHED; print how many jobs were skipped, ran, failed.
 
@@ -18,7 +19,7 @@ same command run again reopens it. What a job asks of its sweep is in
 ``cifarlab.sweeps.hooks``.
 
 Hydra instantiates this callback for every run, sweep or not: this module imports
-only the light ``job`` module; ``parent`` (MLflow, Optuna, matplotlib) is imported
+only the light ``job`` and ``watchdog`` modules; ``parent`` (MLflow, Optuna, matplotlib) is imported
 once a multirun starts.
 """
 
@@ -38,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.config.compose import override_key
 from cifarlab.errors import CifarlabError
-from cifarlab.sweeps import job
+from cifarlab.sweeps import job, watchdog
 
 # Overrides that do not change which sweep this is.
 _NOT_SWEEP_IDENTITY = ("tracking.rerun_finished", "tracking.tags", "trainer.verbose")
@@ -77,11 +78,13 @@ class SweepRecord(Callback):
 
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.sweep_pid: int | None = None  # the sweeper's process, which joblib's workers watch
         self._closed = False
 
     # Jobs of joblib/submitit get a pickled copy of this object: it holds only plain values.
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_pid = os.getpid()
         if not config.tracking.enabled:
             return
         from cifarlab.sweeps import parent  # deferred: see the module docstring
@@ -121,9 +124,13 @@ class SweepRecord(Callback):
             print(f"cifarlab: could not mark sweep run {self.parent_run_id} KILLED: {err}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if job.is_multirun(config):
-            job.start_job()
+        if not job.is_multirun(config):
+            return
+        if self.sweep_pid is not None and "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_")):
+            watchdog.watch_sweep(self.sweep_pid)
+        job.start_job()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if job.is_multirun(config):
             job.finish_job(config, job_return)
+            watchdog.job_ended()
