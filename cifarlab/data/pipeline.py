@@ -1,6 +1,11 @@
 """tf.data input pipelines over uint8 arrays held in memory.
 
-train: shuffle -> batch -> cast and augment whole batches -> prefetch. Pixels stay
+train: a stream of batches of image indices, epoch after epoch -> gather, cast
+and augment whole batches -> prefetch. Each epoch's order and each batch's
+augmentation are functions of the run's seed and their place in the stream
+(:mod:`cifarlab.data.draws`), and the stream starts at any epoch: a run
+resumed at epoch k sees the batches an uninterrupted run saw from epoch k on,
+while every epoch of a run is still shuffled anew. Pixels stay
 0-255 floats: the model scales them itself (its first layer), so a saved model
 takes raw images, and the pipeline never does work the model would redo.
 
@@ -15,10 +20,14 @@ one producer thread against 0.94-0.98 with tf.data's autotuned parallelism.
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from cifarlab.data.augment import BatchAugment
+from cifarlab.data.draws import SHUFFLE, draw_key
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEQUENTIAL_PREFETCH = 4  # batches made ahead by a single producer thread
@@ -56,8 +65,55 @@ def _sharded_by_element(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
+INFINITE = tf.int64.max  # the epoch stream's end: never reached
+
+
 def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(images, tf.float32), labels
+
+
+def batches_per_epoch(images: int, batch_size: int, steps_per_epoch: int | None = None) -> int:
+    """Training batches in one epoch: ``steps_per_epoch``, or one pass over the split (last batch partial)."""
+    return steps_per_epoch or math.ceil(images / batch_size)
+
+
+def _pass_order(count: int, seed: int, shuffle_buffer: int | None) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Pass number -> the order of the images in that pass, a function of (seed, pass) alone."""
+
+    def order(index: tf.Tensor) -> tf.Tensor:
+        key = draw_key(seed, SHUFFLE, index)
+        if shuffle_buffer is None or shuffle_buffer >= count:
+            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=key)
+        # A partial shuffle, as tf.data's buffer makes it, with a seed of this pass's own.
+        partial = tf.data.Dataset.range(count).shuffle(shuffle_buffer, seed=key[0])
+        return partial.batch(count).get_single_element()
+
+    return order
+
+
+def index_batches(
+    count: int, batch_size: int, seed: int, first_epoch: tf.Tensor, epoch_batches: int,
+    whole_passes: bool, shuffle_buffer: int | None = None,
+) -> tf.data.Dataset:
+    """(position, image indices) of every training batch from the first of ``first_epoch`` on.
+
+    Epoch e is batches ``e * epoch_batches`` onwards of one endless stream.
+    ``whole_passes``: each pass over the split is batched on its own (its last
+    batch partial), else passes follow each other and batches straddle them.
+    """
+    start = tf.cast(first_epoch, tf.int64) * epoch_batches
+    order = _pass_order(count, seed, shuffle_buffer)
+    if whole_passes:
+        per_pass = math.ceil(count / batch_size)
+        passes = tf.data.Dataset.range(start // per_pass, INFINITE).map(order)
+        batches = passes.flat_map(lambda o: tf.data.Dataset.from_tensors(o).rebatch(batch_size))
+        batches = batches.skip(start % per_pass)
+    else:
+        first = start * batch_size  # the stream's first image, counted over all passes
+        first_pass, skipped = first // count, first % count
+        head = tf.data.Dataset.range(first_pass, first_pass + 1).map(lambda p: order(p)[skipped:])
+        batches = head.concatenate(tf.data.Dataset.range(first_pass + 1, INFINITE).map(order)).rebatch(batch_size)
+    return tf.data.Dataset.zip(tf.data.Dataset.range(start, INFINITE), batches)
 
 
 def train_dataset(
@@ -69,19 +125,40 @@ def train_dataset(
     repeat: bool = False,
     shuffle_buffer: int | None = None,
     parallel_calls: int | None = None,
+    first_epoch: tf.Variable | int = 0,
+    steps_per_epoch: int | None = None,
+    steps_per_execution: int = 1,
 ) -> tf.data.Dataset:
-    """Training batches; ``parallel_calls``: threads making batches (None: tf.data autotunes)."""
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.shuffle(shuffle_buffer or len(images), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    """Training batches from epoch ``first_epoch`` on; ``parallel_calls``: threads making them (None: autotuned).
 
-    def prepare(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.cast(x, tf.float32)
-        return (x if augment is None else augment(x)), y
+    ``repeat``: the endless stream of epochs (give fit ``steps_per_epoch=batches_per_epoch(...)``);
+    else the batches of one epoch, the same each time the dataset is iterated.
+    ``steps_per_epoch``: None makes each epoch one pass over the split, else
+    passes follow each other and batches straddle them. ``steps_per_execution``:
+    Keras draws whole executions, so an epoch draws a whole number of them.
+    ``first_epoch`` is read when iteration starts, so a ``tf.Variable`` set as
+    fit's first epoch begins (``cifarlab.training.epoch_draws.EpochDraws``)
+    starts the stream where a resumed fit starts.
+    """
+    count = len(images)
+    steps = batches_per_epoch(count, batch_size, steps_per_epoch)
+    drawn = math.ceil(steps / steps_per_execution) * steps_per_execution
 
-    # Order only matters without augmentation: augmented batches draw from one shared generator.
-    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=map_calls(parallel_calls), deterministic=augment is None)
+    def stream(_: tf.Tensor) -> tf.data.Dataset:
+        start = tf.convert_to_tensor(first_epoch)
+        whole_passes = steps_per_epoch is None
+        batches = index_batches(count, batch_size, seed, start, drawn, whole_passes, shuffle_buffer)
+        return batches if repeat else batches.take(steps)
+
+    pixels, targets = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
+
+    def prepare(position: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.cast(tf.gather(pixels, indices), tf.float32)
+        return (x if augment is None else augment(x, position)), tf.gather(targets, indices)
+
+    # stream() runs, reading first_epoch, only when an iterator starts.
+    ds = tf.data.Dataset.from_tensors(0).flat_map(stream)
+    ds = ds.map(prepare, num_parallel_calls=map_calls(parallel_calls), deterministic=True)
     return _sharded_by_element(ds.prefetch(prefetch_size(parallel_calls)))
 
 

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from cifarlab.builders import build_augmentation
 from cifarlab.data.base import DataSplits
-from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
 
 
 def pipeline_settings(cfg: DictConfig) -> dict:
@@ -16,19 +16,27 @@ def pipeline_settings(cfg: DictConfig) -> dict:
     t = cfg.trainer
     return {
         "seed": t.seed,
-        "repeat": t.steps_per_epoch is not None,
+        "repeat": True,  # one stream of epochs: fit takes steps_per_epoch batches of it per epoch
+        "steps_per_epoch": t.steps_per_epoch,
+        "steps_per_execution": t.steps_per_execution,
         "shuffle_buffer": t.shuffle_buffer,
         "parallel_calls": resolve_input_parallelism(t.input_parallelism, t.strategy),
     }
 
 
+def steps_per_epoch(cfg: DictConfig, data: DataSplits) -> int:
+    """Training steps in one epoch: ``trainer.steps_per_epoch`` or one pass over the training split."""
+    return batches_per_epoch(len(data.x_train), cfg.trainer.batch_size, cfg.trainer.steps_per_epoch)
+
+
 def stage_datasets(
-    cfg: DictConfig, data: DataSplits, augmentation: DictConfig
+    cfg: DictConfig, data: DataSplits, augmentation: DictConfig, first_epoch: tf.Variable | int = 0
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Train and validation datasets; one-hot labels when label smoothing needs them."""
+    """Train batches from epoch ``first_epoch`` on, and validation batches; one-hot labels for label smoothing."""
     t = cfg.trainer
     augment = build_augmentation(augmentation, seed=t.seed)
-    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, **pipeline_settings(cfg))
+    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, first_epoch=first_epoch,
+                             **pipeline_settings(cfg))
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     if t.label_smoothing:
         one_hot = lambda x, y: (x, keras.ops.one_hot(y, data.num_classes))  # noqa: E731

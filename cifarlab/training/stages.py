@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import tempfile
 import time
@@ -20,9 +19,10 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models.transfer import set_frozen
 from cifarlab.tracking import NullRecorder
 from cifarlab.training.budget import TimeBudget
-from cifarlab.training.callbacks import CallbackContext, TrainingDiverged, build_callbacks
+from cifarlab.training.callbacks import CallbackContext, StopOnNonFiniteLoss, TrainingDiverged, build_callbacks
 from cifarlab.training.compile import compile_model
-from cifarlab.training.datasets import stage_datasets
+from cifarlab.training.datasets import stage_datasets, steps_per_epoch
+from cifarlab.training.epoch_draws import EpochDraws
 from cifarlab.training.hooks import RunHooks
 from cifarlab.training.metric_names import tracked_metric_name
 from cifarlab.training.optim import plateau_callback
@@ -57,7 +57,7 @@ def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str
     """Train stage after stage from the same weights; epochs are numbered across stages."""
     t = cfg.trainer
     stages = stage_plan(cfg)
-    steps_per_epoch = t.steps_per_epoch or math.ceil(len(ctx.data.x_train) / t.batch_size)
+    epoch_steps = steps_per_epoch(cfg, ctx.data)
     total_epochs = sum(stage.epochs for stage in stages)
     budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None  # one clock across all stages
     fit_history: dict[str, list[float]] = {}
@@ -68,7 +68,7 @@ def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str
         # A new optimizer only where the stage asks for one: otherwise training
         # continues exactly, optimizer state included.
         if index == 0 or stage.freeze is not None or stage.lr is not None:
-            learning_rate = compile_model(model, cfg, steps_per_epoch, total_epochs - epoch, lr=stage.lr)
+            learning_rate = compile_model(model, cfg, epoch_steps, total_epochs - epoch, lr=stage.lr)
             if budget is not None:
                 budget.follow(learning_rate)
         if len(stages) > 1:
@@ -93,16 +93,17 @@ def _fit_stage(
     budget: TimeBudget | None,
 ) -> dict[str, list[float]]:
     t = cfg.trainer
-    train_ds, val_ds = stage_datasets(cfg, ctx.data, stage_augmentation(cfg, stage))
+    draws = EpochDraws()  # each epoch's shuffle, augmentation and dropout from (seed, epoch)
+    train_ds, val_ds = stage_datasets(cfg, ctx.data, stage_augmentation(cfg, stage), draws.first_epoch)
     try:
         fit = model.fit(
             train_ds,
             validation_data=val_ds,
             initial_epoch=first_epoch,
             epochs=first_epoch + stage.epochs,
-            steps_per_epoch=t.steps_per_epoch,
+            steps_per_epoch=steps_per_epoch(cfg, ctx.data),  # the stream of epochs is endless
             validation_steps=t.validation_steps,
-            callbacks=stage_callbacks(cfg, ctx, stage=index, budget=budget),
+            callbacks=[*stage_callbacks(cfg, ctx, stage=index, budget=budget), draws],
             shuffle=False,  # the dataset shuffles itself
             verbose=verbosity(t.verbose),
         )
@@ -116,7 +117,11 @@ def _fit_stage(
 def stage_callbacks(
     cfg: DictConfig, ctx: FitContext, stage: int, budget: TimeBudget | None
 ) -> list[keras.callbacks.Callback]:
-    """The configured callbacks, the hooks' extras, the plateau schedule's and the time budget."""
+    """The configured callbacks, the hooks' extras, the plateau schedule's, the time budget and the NaN stop.
+
+    The NaN stop comes whether configured or not: a diverged run otherwise fails
+    later, with an error about NaN inputs far from its cause.
+    """
     t = cfg.trainer
     images_per_epoch = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else len(ctx.data.x_train)
     callback_ctx = CallbackContext(
@@ -130,6 +135,8 @@ def stage_callbacks(
     )
     callbacks = build_callbacks(cfg.callbacks, callback_ctx) + ctx.hooks.callbacks(cfg)
     extras = [plateau_callback(cfg.optimizer.schedule), budget]
+    if not any(isinstance(cb, StopOnNonFiniteLoss) for cb in callbacks):
+        extras.append(StopOnNonFiniteLoss())
     return callbacks + [cb for cb in extras if cb is not None]
 
 

@@ -86,3 +86,18 @@ def test_flip_shift_and_rotation_compose_into_reachable_positions():
 def test_no_flip_shift_or_rotation_is_the_identity():
     image = np.random.default_rng(1).uniform(0, 255, (SIZE, SIZE)).astype("float32")
     np.testing.assert_allclose(_augment_copies(image, 4), np.repeat(image[None], 4, 0), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["flip", "shift_flip_rotate", "crop_flip"])
+def test_draws_are_a_function_of_the_seed_and_the_batch_position(compose_cfg, name):
+    # What makes a resumed run augment each batch as the uninterrupted one did.
+    from cifarlab.data.augment import build_augmentation
+
+    cfg = compose_cfg(f"augmentation={name}")
+    batch = np.random.default_rng(2).uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")
+    augment = build_augmentation(cfg.augmentation, seed=11)
+    again = build_augmentation(cfg.augmentation, seed=11)  # a new process: no state carried over
+    np.testing.assert_array_equal(np.asarray(augment(batch, 7)), np.asarray(again(batch, 7)))
+    assert not np.array_equal(np.asarray(augment(batch, 7)), np.asarray(augment(batch, 8)))
+    other_seed = build_augmentation(cfg.augmentation, seed=12)
+    assert not np.array_equal(np.asarray(augment(batch, 7)), np.asarray(other_seed(batch, 7)))

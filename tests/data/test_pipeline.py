@@ -33,9 +33,15 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
     assert x.dtype == np.float32 and not np.array_equal(x, gradient.astype(np.float32))
 
 
+def _epochs(dataset, batches: int, epochs: int) -> list[list[list[int]]]:
+    """The labels of ``epochs`` epochs of ``batches`` batches each, from one iterator (as fit reads it)."""
+    iterator = iter(dataset)
+    return [[next(iterator)[1].numpy().tolist() for _ in range(batches)] for _ in range(epochs)]
+
+
 def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
     from cifarlab.data import DataSplits
-    from cifarlab.training.datasets import pipeline_settings, stage_datasets
+    from cifarlab.training.datasets import pipeline_settings, stage_datasets, steps_per_epoch
 
     cfg = compose_cfg("dataset=synthetic", "augmentation=none", "trainer.batch_size=5", "trainer.shuffle_buffer=1",
                       "trainer.input_parallelism=3")
@@ -44,12 +50,44 @@ def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
     images = np.zeros((20, 8, 8, 3), np.uint8)
     labels = np.arange(20) % 4
     data = DataSplits(images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny")
+    assert steps_per_epoch(cfg, data) == 4
     train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
-    assert _labels_in_order(train_ds) == list(labels)  # a buffer of one keeps the order
-    # The default buffer (the whole split) shuffles.
+    in_order = labels.reshape(4, 5).tolist()
+    assert _epochs(train_ds, 4, 2) == [in_order, in_order]  # a buffer of one keeps the order
+    # The default buffer (the whole split) shuffles, each epoch anew.
     cfg.trainer.shuffle_buffer = None
-    train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
-    assert _labels_in_order(train_ds) != list(labels)
+    first, second = _epochs(stage_datasets(cfg, data, cfg.augmentation)[0], 4, 2)
+    assert first != in_order and second != first
+
+
+@pytest.mark.parametrize("steps_per_epoch", [None, 4])
+def test_the_stream_from_epoch_k_is_the_uninterrupted_stream_from_epoch_k(steps_per_epoch):
+    # What a resumed fit reads: started at epoch 2, the same images, order and augmentation.
+    import tensorflow as tf
+
+    from cifarlab.data.augment import random_affine
+    from cifarlab.data.pipeline import batches_per_epoch, train_dataset
+
+    images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(10)
+    augment = random_affine("horizontal", 0.2, 0.2, 10.0, "nearest", seed=5)
+    first_epoch = tf.Variable(0, dtype=tf.int64)
+    stream = train_dataset(images, labels, 4, augment, seed=3, repeat=True, first_epoch=first_epoch,
+                           steps_per_epoch=steps_per_epoch, parallel_calls=2)
+    batches = batches_per_epoch(10, 4, steps_per_epoch)
+    iterator = iter(stream)
+    uninterrupted = [next(iterator) for _ in range(4 * batches)]
+    first_epoch.assign(2)  # read when the next iterator starts, as BackupAndRestore's resumed fit does
+    iterator = iter(stream)
+    resumed = [next(iterator) for _ in range(2 * batches)]
+    for (x, y), (x_resumed, y_resumed) in zip(uninterrupted[2 * batches:], resumed):
+        np.testing.assert_array_equal(y, y_resumed)
+        np.testing.assert_array_equal(x, x_resumed)
+    # Every epoch its own order.
+    orders = [np.concatenate([y for _, y in uninterrupted[e * batches:(e + 1) * batches]]) for e in range(4)]
+    assert len({tuple(o) for o in orders}) == 4
+    if steps_per_epoch is None:  # an epoch is one pass: every image once
+        assert all(sorted(o) == list(range(10)) for o in orders)
 
 
 def test_input_parallelism_auto_is_one_thread_when_the_cpu_trains():
