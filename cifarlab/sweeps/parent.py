@@ -75,7 +75,8 @@ def open_parent(config: DictConfig, sweep_hash: str) -> str:
 
 
 def abandon_parent(config: DictConfig, run_id: str) -> None:
-    """The sweep ended without its end (it raised, or was interrupted): a RUNNING parent ends KILLED."""
+    """The sweep ended without its end (it raised, or was interrupted): a RUNNING parent ends KILLED,
+    and so do children left RUNNING by workers that were killed."""
     client = _client(config)
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status="KILLED")
@@ -84,14 +85,17 @@ def abandon_parent(config: DictConfig, run_id: str) -> None:
             "(run the same command again to finish it: FINISHED jobs are skipped)",
             flush=True,
         )
+    # joblib kills its workers with SIGKILL when the sweep is interrupted: their runs could not end.
+    end_stale_children(config, client, run_id)
 
 
 def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list[str]:
-    """Children still RUNNING once every job of this sweep returned, that no live process trains: KILLED.
+    """Children still RUNNING, that no live process trains, end KILLED (at the sweep's end or interruption).
 
-    A rerun job resumes its own killed run; what is left RUNNING is a run no job came back
-    for (its process killed before the run could be resumed, an Optuna trial drawn anew).
-    A run whose config's state lease (``cifarlab.training.lease``) has a live owner is left alone.
+    A rerun job resumes its own killed run; what is left RUNNING at the end is a run no
+    job came back for (its process killed before the run could be resumed, an Optuna
+    trial drawn anew), or one whose worker joblib killed. A run whose config's state
+    lease (``cifarlab.training.lease``) has a live owner is left alone.
     """
     experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
     running = search_all(
@@ -103,7 +107,7 @@ def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: 
         # The lease file where cifarlab.training.state.claimed_state keeps it.
         if key and Lease(Path(str(config.paths.state_dir)) / key / "lease.json").holder() is not None:
             continue
-        client.set_tag(run.info.run_id, "error", "its process died before it could end the run; KILLED at the sweep's end")
+        client.set_tag(run.info.run_id, "error", "its process died before it could end the run; marked KILLED by its sweep")
         client.set_terminated(run.info.run_id, status="KILLED")
         ended.append(run.info.run_id)
     if ended:

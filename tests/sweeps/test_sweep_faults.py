@@ -75,8 +75,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _kill_sweep_mid_job(args: list[str], cwd: Path, jobs_training: int) -> list[int]:
-    """Start the sweep, SIGKILL it once ``jobs_training`` jobs are mid-training; its child pids."""
+def _kill_sweep_mid_job(args: list[str], cwd: Path, jobs_training: int, signum: int = signal.SIGKILL) -> list[int]:
+    """Start the sweep, send it ``signum`` once ``jobs_training`` jobs are mid-training; its child pids."""
     proc = _start(args, cwd)
     store = cwd / "mlruns"
     try:
@@ -89,8 +89,8 @@ def _kill_sweep_mid_job(args: list[str], cwd: Path, jobs_training: int) -> list[
         _wait_for(mid_training, f"{jobs_training} job(s) mid-training", proc)
         children = _children_of(proc.pid)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
     return children
 
 
@@ -143,6 +143,16 @@ def test_basic_sweep_killed_mid_job_is_finished_by_its_rerun(tmp_path):
     proc = run_cli(*sweep, cwd=tmp_path)
     assert f"reopened parent run {parent.info.run_id}" in proc.stdout
     _check_finished(store, 2, parent.info.run_id)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
+    sweep = ["-m", *JOB, "optimizer.lr=1e-3,2e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    _kill_sweep_mid_job(sweep, tmp_path, jobs_training=2, signum=signal.SIGTERM)
+    runs = all_runs(tmp_path / "mlruns")
+    # The parent ends KILLED; joblib SIGKILLs its workers, whose runs the sweep then ends KILLED.
+    assert sorted(r.info.status for r in runs) == ["KILLED"] * 3
+    assert "marked KILLED" in (tmp_path / "first.out").read_text()
 
 
 def test_sweep_end_kills_children_a_dead_process_left_running(tmp_path):

@@ -235,13 +235,15 @@ def test_rerun_skips_finished_jobs_reruns_failed_ones_under_the_same_parent(fail
     failed = [c for c in children if c.info.status == "FAILED"]
     first_children = _children(runs_first, parent.info.run_id)
     assert [c.info.run_id for c in finished] == [c.info.run_id for c in first_children if c.info.status == "FINISHED"]
-    assert len(failed) == 2  # the failed job ran again
-    assert len(runs) == len(runs_first) + 1
+    (failed_first,) = [c for c in first_children if c.info.status == "FAILED"]
+    assert [c.info.run_id for c in failed] == [failed_first.info.run_id]  # the failed job ran again, in its run
+    assert failed[0].data.tags.get("resumed") == "1"
+    assert len(runs) == len(runs_first)
     assert "reopened parent run" in proc.stdout
     assert "1 job skipped (already FINISHED), 0 ran, 1 failed" in proc.stdout
     rows = proc.leaderboard
-    assert len(rows) == 2  # one row per job: the latest FAILED run stands for the failed one
-    assert {r["run_id"] for r in rows} == {finished[0].info.run_id, max(failed, key=lambda r: r.info.start_time).info.run_id}
+    assert len(rows) == 2  # one row per job
+    assert {r["run_id"] for r in rows} == {finished[0].info.run_id, failed_first.info.run_id}
 
 
 # --- launchers ------------------------------------------------------------------------------------
