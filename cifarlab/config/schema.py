@@ -198,6 +198,8 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_model: bool = True
     log_checkpoints: bool = True
+    # CPU, memory (and GPU where present) use, sampled by MLflow while the run trains.
+    system_metrics: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     # In a sweep, jobs whose config already has a FINISHED run are skipped unless this is set.
     rerun_finished: bool = False

@@ -169,6 +169,7 @@ def open_run(
         experiment_id=None if resume_run_id else experiment_id,
         run_name=None if resume_run_id else run_name,
         tags=None if resume_run_id else dict(tags),
+        log_system_metrics=bool(cfg.tracking.get("system_metrics", True)),
     )
     recorder = RunRecorder(run.info.run_id)
     if resume_run_id:
