@@ -87,14 +87,17 @@ class TimeBudget(keras.callbacks.Callback):
     """Stop training cleanly after ``seconds``; evaluation and recording still happen.
 
     One clock for the whole run: pass the same instance to every ``fit`` (stage)
-    of it. Given a ``BudgetFittedSchedule``, refits it after every epoch from the
+    of it; a resumed run starts it at the training time it already spent. Given a ``BudgetFittedSchedule``, refits it after every epoch from the
     second on (the first includes tracing) to the number of epochs the time left
     affords at the mean time of the last three epochs.
     """
 
-    def __init__(self, seconds: float, verbose: bool = True, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, seconds: float, verbose: bool = True, clock: Callable[[], float] = time.perf_counter, spent: float = 0.0
+    ) -> None:
         super().__init__()
         self.seconds = seconds
+        self.spent = spent  # training seconds of this run before this process (a resumed run)
         self.verbose = verbose
         self.clock = clock
         self.schedule: BudgetFittedSchedule | None = None
@@ -112,7 +115,7 @@ class TimeBudget(keras.callbacks.Callback):
         self._epochs = []
 
     def elapsed(self) -> float:
-        return 0.0 if self._start is None else self.clock() - self._start
+        return self.spent + (0.0 if self._start is None else self.clock() - self._start)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self._start is None:

@@ -59,7 +59,9 @@ def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str
     stages = stage_plan(cfg)
     epoch_steps = steps_per_epoch(cfg, ctx.data)
     total_epochs = sum(stage.epochs for stage in stages)
-    budget = TimeBudget(t.time_budget_s) if t.time_budget_s else None  # one clock across all stages
+    # One clock across all stages, and across a resume: the epochs already recorded count.
+    spent = sum(ctx.recorder.metric_history("epoch_seconds").values())
+    budget = TimeBudget(t.time_budget_s, spent=spent) if t.time_budget_s else None
     fit_history: dict[str, list[float]] = {}
     epoch = 0
     for index, stage in enumerate(stages):
