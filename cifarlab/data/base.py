@@ -5,9 +5,10 @@ Nothing here imports TensorFlow or Keras: picking a dataset must stay fast.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -141,3 +142,19 @@ def subsample(
         keep.append(rng.choice(members, size=n, replace=False))
     idx = np.sort(np.concatenate(keep))
     return x[idx], y[idx]
+
+
+def content_digest(*arrays: np.ndarray, names: Sequence[str] = ()) -> str:
+    """A short SHA-256 of the arrays' bytes, shapes and dtypes (and class names): changes with any pixel."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    digest.update("\n".join(names).encode())
+    return digest.hexdigest()[:16]
+
+
+def splits_digest(data: DataSplits) -> str:
+    """The digest of all three splits and the class names."""
+    return content_digest(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test,
+                          names=data.class_names)

@@ -31,10 +31,16 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A short fingerprint of everything that changes what the run computes."""
+def config_hash(cfg: DictConfig, data_digest: str | None = None) -> str:
+    """A short fingerprint of everything that changes what the run computes.
+
+    ``data_digest`` (the images' content, ``cifarlab.data.content_digest``) makes a run of
+    the same config on changed data a different run: a sweep rerun then trains again.
+    """
     resolved = OmegaConf.to_container(cfg, resolve=False)
     identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDES}
+    if data_digest is not None:
+        identity["data_digest"] = data_digest
     if isinstance(identity.get("trainer"), dict):
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]

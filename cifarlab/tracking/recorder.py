@@ -14,6 +14,7 @@ import logging
 import os
 import traceback
 import types
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -43,6 +44,8 @@ class NullRecorder:
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_keras_model(self, model: Any, **kwargs: Any) -> None: ...
+    def log_dataset(self, images: Any, labels: Any, *, name: str, context: str,
+                    source: str | None, digest: str) -> None: ...
 
     def metric_history(self, key: str) -> dict[int, float]:
         return {}
@@ -104,6 +107,19 @@ class RunRecorder(NullRecorder):
     def metric_history(self, key: str) -> dict[int, float]:
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
         return {m.step: m.value for m in history}
+
+    def log_dataset(self, images: Any, labels: Any, *, name: str, context: str,
+                    source: str | None, digest: str) -> None:
+        """One split as an MLflow dataset input (the run list's Dataset column), ``context`` its split."""
+        import mlflow.data
+
+        with warnings.catch_warnings():  # MLflow registers its local source twice and warns about it
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(images, targets=labels, source=source, name=name, digest=digest)
+        existing = {(d.dataset.digest, i.value) for d in self._mlflow.get_run(self.run_id).inputs.dataset_inputs
+                    for i in d.tags if i.key == "mlflow.data.context"}
+        if (digest, context) not in existing:  # a resumed run logged it already
+            self._mlflow.log_input(dataset, context=context)
 
     def count_resume(self) -> None:
         """Tag how often the run was resumed (``resumed``: 1, 2, ...)."""

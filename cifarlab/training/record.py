@@ -12,7 +12,7 @@ import tensorflow as tf
 from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
 
-from cifarlab.data.base import DataSplits
+from cifarlab.data.base import DataSplits, content_digest
 from cifarlab.models.class_names import class_names_path
 from cifarlab.models.layers.swap import standard_layers
 from cifarlab.models.transfer import TransferReport
@@ -47,6 +47,15 @@ def record_setup(
         recorder.log_artifact(folder / "overrides.txt", "config")
     if transfer_report is not None:
         recorder.log_text(transfer_report.summary() + "\n", "transfer.txt")
+
+
+def record_datasets(recorder: NullRecorder, data: DataSplits, source: str | None) -> None:
+    """Each split as an MLflow dataset input, with its size and content digest (data lineage)."""
+    splits = (("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val),
+              ("test", data.x_test, data.y_test))
+    for context, images, labels in splits:
+        recorder.log_dataset(images, labels, name=data.name, context=context, source=source,
+                             digest=content_digest(images, labels, names=data.class_names))
 
 
 def evaluate_and_record(

@@ -18,7 +18,7 @@ from cifarlab.training.describe import print_summary, run_tags
 from cifarlab.training.distribute import is_chief, make_strategy
 from cifarlab.training.hooks import RunHooks
 from cifarlab.training.multi_worker import adapt_model
-from cifarlab.training.record import evaluate_and_record, record_setup
+from cifarlab.training.record import evaluate_and_record, record_datasets, record_setup
 from cifarlab.training.result import TrainResult
 from cifarlab.training.setup import prepare
 from cifarlab.training.stages import FitContext, fit_stages, fit_without_gradients, recorded_history
@@ -34,23 +34,22 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
     ``hooks`` carry what the launcher adds (a sweep's parent run and callbacks, the command line).
     """
     hooks = hooks or RunHooks()
-    key = tracking.config_hash(cfg)
     chief = is_chief()
     if not chief:  # other workers train in lockstep but record nothing
         cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
     uri = tracking.tracking_uri(cfg)
     if cfg.tracking.enabled:
         tracking.check_server_reachable(uri)
-        done = hooks.finished_run(cfg, key)
-        if done is not None:
-            print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
-            return TrainResult.from_run(done)
-
     keras.backend.clear_session()  # a sweep runs many jobs in one process
     strategy = make_strategy(cfg.trainer.strategy)
     with strategy.scope():
         prepared = prepare(cfg, uri)
         model = adapt_model(prepared.model)  # a no-op unless trainer.strategy=multi_worker spans workers
+    key = tracking.config_hash(cfg, data_digest=prepared.data_digest)
+    done = hooks.finished_run(cfg, key) if cfg.tracking.enabled else None
+    if done is not None:
+        print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
+        return TrainResult.from_run(done)
     run_name = cfg.tracking.get("run_name") or hooks.run_name or f"{cfg.model.name}-{cfg.dataset.name}"
     with claimed_state(cfg.paths.state_dir, key, chief) as state:
         resume_id = _resumable_run(state, uri) if cfg.tracking.enabled else None
@@ -58,6 +57,7 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
         with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
             state.remember(recorder.run_id)
             record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)
+            record_datasets(recorder, prepared.data, prepared.data_source)
             ctx = FitContext(prepared.data, recorder, state, hooks)
             with strategy.scope():
                 history = _fit_or_restore(cfg, model, ctx)
