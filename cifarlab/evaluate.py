@@ -31,6 +31,8 @@ from cifarlab import tracking
 from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.config.compose import compose_config, overridden_keys
 from cifarlab.config.schema import validate
+from cifarlab.data import data_source
+from cifarlab.data.base import content_digest
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
@@ -195,6 +197,8 @@ def evaluate(args: EvalArgs) -> EvalResult:
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
     with tracking.open_run(cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)) as recorder:
         recorder.log_params(_params(source_run, args, cfg))
+        recorder.log_dataset(data.x, data.y, name=data.name, context=args.split, source=data_source(cfg.dataset, cfg.paths.data_dir),
+                             digest=content_digest(data.x, data.y, names=data.class_names))
         probs = predict_probs(model, data.x, cfg.trainer.eval_batch_size)
         accuracy, loss = score(probs, data.y, data.num_classes)
         with tempfile.TemporaryDirectory() as tmp:
@@ -233,3 +237,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

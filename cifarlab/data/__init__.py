@@ -22,13 +22,20 @@ from cifarlab.data.base import (
     subsample,
 )
 
-__all__ = ["DATASETS", "DataSplits", "RawData", "load_dataset", "resolve_data_dir"]
+__all__ = ["DATASETS", "DataSplits", "RawData", "data_source", "load_dataset", "resolve_data_dir"]
 
 
 def resolve_data_dir(cfg: Any, default_data_dir: str | Path) -> Path:
     """``cfg.data_dir`` when set, else ``default_data_dir``; ``~`` expanded, relative to the cwd."""
     chosen = option(cfg, "data_dir", None) or default_data_dir
     return Path(str(chosen)).expanduser().resolve()
+
+
+def data_source(cfg: Any, default_data_dir: str | Path) -> str | None:
+    """The folder a dataset's images are read from, for its lineage; None for generated images."""
+    if str(cfg.name) == "synthetic":
+        return None
+    return str(resolve_data_dir(cfg, default_data_dir))
 
 
 def load_dataset(cfg: Any, default_data_dir: str | Path) -> DataSplits:

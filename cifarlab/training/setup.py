@@ -8,7 +8,7 @@ import keras
 from omegaconf import DictConfig
 
 from cifarlab.builders import build_augmentation, build_model, load_dataset
-from cifarlab.data import resolve_data_dir
+from cifarlab.data import data_source
 from cifarlab.data.base import DataSplits, splits_digest
 from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
 from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
@@ -40,13 +40,7 @@ def prepare(cfg: DictConfig, tracking_uri: str) -> Prepared:
         set_frozen(model, cfg.model.freeze)
     model = apply_precision(_fast_layers(cfg, model), precision)
     print(plan_line(cfg, data, precision), flush=True)
-    return Prepared(data, model, report, precision, splits_digest(data), _data_source(cfg))
-
-
-def _data_source(cfg: DictConfig) -> str | None:
-    if cfg.dataset.name == "synthetic":
-        return None
-    return str(resolve_data_dir(cfg.dataset, cfg.paths.data_dir))
+    return Prepared(data, model, report, precision, splits_digest(data), data_source(cfg.dataset, cfg.paths.data_dir))
 
 
 def _init_from(cfg: DictConfig, model: keras.Model, tracking_uri: str) -> TransferReport | None:

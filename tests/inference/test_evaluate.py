@@ -55,6 +55,11 @@ def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
     assert metrics["test/num_images"] == 60  # synthetic: 4 classes x 15 test images
     assert {f"test/recall/class_{i}" for i in range(4)} <= set(metrics)
     assert run.data.params["dataset.name"] == "synthetic"
+    # The evaluated split is the run's dataset input, the same data (digest) training tested on.
+    (evaluated,) = run.inputs.dataset_inputs
+    assert [(t.key, t.value) for t in evaluated.tags] == [("mlflow.data.context", "test")]
+    trained = {t.value: d.dataset.digest for d in src.inputs.dataset_inputs for t in d.tags}
+    assert evaluated.dataset.digest == trained["test"]
     reports = {a.path for a in mlflow_client(workdir / "mlruns").list_artifacts(run.info.run_id, "reports")}
     expected = {"confusion_matrix.png", "classification_report.md", "prediction_grid.png"}
     assert {f"reports/{name}" for name in expected} <= reports
