@@ -18,7 +18,7 @@ from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
 from cifarlab.builders import load_dataset
 from cifarlab.data.augment import build_augmentation
-from cifarlab.data.pipeline import eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
 from cifarlab.builders import build_model
 
 
@@ -53,11 +53,12 @@ def bare_fit(args: dict) -> dict:
     )
     augment = build_augmentation(cfg.augmentation, seed=t.seed)
     # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
-    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed,
+    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=True,
                              parallel_calls=resolve_input_parallelism(t.input_parallelism))
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     clock = EpochClock()
-    model.fit(train_ds, validation_data=val_ds, epochs=args["epochs"], callbacks=[clock], verbose=2)
+    model.fit(train_ds, validation_data=val_ds, epochs=args["epochs"], callbacks=[clock], verbose=2,
+              steps_per_epoch=batches_per_epoch(len(data.x_train), t.batch_size))
     return {"epoch_seconds": clock.durations, "periods": [b - a for a, b in zip(clock.ends, clock.ends[1:])]}
 
 
