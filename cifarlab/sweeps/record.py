@@ -29,9 +29,7 @@ import atexit
 import hashlib
 import json
 import os
-import signal
 import sys
-import threading
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -39,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.config.compose import override_key
 from cifarlab.errors import CifarlabError
+from cifarlab.interrupts import stop_on_sigterm
 from cifarlab.sweeps import job, watchdog
 
 # Overrides that do not change which sweep this is.
@@ -59,18 +58,6 @@ def sweep_hash(config: DictConfig) -> str:
         "task": task,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (scheduler, kill) ends the sweep like Ctrl-C: runs and parent end KILLED, not RUNNING."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-
-        def interrupt(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, interrupt)
 
 
 class SweepRecord(Callback):
@@ -99,7 +86,7 @@ class SweepRecord(Callback):
         os.environ[job.PARENT_ENV] = self.parent_run_id
         self._closed = False
         atexit.register(self._abandon, config)
-        _interrupt_on_sigterm()
+        stop_on_sigterm()  # SIGTERM ends the sweep like Ctrl-C: runs and parent KILLED
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
