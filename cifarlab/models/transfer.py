@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,15 @@ def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
     path = Path(uri).expanduser()
     if not path.is_file():
         raise ConfigError("model.init_from", uri, "give an existing .keras file, runs:/<run id> or models:/<name>/<version>")
-    return keras.saving.load_model(path, compile=False)
+    unreadable = f"{path} is not a readable Keras model"
+    fix = "give a .keras file saved by Keras (a truncated or corrupt file must be saved again)"
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise ConfigError("model.init_from", uri, fix, f"is not valid: {unreadable} (not a complete .keras archive)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as err:  # Keras raises several types for a damaged archive
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ConfigError("model.init_from", uri, fix, f"is not valid: {unreadable} ({reason})") from None
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> TransferReport:
