@@ -30,9 +30,15 @@ from cifarlab.reports.figures import (
     training_curves_figure,
 )
 from cifarlab.reports.tables import classification_table, metric_safe_name
-from cifarlab.reports.writer import ReportSummary, write_reports
+from cifarlab.reports.calibration import Calibration, calibration, reliability_figure
+from cifarlab.reports.writer import ReportSummary, read_predictions, write_predictions, write_reports
 
 __all__ = [
+    "Calibration",
+    "calibration",
+    "read_predictions",
+    "reliability_figure",
+    "write_predictions",
     "DPI",
     "ORIENTATIONS",
     "ConfusedPair",

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score
 
+from cifarlab.reports.calibration import calibration, reliability_figure
 from cifarlab.reports.confusion import (
     ConfusedPair,
     check_orientation,
@@ -84,6 +85,28 @@ def _write_optional_figures(
     return files
 
 
+PREDICTIONS_FILE = "test_predictions.npz"
+
+
+def write_predictions(out: Path, y_true: np.ndarray, probs: np.ndarray) -> Path:
+    """Every test image's true label and class probabilities (compressed), to compare runs later."""
+    path = out / PREDICTIONS_FILE
+    np.savez_compressed(path, y_true=y_true.astype(np.int32), probs=probs.astype(np.float32))
+    return path
+
+
+def read_predictions(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, probs)`` as ``write_predictions`` stored them."""
+    with np.load(path) as stored:
+        return stored["y_true"], stored["probs"]
+
+
+def _write_calibration(out: Path, y_true: np.ndarray, probs: np.ndarray, metrics: dict[str, float]) -> list[Path]:
+    result = calibration(y_true, probs)
+    metrics["test/ece"] = result.ece
+    return [save_figure(reliability_figure(result), out / "reliability_diagram.png")]
+
+
 def write_reports(
     out_dir: Path | str,
     *,
@@ -114,6 +137,8 @@ def write_reports(
     pairs = confused_pairs(t, y_pred, class_names, top=top_pairs)
     files.append(_write_text(out, "classification_report.md", "# Classification report\n\n" + table))
     files.append(_write_text(out, "confused_pairs.md", confused_pairs_markdown(pairs)))
+    files += _write_calibration(out, t, p, metrics)
+    files.append(write_predictions(out, t, p))
     files += _write_optional_figures(
         out, probs=p, y_true=t, class_names=class_names, history=history,
         x_test=x_test, x_train=x_train, y_train=y_train, seed=seed,

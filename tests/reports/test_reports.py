@@ -168,6 +168,7 @@ def test_write_reports_files_csv_and_metrics(tmp_path, images):
         "confusion_matrix.png", "confusion_matrix_normalized.png", "confusion_matrix.csv",
         "confusion_matrix_normalized.csv", "classification_report.md", "confused_pairs.md",
         "training_curves.png", "prediction_grid.png", "sample_images.png",
+        "reliability_diagram.png", "test_predictions.npz",
     }
     assert {p.name for p in summary.files} == expected
     for name in expected:
