@@ -1,4 +1,5 @@
-"""A sweep's leaderboard: one row per job, ranked, as CSV and markdown, and its figures.
+"""A sweep's leaderboard: one row per job, ranked, as CSV and markdown; the same jobs grouped by
+config (runs that differ only in their seed), with n, mean and standard deviation; and its figures.
 
 Rows are read from the sweep's MLflow runs through a client the caller passes
 (``cifarlab.sweeps.parent``, at the sweep's end); figures are matplotlib
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -207,6 +209,105 @@ def leaderboard(rows: list[Row], keys: list[str]) -> tuple[str, str]:
             + " | ".join(c.replace("|", "\\|") for c in cells)
             + f" | {format_number(row.best_val_accuracy)} | {format_number(row.final_val_accuracy)} | {format_number(row.test_accuracy)}"
             + f" | {'' if row.epochs is None else row.epochs} | {format_number(row.seconds, 1)} | {status} | {row.run_id} |"
+        )
+    return out.getvalue(), "\n".join(md) + "\n"
+
+
+# --- the leaderboard by config: seeds grouped ------------------------------------------------
+
+SEED_KEY = "trainer.seed"
+
+
+@dataclass
+class ConfigGroup:
+    """The jobs of one config, which differ only in their seed; statistics over its FINISHED runs."""
+
+    params: dict[str, str | None]
+    rows: list[Row]
+
+    @property
+    def finished(self) -> list[Row]:
+        return [r for r in self.rows if r.status == "FINISHED"]
+
+    @property
+    def n(self) -> int:
+        return len(self.finished)
+
+    def stats(self, metric: str) -> tuple[float | None, float | None]:
+        """Mean and sample standard deviation (ddof=1) of ``metric`` over the FINISHED runs; no std for one."""
+        values = [float(v) for v in (getattr(r, metric) for r in self.finished) if v is not None]
+        mean = statistics.fmean(values) if values else None
+        return mean, statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def seeds(self) -> list[str]:
+        return [str(param_value(r, SEED_KEY)) for r in self.rows]
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.params.items()) or "(one config)"
+
+
+def config_groups(rows: list[Row], keys: list[str]) -> list[ConfigGroup]:
+    """Rows grouped by their values of the swept keys but the seed, ranked by mean best val accuracy.
+
+    Groups with a FINISHED run come first, best mean first (mean test accuracy breaks
+    ties and stands in where no run has a validation score); then the others.
+    """
+    config_keys = [k for k in keys if k != SEED_KEY]
+    groups: dict[tuple, ConfigGroup] = {}
+    for row in rows:
+        params = {k: param_value(row, k) for k in config_keys}
+        groups.setdefault(tuple(params.values()), ConfigGroup(params, [])).rows.append(row)
+
+    def order(group: ConfigGroup) -> tuple:
+        val, test = group.stats("best_val_accuracy")[0], group.stats("test_accuracy")[0]
+        return (group.n == 0, -(val if val is not None else -1.0), -(test if test is not None else -1.0))
+
+    return sorted(groups.values(), key=order)
+
+
+GROUP_COLUMNS = [
+    "rank",
+    "params",
+    "n",
+    "jobs",
+    "best_val_accuracy_mean",
+    "best_val_accuracy_std",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "seeds",
+    "run_ids",
+]
+
+
+def _mean_std(group: ConfigGroup, metric: str) -> str:
+    mean, std = group.stats(metric)
+    return format_number(mean) + (f" ± {format_number(std)}" if std is not None else "")
+
+
+def config_leaderboard(groups: list[ConfigGroup], keys: list[str]) -> tuple[str, str]:
+    """CSV and markdown of the config groups: n (FINISHED runs), mean and std, best mean first."""
+    config_keys = [k for k in keys if k != SEED_KEY]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(GROUP_COLUMNS)
+    md = [
+        "| rank | " + " | ".join(config_keys or ["config"]) + " | n | jobs | best val acc (mean ± std) | test acc (mean ± std) | seeds | run ids |",
+        "|" + "---|" * (7 + max(len(config_keys), 1)),
+    ]
+    for rank, group in enumerate(groups, start=1):
+        val, test = group.stats("best_val_accuracy"), group.stats("test_accuracy")
+        run_ids = [r.run_id for r in group.rows if r.run_id]
+        writer.writerow(
+            [rank, group.label, group.n, len(group.rows), *map(format_number, (*val, *test)), " ".join(group.seeds), " ".join(run_ids)]
+        )
+        cells = [str(v) for v in group.params.values()] or [group.label]
+        md.append(
+            f"| {rank} | "
+            + " | ".join(c.replace("|", "\\|") for c in cells)
+            + f" | {group.n} | {len(group.rows)} | {_mean_std(group, 'best_val_accuracy')} | {_mean_std(group, 'test_accuracy')}"
+            + f" | {', '.join(group.seeds)} | {' '.join(run_ids)} |"
         )
     return out.getvalue(), "\n".join(md) + "\n"
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from cifarlab import tracking
 from cifarlab.sweeps import leaderboard, study
 from cifarlab.sweeps.job import read_job_records
-from cifarlab.sweeps.leaderboard import Row, format_number, job_label, param_value, search_all
+from cifarlab.sweeps.leaderboard import ConfigGroup, Row, format_number, job_label, param_value, search_all
 from cifarlab.training.lease import Lease
 
 PARENT_TAGS = {"sweep_role": "parent"}
@@ -133,6 +133,21 @@ class SweepOutcome:
         finished = [r for r in self.rows if r.status == "FINISHED" and r.objective is not None]
         return finished[0] if finished else None
 
+    @property
+    def configs(self) -> list[ConfigGroup]:
+        """The jobs grouped by config (differing only in their seed), best mean first."""
+        return leaderboard.config_groups(self.rows, self.keys)
+
+    @property
+    def best_config(self) -> ConfigGroup | None:
+        """The config with the best mean, when some config ran more than once (seeds); else None."""
+        configs = self.configs
+        repeated = any(len(g.rows) > 1 for g in configs)
+        return configs[0] if repeated and configs[0].n else None
+
+
+LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard_by_config.csv", "leaderboard_by_config.md")
+
 
 def _outcome(config: DictConfig, client: MlflowClient, parent_run_id: str, jobs_dir: Path) -> SweepOutcome:
     records = read_job_records(jobs_dir)
@@ -151,6 +166,11 @@ def _write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> di
     csv_text, md_text = leaderboard.leaderboard(outcome.rows, outcome.keys)
     (folder / "leaderboard.csv").write_text(csv_text)
     (folder / "leaderboard.md").write_text(md_text)
+    csv_text, md_text = leaderboard.config_leaderboard(outcome.configs, outcome.keys)
+    (folder / "leaderboard_by_config.csv").write_text(csv_text)
+    (folder / "leaderboard_by_config.md").write_text(md_text)
+    if outcome.best_config is not None:
+        summary["best_config"] = _config_summary(outcome.best_config)
     figure = leaderboard.val_accuracy_figure(outcome.rows, outcome.histories, outcome.keys)
     figure.savefig(folder / "val_accuracy_per_epoch.png", dpi=110)
     leaderboard.objective_figure(outcome.rows, outcome.keys).savefig(folder / "objective_vs_params.png", dpi=110)
@@ -158,6 +178,31 @@ def _write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> di
         summary["optuna"] = study.study_report(config, folder)
     (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _config_summary(group: ConfigGroup) -> dict[str, Any]:
+    val, test = group.stats("best_val_accuracy"), group.stats("test_accuracy")
+    return {
+        "params": group.params,
+        "n": group.n,
+        "val_accuracy_mean": val[0],
+        "val_accuracy_std": val[1],
+        "test_accuracy_mean": test[0],
+        "test_accuracy_std": test[1],
+        "run_ids": [r.run_id for r in group.finished],
+    }
+
+
+def _tag_best_config(client: MlflowClient, parent_run_id: str, group: ConfigGroup | None) -> None:
+    """The config with the best mean over its seeds: its params and n as tags, its means and stds as metrics."""
+    if group is None:
+        return
+    summary = _config_summary(group)
+    client.set_tag(parent_run_id, "best_config", group.label[:5000])
+    client.set_tag(parent_run_id, "best_config.n", str(group.n))
+    for key in ("val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std"):
+        if summary[key] is not None:
+            client.log_metric(parent_run_id, f"best_config/{key}", float(summary[key]))
 
 
 def _tag_best(client: MlflowClient, parent_run_id: str, outcome: SweepOutcome, summary: dict[str, Any]) -> None:
@@ -174,6 +219,7 @@ def _tag_best(client: MlflowClient, parent_run_id: str, outcome: SweepOutcome, s
         client.log_metric(parent_run_id, "best/val_accuracy", float(best.objective))
         if best.test_accuracy is not None:
             client.log_metric(parent_run_id, "best/test_accuracy", float(best.test_accuracy))
+    _tag_best_config(client, parent_run_id, outcome.best_config)
     optuna_best = (summary.get("optuna") or {}).get("best_params") or {}
     tags.update({f"best.{k}": str(v) for k, v in optuna_best.items()})
     for key, value in tags.items():
@@ -192,6 +238,11 @@ def _print_outcome(outcome: SweepOutcome, parent_run_id: str) -> None:
     if best is not None:
         label = job_label(best, outcome.keys)
         print(f"cifarlab: sweep: best job run {best.run_id} (val accuracy {best.objective:.4f}): {label}", flush=True)
+    group = outcome.best_config
+    mean, std = group.stats("best_val_accuracy") if group is not None else (None, None)
+    if group is not None and mean is not None:
+        spread = f" ± {std:.4f}" if std is not None else ""
+        print(f"cifarlab: sweep: best config by mean over n={group.n} (val accuracy {mean:.4f}{spread}): {group.label}", flush=True)
     print(f"cifarlab: sweep: leaderboard and figures in parent run {parent_run_id}", flush=True)
 
 
@@ -206,7 +257,7 @@ def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict
         for path in sorted(folder.iterdir()):
             client.log_artifact(parent_run_id, str(path))
         # A copy beside Hydra's outputs, for a look without MLflow.
-        for name in ("leaderboard.csv", "leaderboard.md"):
+        for name in LEADERBOARD_FILES:
             (jobs_dir.parent / name).write_text((folder / name).read_text())
     _tag_best(client, parent_run_id, outcome, summary)
     client.set_terminated(parent_run_id, status="FINISHED")
