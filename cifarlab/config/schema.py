@@ -203,6 +203,18 @@ class TrackingConfig:
     tags: dict[str, str] = field(default_factory=dict)
     # In a sweep, jobs whose config already has a FINISHED run are skipped unless this is set.
     rerun_finished: bool = False
+    # Register the run's logged model as a new version of this registered model (a sweep: its best, as @champion).
+    register_as: Optional[str] = None
+
+
+def check_tracking(tracking: DictConfig) -> None:
+    """A registered model needs a logged model to register."""
+    name = tracking.get("register_as")
+    if name is not None and not str(name).strip():
+        raise ConfigError("tracking.register_as", name, "give a model name, e.g. tracking.register_as=cnn")
+    if name is not None and not tracking.log_model:
+        raise ConfigError("tracking.register_as", name, "drop tracking.log_model=false, or drop tracking.register_as",
+                          "needs tracking.log_model=true (there is no logged model to register)")
 
 
 @dataclass
@@ -272,6 +284,7 @@ SECTION_CHECKS = (
     ("dataset", check_dataset),
     ("optimizer", check_optimizer),
     ("reports", check_reports),
+    ("tracking", check_tracking),
     ("augmentation", check_augmentation),
     ("model", check_model),
 )

@@ -23,7 +23,7 @@ CHECKPOINT_SUFFIXES = (".keras", ".h5")
 MODEL_NAME = "model"  # the name training logs the model under
 RUN_CHECKPOINT = "checkpoints/best.keras"
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
-URI_HELP = "use models:/<name>/<version>, models:/<model id> (m-...) or runs:/<run id>/model"
+URI_HELP = "use models:/<name>/<version>, models:/<name>@<alias>, models:/<model id> (m-...) or runs:/<run id>/model"
 
 
 @dataclass

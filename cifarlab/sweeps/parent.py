@@ -25,6 +25,8 @@ from cifarlab.sweeps.leaderboard import ConfigGroup, Row, format_number, job_lab
 from cifarlab.training.lease import Lease
 
 PARENT_TAGS = {"sweep_role": "parent"}
+CHAMPION = "champion"  # the alias a sweep with tracking.register_as sets on its best model
+MODEL_NAME = "model"  # the name training logs the model under (cifarlab.training.record)
 JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
 
 
@@ -260,6 +262,50 @@ def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict
         for name in LEADERBOARD_FILES:
             (jobs_dir.parent / name).write_text((folder / name).read_text())
     _tag_best(client, parent_run_id, outcome, summary)
+    if config.tracking.get("register_as"):
+        _register_champion(client, config, parent_run_id, outcome)
     client.set_terminated(parent_run_id, status="FINISHED")
     _print_outcome(outcome, parent_run_id)
     return summary
+
+
+# --- the registered champion ----------------------------------------------------------------
+
+
+def _champion_row(outcome: SweepOutcome) -> Row | None:
+    """The best run of the best config by mean over its seeds, else the best job."""
+    group = outcome.best_config
+    if group is not None:
+        ranked = [r for r in group.finished if r.objective is not None]
+        if ranked:
+            return ranked[0]
+    return outcome.best
+
+
+def _model_version(client: MlflowClient, config: DictConfig, name: str, run_id: str) -> str | None:
+    """The version of ``name`` that holds the run's model: the one its job registered, else a new one."""
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if versions:
+        return str(max(int(v.version) for v in versions))
+    experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    logged = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' and name = '{MODEL_NAME}'"
+    )
+    if not logged:
+        return None
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    model = logged[0]
+    return str(client.create_model_version(name, f"models:/{model.model_id}", run_id, model_id=model.model_id).version)
+
+
+def _register_champion(client: MlflowClient, config: DictConfig, parent_run_id: str, outcome: SweepOutcome) -> None:
+    """The sweep's best model as a version of ``tracking.register_as``, with the alias ``champion``."""
+    name, best = str(config.tracking.register_as), _champion_row(outcome)
+    version = _model_version(client, config, name, best.run_id) if best is not None else None
+    if version is None:
+        print(f"cifarlab: sweep: no logged model of a finished job to register as {name}", flush=True)
+        return
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_tag(parent_run_id, "registered_model", f"models:/{name}@{CHAMPION} (version {version})")
+    print(f"cifarlab: registered model {name} version {version} as models:/{name}@{CHAMPION}", flush=True)

@@ -24,6 +24,8 @@ from cifarlab.training.hooks import RunHooks
 from cifarlab.training.result import TrainResult
 from cifarlab.training.state import RunState
 
+MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+
 
 def record_setup(
     recorder: NullRecorder,
@@ -79,6 +81,8 @@ def evaluate_and_record(
             recorder.log_artifact(class_names_path(best_checkpoint), "checkpoints")
     if cfg.tracking.log_model:
         log_model(recorder, model, data, probs)
+        if cfg.tracking.get("register_as") and recorder.run_id:
+            register_model(recorder.run_id, str(cfg.tracking.register_as))
     val_accuracy = history.get("val/accuracy")
     best_val = max(val_accuracy) if val_accuracy else None
     epochs_run = len(history.get("train/loss", []))
@@ -136,7 +140,7 @@ def log_model(recorder: NullRecorder, model: keras.Model, data: DataSplits, prob
     example = data.x_test[:2]
     recorder.log_keras_model(
         inference_model(model),
-        name="model",
+        name=MODEL_NAME,
         signature=infer_signature(example, probs[:2]),
         input_example=example,
         metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
@@ -146,3 +150,16 @@ def log_model(recorder: NullRecorder, model: keras.Model, data: DataSplits, prob
             f"mlflow=={mlflow.__version__}",
         ],
     )
+
+
+def register_model(run_id: str, name: str) -> int:
+    """The run's logged model as a new version of registered model ``name``; a run resumed after a kill
+    that had registered already keeps its version instead of adding another."""
+    client = mlflow.MlflowClient()
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        version = max(int(v.version) for v in existing)
+    else:
+        version = int(mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name).version)
+    print(f"cifarlab: registered model {name} version {version}", flush=True)
+    return version
