@@ -47,17 +47,19 @@ PROG = "cifarlab.evaluate"
 class EvalOptions:
     """evaluate's own options; every other key=value is a Hydra override of cifarlab's config."""
 
-    run: Optional[str] = None  # the training run whose model is evaluated (required)
+    run: Optional[str] = None  # the training run whose model is evaluated (or model=)
+    model: Optional[str] = None  # a registered model, models:/<name>@<alias> or models:/<name>/<version>
     split: str = "test"  # test or val
     output_dir: Optional[str] = None  # also keep the reports in this folder
 
 
 @dataclass
 class EvalArgs:
-    run: str
+    run: str | None
     split: str = "test"
     output_dir: str | None = None
     overrides: list[str] = field(default_factory=list)
+    model: str | None = None
 
 
 @dataclass
@@ -76,12 +78,32 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
     own, overrides = parse_options(
         EvalOptions, argv, prog=PROG, example="run=<run id> split=test", pass_through=True
     )
-    if not own.run:
-        raise CifarlabError("run= is missing; add run=<run id> (printed by training, listed by mlflow ui)")
+    if bool(own.run) == bool(own.model):
+        raise CifarlabError("give one of run=<run id> (printed by training, listed by mlflow ui) "
+                            "or model=models:/<name>@<alias>")
     split = own.split or "test"
     if split not in SPLITS:
         raise ConfigError("split", split, f"choose one of: {', '.join(SPLITS)}")
-    return EvalArgs(own.run, split, own.output_dir or None, overrides)
+    return EvalArgs(own.run, split, own.output_dir or None, overrides, own.model)
+
+
+def registered_run_id(client: Any, model_uri: str) -> str:
+    """The training run behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    from mlflow.exceptions import MlflowException  # deferred with the rest of MLflow (see connect)
+
+    name, sep, rest = model_uri.removeprefix("models:/").partition("@")
+    try:
+        if sep:
+            version = client.get_model_version_by_alias(name, rest)
+        else:
+            name, _, number = model_uri.removeprefix("models:/").partition("/")
+            version = client.get_model_version(name, number)
+    except MlflowException:
+        raise ConfigError("model", model_uri, "give models:/<name>@<alias> or models:/<name>/<version> of a "
+                          "registered model (mlflow ui, Models tab)", "is not a registered model") from None
+    if not model_uri.startswith("models:/") or not version.run_id:
+        raise ConfigError("model", model_uri, "give a registered model made by a cifarlab training run")
+    return version.run_id
 
 
 def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
@@ -89,12 +111,17 @@ def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
     cfg = compose_config(args.overrides)
     uri = tracking.tracking_uri(cfg)
     client = connect(uri)
+    if args.model:  # a registered model: evaluate it on the data of the run that made it
+        args.run = registered_run_id(client, args.model)
     source_run = get_run(client, args.run)
     apply_run_params(cfg, source_run.data.params, args.overrides)
     validate(cfg)
     if "tracking.experiment" not in overridden_keys(args.overrides):
         cfg.tracking.experiment = client.get_experiment(source_run.info.experiment_id).name
-    source = locate_model(run=args.run, tracking_uri=uri)
+    if args.model:
+        source = locate_model(model_uri=args.model, tracking_uri=uri)
+    else:
+        source = locate_model(run=args.run, tracking_uri=uri)
     if source_run.info.status != "FINISHED":
         print(f"cifarlab: warning: run {args.run} is {source_run.info.status}; evaluating its model anyway",
               file=sys.stderr, flush=True)

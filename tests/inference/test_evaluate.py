@@ -112,7 +112,8 @@ def test_run_params_rebuild_the_dataset_unless_overridden():
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        ([], "run= is missing"),
+        ([], "give one of run=<run id>"),
+        (["run=abc", "model=models:/m@champion"], "give one of run=<run id>"),
         (["run=abc", "split=train"], "split='train' is not valid"),
         (["run=abc", "oops"], "'oops' is not key=value"),
     ],

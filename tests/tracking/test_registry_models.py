@@ -15,6 +15,15 @@ def test_a_run_with_register_as_registers_its_model_as_version_1(tmp_path: Path)
     version = mlflow_client(tmp_path / "mlruns").get_model_version("tiny", "1")
     assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")  # the logged model
 
+    # evaluate takes the registered model, and scores it on the data of the run that made it.
+    evaluated = run_cli("model=models:/tiny/1", module="cifarlab.evaluate", cwd=tmp_path)
+    assert "test accuracy" in evaluated.stdout
+    eval_run = next(r for r in all_runs(tmp_path / "mlruns") if r.info.run_id != run.info.run_id)
+    assert eval_run.data.tags["source_run_id"] == run.info.run_id
+    assert eval_run.data.metrics["test/accuracy"] == run.data.metrics["test/accuracy"]
+    missing = run_cli("model=models:/nothing@champion", module="cifarlab.evaluate", cwd=tmp_path, check=False)
+    assert missing.returncode != 0 and "is not a registered model" in missing.stderr.strip().splitlines()[-1]
+
 
 def test_register_as_without_a_logged_model_is_one_line_before_any_run(tmp_path: Path):
     proc = run_cli(*TINY, "tracking.register_as=tiny", "tracking.log_model=false", cwd=tmp_path, check=False)
