@@ -157,6 +157,9 @@ def _quiet_keras_progress() -> Iterator[None]:
             keras.utils.enable_interactive_logging()
 
 
+SYSTEM_METRICS_INTERVAL_S = "2"  # seconds between samples of CPU and memory use, unless the user set it
+
+
 class ServerGone(CifarlabError):
     """The MLflow server stopped answering during the run; its local backup is kept for the rerun."""
 
@@ -180,6 +183,8 @@ def open_run(
     if is_server(uri):
         bound_http_retries()
     experiment_id = prepare_experiment(cfg)
+    # MLflow samples every 10 s by default, so a short run would record no system metrics.
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
     run = mlflow.start_run(
         run_id=resume_run_id,
         experiment_id=None if resume_run_id else experiment_id,

@@ -9,7 +9,8 @@ from conftest import TINY, all_runs, cli_env
 
 
 def _train(tmp_path, *extra: str) -> None:
-    env = {**cli_env(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5"}  # a sample inside a short run
+    env = cli_env()
+    env.pop("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", None)  # cifarlab's default: samples even short runs
     args = [*TINY, "trainer.epochs=6", "dataset.samples_per_class=400", "tracking.log_model=false", *extra]
     proc = subprocess.run([sys.executable, "-m", "cifarlab", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
