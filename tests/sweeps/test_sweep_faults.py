@@ -20,7 +20,8 @@ from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 EPOCHS = 40  # long enough to be killed mid-job, short enough to resume in seconds
 JOB = [*(o for o in TINY if not o.startswith("trainer.epochs=")), f"trainer.epochs={EPOCHS}",
-       "callbacks.early_stopping.enabled=false", "tracking.log_model=false"]  # fmt: skip
+       "callbacks.early_stopping.enabled=false", "tracking.log_model=false",
+       "dataset.samples_per_class=300"]  # fmt: skip  (epochs slow enough that both workers are caught mid-job)
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
