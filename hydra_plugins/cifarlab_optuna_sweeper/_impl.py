@@ -2,7 +2,9 @@
 
 Each batch of ``n_jobs`` trials is asked from the study, turned into override
 lists and handed to the launcher (basic, joblib, submitit); each job's return
-value (cifarlab: best validation accuracy) is told back. A job learns its trial
+value (cifarlab: best validation accuracy) is told back. With ``repeats`` > 1 a
+trial is ``repeats`` jobs, ``trainer.seed=<seed>+i``, and is told their mean (FAIL
+if one failed, PRUNED if one was pruned). A job learns its trial
 through ``hydra.job.env_set`` (an override of Hydra's config, not of the job's),
 so it can report epochs for pruning; a pruned job returns no value and leaves a
 user attr on its trial, and is told PRUNED.
@@ -35,6 +37,8 @@ from cifarlab.sweeps.study import PRUNED_ATTR, resolve_storage
 log = logging.getLogger(__name__)
 
 IDENTITY_ATTR = "cifarlab.fixed_overrides"
+REPEATS_ATTR = "cifarlab.repeat_values"  # each repeat's objective (seed -> value), when repeats > 1
+SEED_KEY = "trainer.seed"
 # Overrides that do not change what a trial computes (as in cifarlab.tracking.identity.config_hash).
 _NOT_IDENTITY = ("tracking.", "paths.", "trainer.verbose")
 
@@ -137,7 +141,9 @@ class OptunaSweeperImpl:
         n_trials: int,
         n_jobs: int,
         params: Optional[DictConfig],
+        repeats: int = 1,
     ) -> None:
+        self.repeats = int(repeats)
         self.sampler_cfg = sampler
         self.pruner_cfg = pruner
         self.direction = str(direction)
@@ -203,6 +209,13 @@ class OptunaSweeperImpl:
         space, fixed = search_space(lines, parser)
         if not space:
             raise HydraException("hydra.sweeper.params defines no search space (e.g. optimizer.lr: tag(log, interval(1e-4, 1e-1)))")
+        if self.repeats < 1:
+            raise HydraException(f"hydra.sweeper.repeats={self.repeats}: no run per trial; set hydra.sweeper.repeats=1 or more")
+        if self.repeats > 1 and SEED_KEY in space:
+            raise HydraException(
+                f"hydra.sweeper.repeats={self.repeats} with {SEED_KEY} swept: repeats sets the seed itself; "
+                f"fix {SEED_KEY}=<seed> (repeats run <seed>+0..{self.repeats - 1}) or drop repeats"
+            )
         study = self._open_study(space, fixed)
 
         counted = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -222,11 +235,11 @@ class OptunaSweeperImpl:
         while to_go > 0:
             batch = min(self.n_jobs, to_go)
             trials = [study.ask() for _ in range(batch)]
-            overrides = [self._job_overrides(trial, space, fixed) for trial in trials]
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            overrides = [job for trial in trials for job in self._repeat_overrides(trial, space, fixed)]
+            returns = list(self.launcher.launch(overrides, initial_job_idx=self.job_idx))
             self.job_idx += len(returns)
-            for trial, ret in zip(trials, returns):
-                self._tell(study, trial, ret)
+            for i, trial in enumerate(trials):
+                self._tell(study, trial, returns[i * self.repeats : (i + 1) * self.repeats])
             to_go -= batch
 
         self._write_results(study)
@@ -240,18 +253,35 @@ class OptunaSweeperImpl:
             lines.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial._trial_id}")
         return lines
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
-        value: Optional[float] = None
+    def _repeat_overrides(self, trial: optuna.Trial, space: Dict[str, Tuple[str, BaseDistribution]], fixed: Dict[str, str]) -> List[List[str]]:
+        """The trial's jobs: one, or ``repeats`` with trainer.seed=<composed seed>+i."""
+        lines = self._job_overrides(trial, space, fixed)
+        if self.repeats == 1:
+            return [lines]
+        lines = [line for line in lines if line != fixed.get(SEED_KEY)]
+        base = int(OmegaConf.select(self.config, SEED_KEY, default=0) or 0)
+        return [lines + [f"{SEED_KEY}={base + i}"] for i in range(self.repeats)]
+
+    def _value(self, trial: optuna.Trial, ret: JobReturn) -> Optional[float]:
+        """A job's objective; None when it failed or returned none."""
         if ret.status == JobStatus.COMPLETED:
             try:
-                value = float(ret.return_value)
+                return float(ret.return_value)
             except (TypeError, ValueError):
-                value = None
-        else:
-            try:
-                ret.return_value  # raises what the job raised
-            except Exception as err:  # noqa: BLE001 - logged; the trial is told FAILED below
-                log.warning(f"trial {trial.number} raised {err!r}")
+                return None
+        try:
+            ret.return_value  # raises what the job raised
+        except Exception as err:  # noqa: BLE001 - logged; the trial is told FAILED
+            log.warning(f"trial {trial.number} raised {err!r}")
+        return None
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, returns: Sequence[JobReturn]) -> None:
+        values = [self._value(trial, ret) for ret in returns]
+        failed = any(v is None or not math.isfinite(v) for v in values)
+        value = None if failed else sum(values) / len(values)  # type: ignore[arg-type]
+        if len(returns) > 1:
+            seeds = [str(OmegaConf.select(ret.cfg, SEED_KEY)) if ret.cfg is not None else str(i) for i, ret in enumerate(returns)]
+            trial.set_user_attr(REPEATS_ATTR, dict(zip(seeds, values)))
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
         # The job wrote to the trial from its own process: read it back from storage, not the cache.
         user_attrs = optuna.trial.Trial(study, trial._trial_id).user_attrs
@@ -264,7 +294,8 @@ class OptunaSweeperImpl:
                 _say(f"trial {trial.number} FAILED: {params}")
             else:
                 study.tell(trial, value)
-                _say(f"trial {trial.number} value {value:.4f}: {params}")
+                each = f" (mean of {len(values)}: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
+                _say(f"trial {trial.number} value {value:.4f}{each}: {params}")
         except RuntimeError as err:
             # The grid sampler calls study.stop() once the grid is done; outside optimize() that raises.
             if "Study.stop" not in str(err):

@@ -104,6 +104,10 @@ class CifarlabOptunaSweeperConf:
     n_trials: int = 20
     # Trials asked and launched together (as many as the launcher runs in parallel).
     n_jobs: int = 1
+    # Runs per trial: its parameters are run ``repeats`` times with trainer.seed=<seed>+i
+    # (i = 0..repeats-1, <seed> the composed trainer.seed), and Optuna is told their mean;
+    # a failed repeat fails the trial, a pruned one prunes it. 1 adds no seed override.
+    repeats: int = 1
     # Search space: dotted key -> sweep expression (see the module docstring).
     params: Optional[Dict[str, str]] = None
 

@@ -12,7 +12,7 @@ from .config import CifarlabOptunaSweeperConf  # noqa: F401  (registers the conf
 
 
 class CifarlabOptunaSweeper(Sweeper):
-    """``hydra/sweeper=cifarlab_optuna``: an Optuna study, one Hydra job per trial."""
+    """``hydra/sweeper=cifarlab_optuna``: an Optuna study, ``repeats`` Hydra jobs (seeds) per trial."""
 
     def __init__(
         self,
@@ -24,6 +24,7 @@ class CifarlabOptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         params: Optional[DictConfig],
+        repeats: int = 1,
     ) -> None:
         from ._impl import OptunaSweeperImpl
 
@@ -36,6 +37,7 @@ class CifarlabOptunaSweeper(Sweeper):
             n_trials=n_trials,
             n_jobs=n_jobs,
             params=params,
+            repeats=repeats,
         )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
