@@ -19,7 +19,7 @@ def test_help_prints_the_docstring_and_every_option(name, flag, capsys):
     options = out.split("options (defaults):\n", 1)[1].split()
     expected = {
         "predict": {"run=None", "images=None", "top_k=3", "tracking.uri=None", "paths.mlruns_dir=mlruns"},
-        "evaluate": {"run=None", "split=test", "output_dir=None"},
+        "evaluate": {"run=None", "model=None", "split=test", "output_dir=None"},
         "results": {"tracking_uri=None", "experiment=cifarlab", "output=None", "mlruns_dir=mlruns"},
     }[name]
     assert expected <= set(options)
@@ -31,7 +31,7 @@ def test_help_prints_the_docstring_and_every_option(name, flag, capsys):
         ("predict", ["imgs=x"], "imgs='x' is not an option of cifarlab.predict; did you mean images=?"),
         ("results", ["outptu=x.md"], "outptu='x.md' is not an option of cifarlab.results; did you mean output=?"),
         ("evaluate", ["run"], "argument 'run' is not key=value"),
-        ("evaluate", ["split=test"], "run= is missing"),
+        ("evaluate", ["split=test"], "give one of run=<run id>"),
         ("evaluate", ["run=abc", "split=train"], "split='train' is not valid; choose one of: test, val"),
     ],
 )
