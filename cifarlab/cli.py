@@ -40,7 +40,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
         return train(cfg, hooks=_with_command_line(job_hooks(cfg))).objective
     except CifarlabError as err:
-        print(f"cifarlab: error: {err}", file=sys.stderr)
+        # A pruned sweep job ended as planned (run_status FINISHED): a note, not an error.
+        label = "" if getattr(err, "run_status", None) == "FINISHED" else "error: "
+        print(f"cifarlab: {label}{err}", file=sys.stderr)
         if not single_run:
             return None  # the job is recorded FAILED; the sweep goes on
         sys.exit(1)
@@ -81,6 +83,9 @@ def main() -> None:
             raise
         print(f"cifarlab: error: {describe_hydra_error(err)}", file=sys.stderr)
         sys.exit(2)
+    except CifarlabError as err:  # raised by a sweeper, outside any one job (e.g. its study's storage)
+        print(f"cifarlab: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

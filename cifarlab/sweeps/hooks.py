@@ -51,7 +51,7 @@ def job_run_name(cfg: DictConfig) -> str | None:
 
 
 def finished_run(cfg: DictConfig, config_hash: str) -> Any | None:
-    """A FINISHED run of this sweep's experiment with the same config hash, if any."""
+    """A FINISHED (not pruned) run of this sweep's experiment with the same config hash, if any."""
     uri = tracking.tracking_uri(cfg)
     client = _client(uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
@@ -61,8 +61,9 @@ def finished_run(cfg: DictConfig, config_hash: str) -> Any | None:
         [experiment.experiment_id],
         filter_string=f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=50,
     )
+    runs = [run for run in runs if run.data.tags.get("pruned") != "true"]  # pruned: ended early, not done
     if not runs:
         return None
     job.note_skipped(runs[0].info.run_id)

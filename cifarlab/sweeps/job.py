@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 PARENT_ENV = "CIFARLAB_SWEEP_PARENT_RUN_ID"
 # Set per job by the cifarlab_optuna sweeper (hydra.job.env_set): the Optuna trial this job is.
 TRIAL_ENV = "CIFARLAB_OPTUNA_TRIAL_ID"
+# This sweep process, one worker of a search maybe shared with others: its jobs' records carry it.
+WORKER_ENV = "CIFARLAB_SWEEP_WORKER"
 STATE_DIR = ".cifarlab"  # inside the sweep dir
 
 # What the job running in this process did (reset by start_job, emptied by finish_job).
@@ -78,14 +81,21 @@ def swept_override_keys(config: DictConfig) -> list[str]:
     return keys
 
 
+def new_worker(host: str | None = None) -> str:
+    """A name for this sweep process, unique among the workers of a search; set for its jobs."""
+    name = f"{host or socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+    os.environ[WORKER_ENV] = name
+    return name
+
+
 def write_sweep_state(config: DictConfig, *, parent_run_id: str, sweep_hash: str) -> None:
-    """sweep.json for the jobs, with an empty jobs/ folder (a fixed ``hydra.sweep.dir`` may be reused)."""
+    """sweep.json for the jobs (written whole: workers sharing a sweep dir write the same one)."""
     folder = jobs_dir(config.hydra)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.json"):
-        stale.unlink()
     state = {"parent_run_id": parent_run_id, "sweep_hash": sweep_hash, "swept_keys": swept_override_keys(config)}
-    (folder.parent / "sweep.json").write_text(json.dumps(state) + "\n")
+    partial = folder.parent / f"sweep.json.{os.getpid()}"
+    partial.write_text(json.dumps(state) + "\n")
+    partial.replace(folder.parent / "sweep.json")
 
 
 def read_sweep_state(hydra_cfg: DictConfig) -> dict[str, Any]:
@@ -162,6 +172,7 @@ def finish_job(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
         "run_id": _notes.get("skipped_run_id") or _notes.get("run_id"),
         "error": error,
         "seconds": time.time() - _notes.get("started_at", time.time()),
+        "worker": os.environ.get(WORKER_ENV, ""),
     }
     folder = jobs_dir(config.hydra)
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,12 +181,18 @@ def finish_job(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
     return record
 
 
-def read_job_records(folder: Path) -> list[dict[str, Any]]:
-    """The records finish_job wrote, in job order (unreadable ones left out)."""
+def read_job_records(folder: Path, worker: str | None = None) -> list[dict[str, Any]]:
+    """The records finish_job wrote, in job order (unreadable ones left out); only ``worker``'s if given.
+
+    A reused sweep folder, or one shared by several workers of a search, holds
+    other processes' records too.
+    """
     records = []
     for path in sorted(folder.glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if worker is None or record.get("worker") == worker:
+            records.append(record)
     return records

@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 from cifarlab.config.compose import override_key
 from cifarlab.sweeps.job import swept_override_keys
 
-STATUS_RANK = {"FINISHED": 0, "KILLED": 1, "FAILED": 2, "RUNNING": 3, "SCHEDULED": 4}
+# PRUNED: a FINISHED run that Optuna stopped early (tag pruned=true), shown as such and never "best".
+STATUS_RANK = {"FINISHED": 0, "PRUNED": 1, "KILLED": 2, "FAILED": 3, "RUNNING": 4, "SCHEDULED": 5}
 
 
 # --- the leaderboard ---------------------------------------------------------------------------
@@ -57,6 +58,7 @@ def _row_from_run(run, note: str = "") -> Row:
     status = run.info.status
     if tags.get("pruned") == "true":
         note = note or "pruned"
+        status = "PRUNED" if status == "FINISHED" else status
     return Row(
         run_id=run.info.run_id,
         status=status,

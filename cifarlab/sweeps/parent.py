@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ PARENT_TAGS = {"sweep_role": "parent"}
 CHAMPION = "champion"  # the alias a sweep with tracking.register_as sets on its best model
 MODEL_NAME = "model"  # the name training logs the model under (cifarlab.training.record)
 JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
+ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same instant be seen
 
 
 def _client(config: DictConfig) -> MlflowClient:
@@ -45,22 +47,44 @@ def is_optuna(config: DictConfig) -> bool:
 # --- open, abandon ----------------------------------------------------------------------------
 
 
-def open_parent(config: DictConfig, sweep_hash: str) -> str:
-    """Create the store and experiment, then the sweep's parent run, or reopen the one this sweep had."""
-    experiment_id = tracking.prepare_experiment(config)  # raises CifarlabError for an unreachable server
-    client = _client(config)
-    earlier = client.search_runs(
+def _parents(client: MlflowClient, experiment_id: str, sweep_hash: str) -> list:
+    """The sweep's parent runs (not deleted), first created first (ties: by run id, as every worker sees them)."""
+    runs = client.search_runs(
         [experiment_id],
         f"tags.sweep_hash = '{sweep_hash}' and tags.sweep_role = 'parent'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+        order_by=["attributes.start_time ASC"],
+        max_results=100,
     )
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def open_parent(config: DictConfig, sweep_hash: str) -> str:
+    """Create the store and experiment, then the sweep's parent run, or reopen (or join) the one it has.
+
+    Workers of one search started together may each find no parent and create one:
+    then the first created wins, and the others delete theirs (before any job used it).
+    """
+    experiment_id = tracking.prepare_experiment(config)  # raises CifarlabError for an unreachable server
+    client = _client(config)
+    earlier = _parents(client, experiment_id, sweep_hash)
     if earlier:
-        run_id = earlier[0].info.run_id
-        was = earlier[0].info.status
+        run_id, was = earlier[0].info.run_id, earlier[0].info.status
         client.update_run(run_id, status="RUNNING")
-        print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
+        how = "joined" if was == "RUNNING" else "reopened"
+        print(f"cifarlab: sweep: {how} parent run {run_id} (same sweep as before; it was {was})", flush=True)
         return run_id
+    mine = _create_parent(client, config, experiment_id, sweep_hash)
+    time.sleep(ELECTION_WAIT_S)  # a worker that searched at the same moment has created its own by now
+    first = _parents(client, experiment_id, sweep_hash)[0].info.run_id
+    if first != mine:
+        client.delete_run(mine)
+        print(f"cifarlab: sweep: joined parent run {first} (another worker of this sweep created it)", flush=True)
+        return first
+    print(f"cifarlab: sweep: parent run {mine} in experiment '{config.tracking.experiment}'", flush=True)
+    return mine
+
+
+def _create_parent(client: MlflowClient, config: DictConfig, experiment_id: str, sweep_hash: str) -> str:
     overrides = " ".join(str(o) for o in config.hydra.overrides.task)
     name = config.hydra.sweeper.get("study_name") or f"sweep-{sweep_hash[:8]}"
     tags = {
@@ -72,7 +96,6 @@ def open_parent(config: DictConfig, sweep_hash: str) -> str:
         **dict(config.tracking.get("tags") or {}),
     }
     run = client.create_run(experiment_id, run_name=str(name), tags={k: str(v) for k, v in tags.items() if v})
-    print(f"cifarlab: sweep: parent run {run.info.run_id} in experiment '{config.tracking.experiment}'", flush=True)
     return run.info.run_id
 
 
@@ -151,8 +174,10 @@ class SweepOutcome:
 LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard_by_config.csv", "leaderboard_by_config.md")
 
 
-def _outcome(config: DictConfig, client: MlflowClient, parent_run_id: str, jobs_dir: Path) -> SweepOutcome:
-    records = read_job_records(jobs_dir)
+def _outcome(
+    config: DictConfig, client: MlflowClient, parent_run_id: str, jobs_dir: Path, worker: str | None
+) -> SweepOutcome:
+    records = read_job_records(jobs_dir, worker)
     experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
     rows = leaderboard.sweep_rows(client, experiment_id, parent_run_id, records)
     histories = leaderboard.val_accuracy_histories(client, rows)
@@ -248,11 +273,15 @@ def _print_outcome(outcome: SweepOutcome, parent_run_id: str) -> None:
     print(f"cifarlab: sweep: leaderboard and figures in parent run {parent_run_id}", flush=True)
 
 
-def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path) -> dict[str, Any]:
-    """Leaderboard, figures, best run on the parent; end it FINISHED; print the sweep's counts."""
+def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None = None) -> dict[str, Any]:
+    """Leaderboard, figures, best run on the parent; end it FINISHED; print this worker's job counts.
+
+    The leaderboard covers every child of the parent, whichever worker ran it; each
+    worker of a shared search writes it again as it ends, the last one with every trial.
+    """
     client = _client(config)
     end_stale_children(config, client, parent_run_id)
-    outcome = _outcome(config, client, parent_run_id, jobs_dir)
+    outcome = _outcome(config, client, parent_run_id, jobs_dir, worker)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         summary = _write_report(config, outcome, folder)

@@ -65,6 +65,7 @@ class SweepRecord(Callback):
 
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.worker: str | None = None  # this sweep process's name (see cifarlab.sweeps.job.new_worker)
         self.sweep_pid: int | None = None  # the sweeper's process, which joblib's workers watch
         self._closed = False
 
@@ -72,12 +73,15 @@ class SweepRecord(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_pid = os.getpid()
-        if not config.tracking.enabled:
-            return
-        from cifarlab.sweeps import parent  # deferred: see the module docstring
+        self.worker = job.new_worker()
+        from cifarlab.sweeps import parent, search  # deferred: see the module docstring
 
         identity = sweep_hash(config)
         try:
+            if parent.is_optuna(config):
+                search.preflight(config)  # bad storage, another search's study: one line, before any run
+            if not config.tracking.enabled:
+                return
             self.parent_run_id = parent.open_parent(config, identity)
         except CifarlabError as err:
             print(f"cifarlab: error: {err}", file=sys.stderr)
@@ -94,7 +98,7 @@ class SweepRecord(Callback):
         from cifarlab.sweeps import parent  # deferred: see the module docstring
 
         try:
-            parent.close_parent(config, self.parent_run_id, job.jobs_dir(config.hydra))
+            parent.close_parent(config, self.parent_run_id, job.jobs_dir(config.hydra), self.worker)
         finally:
             self._closed = True
             os.environ.pop(job.PARENT_ENV, None)

@@ -6,7 +6,8 @@ job's own config, and so its config hash, stays free of Optuna) and its study
 from ``hydra.sweeper`` in its Hydra config. It reports validation accuracy after
 every epoch; when the pruner says stop, the callback marks the trial, calls
 ``on_prune`` (the job tags its MLflow run ``pruned=true``) and raises
-``RunPruned``: the run ends KILLED and the sweeper tells Optuna the trial was PRUNED.
+``RunPruned``: the run ends FINISHED with the tag ``pruned=true`` (the leaderboard
+shows it PRUNED), and the sweeper tells Optuna the trial was PRUNED.
 
 Nothing here talks to MLflow: the job's hooks (``cifarlab.sweeps.hooks``) tag its run.
 """
@@ -25,28 +26,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError
+from cifarlab.sweeps.storage import open_storage, resolve_storage
 
 PRUNED_ATTR = "cifarlab.pruned_at_epoch"  # read by the sweeper, which tells the trial PRUNED
 RUN_ATTR = "mlflow_run_id"
 
 
 class RunPruned(CifarlabError):
-    """Optuna pruned this job; its MLflow run ends KILLED with the tag ``pruned=true``."""
+    """Optuna pruned this job: its MLflow run ends FINISHED (the search ended it, nobody killed it),
+    tagged ``pruned=true``; sweeps never reuse it as a finished config."""
 
-    run_status = "KILLED"
-
-
-def resolve_storage(url: str | None) -> str | None:
-    """A relative SQLite path is relative to the folder the command runs in: make it absolute."""
-    if not url:
-        return url
-    url = str(url)
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url[len(prefix) :].startswith("/") and url[len(prefix) :] != ":memory:":
-        path = Path(url[len(prefix) :]).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"{prefix}{path}"
-    return url
+    run_status = "FINISHED"
 
 
 # --- in a job ---------------------------------------------------------------------------------
@@ -57,7 +47,8 @@ def _job_trial(trial_id: int) -> optuna.Trial:
     sweeper = HydraConfig.get().sweeper
     pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=sweeper.study_name, storage=resolve_storage(sweeper.storage), pruner=pruner)
+    storage = open_storage(resolve_storage(sweeper.storage))
+    study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
     return optuna.trial.Trial(study, trial_id)
 
 
@@ -86,7 +77,7 @@ def pruning_callback(trial_id: int, *, on_prune: Callable[[int], None], monitor:
             on_prune(epoch)
             raise RunPruned(
                 f"Optuna pruned trial {trial.number} after epoch {epoch + 1} "
-                f"(val/accuracy {float(value):.4f}); its run ends KILLED with tag pruned=true"
+                f"(val/accuracy {float(value):.4f}); its run ends FINISHED with tag pruned=true"
             )
 
     return OptunaPruning()
@@ -158,7 +149,7 @@ def study_report(config: DictConfig, folder: Path) -> dict[str, Any]:
     """Optimisation history and parameter importances as PNGs in ``folder``; the best trial as JSON."""
     sweeper = config.hydra.sweeper
     storage = resolve_storage(sweeper.storage)
-    study = optuna.load_study(study_name=sweeper.study_name, storage=storage)
+    study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(storage))
     report = _trial_counts(study, storage)
     importances, error = _importances(study)
     report["importances"] = importances

@@ -219,7 +219,7 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
             f"the MLflow server at {uri} stopped answering; the run's local backup is kept: "
             f"when the server is back, rerun the same command to resume run {recorder.run_id}"
         ) from None
-    # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "KILLED"; so do signals.
+    # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "FINISHED"; signals end KILLED.
     status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
     setattr(err, "run_id", recorder.run_id)  # for the CLI's closing line
     try:

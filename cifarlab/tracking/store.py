@@ -9,18 +9,12 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; a store there is opened by one process at a time
-    fcntl = None
 
 from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError
+from cifarlab.locks import exclusive
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -55,16 +49,6 @@ def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (POSIX ``flock``; released when the file closes)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def open_store(uri: str) -> None:
     """Create and migrate a SQLite store once, whoever opens it first.
 
@@ -78,7 +62,7 @@ def open_store(uri: str) -> None:
     if not uri.startswith("sqlite:///"):
         return
     db = Path(uri.removeprefix("sqlite:///"))
-    with _exclusive(db.with_name(db.name + ".lock")):
+    with exclusive(db.with_name(db.name + ".lock")):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
 
 

@@ -1,132 +1,55 @@
-"""The sweep: an Optuna study driven by ask-and-tell, one Hydra job per trial.
+"""The sweep: this process is one worker of an Optuna study, one Hydra job per trial.
 
-Each batch of ``n_jobs`` trials is asked from the study, turned into override
-lists and handed to the launcher (basic, joblib, submitit); each job's return
-value (cifarlab: best validation accuracy) is told back. With ``repeats`` > 1 a
-trial is ``repeats`` jobs, ``trainer.seed=<seed>+i``, and is told their mean (FAIL
-if one failed, PRUNED if one was pruned). A job learns its trial
-through ``hydra.job.env_set`` (an override of Hydra's config, not of the job's),
-so it can report epochs for pruning; a pruned job returns no value and leaves a
-user attr on its trial, and is told PRUNED.
+A worker asks the study for a trial, turns it into overrides, hands them to the
+launcher (basic, joblib, submitit), tells the job's return value (cifarlab: best
+validation accuracy) back, and asks again, until ``n_trials`` trials are COMPLETE
+or PRUNED in the study, whichever worker ran them. With ``n_jobs`` > 1 and a
+launcher that runs jobs in other processes (joblib, submitit), ``n_jobs`` such
+loops run side by side, so a new trial starts as soon as any ends: no batch
+waits for its slowest trial. The same command started in several processes, or
+on several machines with a database storage, makes them workers of one study
+(``cifarlab.sweeps.search``: the budget, the heartbeat, retries of dead workers' trials).
+
+With ``repeats`` > 1 a trial is ``repeats`` jobs, ``trainer.seed=<seed>+i``, and is
+told their mean (FAIL if one failed, PRUNED if one was pruned). A job learns its
+trial through ``hydra.job.env_set`` (an override of Hydra's config, not of the
+job's), so it can report epochs for pruning; a pruned job returns no value and
+leaves a user attr on its trial, and is told PRUNED. Job numbers follow trial
+numbers, so workers sharing a sweep folder never share a job folder.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from cifarlab.sweeps import search
 # The job's side: its trial comes in TRIAL_ENV; its pruning callback sets PRUNED_ATTR on the trial.
 from cifarlab.sweeps.job import TRIAL_ENV
-from cifarlab.sweeps.study import PRUNED_ATTR, resolve_storage
+from cifarlab.sweeps.space import SEED_KEY, Space, check_repeats, format_value, grid, search_space, suggest, sweep_lines
+from cifarlab.sweeps.storage import resolve_storage
+from cifarlab.sweeps.study import PRUNED_ATTR
 
 log = logging.getLogger(__name__)
 
-IDENTITY_ATTR = "cifarlab.fixed_overrides"
 REPEATS_ATTR = "cifarlab.repeat_values"  # each repeat's objective (seed -> value), when repeats > 1
-SEED_KEY = "trainer.seed"
-# Overrides that do not change what a trial computes (as in cifarlab.tracking.identity.config_hash).
-_NOT_IDENTITY = ("tracking.", "paths.", "trainer.verbose")
 
 
 def _say(message: str) -> None:
     print(f"cifarlab: optuna: {message}", flush=True)
-
-
-def _choices(override: Override) -> List[Any]:
-    choices = []
-    for value in override.sweep_iterator(transformer=Transformer.encode):
-        if not isinstance(value, (str, int, float, bool, type(None))):
-            raise HydraException(f"{override.input_line}: a choice must be str, int, float, bool or null")
-        choices.append(value)
-    return choices
-
-
-def distribution(override: Override) -> BaseDistribution:
-    """The Optuna distribution of a sweep override (choice, range, interval, with tags and casts)."""
-    value = override.value()
-    if override.is_choice_sweep():
-        assert isinstance(value, ChoiceSweep)
-        return CategoricalDistribution(_choices(override))
-    if override.is_range_sweep():
-        assert isinstance(value, RangeSweep)
-        if value.shuffle:
-            return CategoricalDistribution(_choices(override))
-        points = list(value.range())
-        if not points:
-            raise HydraException(f"{override.input_line}: the range is empty")
-        if all(isinstance(p, int) for p in points) and isinstance(value.step, int):
-            # Hydra's range stops before ``stop``, like Python's: the last point is the high end.
-            return IntDistribution(int(points[0]), int(points[-1]), step=int(value.step))
-        return FloatDistribution(float(points[0]), float(points[-1]), step=float(value.step))
-    if override.is_interval_sweep():
-        assert isinstance(value, IntervalSweep)
-        log_scale = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log_scale)
-        return FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise HydraException(f"{override.input_line}: cifarlab_optuna supports choice, range and interval sweeps")
-
-
-def search_space(
-    lines: Sequence[str], parser: OverridesParser
-) -> Tuple[Dict[str, Tuple[str, BaseDistribution]], Dict[str, str]]:
-    """Sweep overrides -> {param: (override key, distribution)}; the others -> {key: override line}."""
-    space: Dict[str, Tuple[str, BaseDistribution]] = {}
-    fixed: Dict[str, str] = {}
-    for override in parser.parse_overrides(list(lines)):
-        key = override.get_key_element()
-        name = key.lstrip("+~")
-        space.pop(name, None)
-        fixed.pop(name, None)
-        if override.is_sweep_override():
-            space[name] = (key, distribution(override))
-        else:
-            fixed[name] = str(override.input_line)
-    return space, fixed
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    raise TypeError(f"unsupported distribution {dist!r}")
-
-
-def grid(dist: BaseDistribution, name: str) -> List[Any]:
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None and not dist.log:
-        n = int(round((dist.high - dist.low) / dist.step))
-        return [dist.low + i * dist.step for i in range(n + 1)]
-    raise HydraException(f"hydra/sweeper/sampler=grid needs choice or range for {name}, not an interval")
 
 
 class OptunaSweeperImpl:
@@ -139,20 +62,31 @@ class OptunaSweeperImpl:
         storage: Optional[str],
         study_name: Optional[str],
         n_trials: int,
-        n_jobs: int,
+        n_jobs: Optional[int],
         params: Optional[DictConfig],
         repeats: int = 1,
+        heartbeat_interval: int = 15,
+        grace_period: int = 60,
+        max_retry: int = 3,
     ) -> None:
         self.repeats = int(repeats)
         self.sampler_cfg = sampler
         self.pruner_cfg = pruner
-        self.direction = str(direction)
-        self.storage = resolve_storage(storage)
-        self.study_name = study_name
-        self.n_trials = int(n_trials)
-        self.n_jobs = max(1, int(n_jobs))
+        self.settings = search.SearchSettings(
+            storage=resolve_storage(storage),
+            study_name=study_name,
+            direction=str(direction),
+            n_trials=int(n_trials),
+            heartbeat_interval=int(heartbeat_interval),
+            grace_period=int(grace_period),
+            max_retry=int(max_retry),
+        )
+        self.storage = self.settings.storage
+        self.n_jobs = n_jobs
         self.params = params
-        self.job_idx = 0
+        self.lock = threading.Lock()
+        self.in_flight: Dict[int, optuna.Trial] = {}  # trial number -> trial, of this worker
+        self.errors: List[BaseException] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -163,89 +97,120 @@ class OptunaSweeperImpl:
 
     # --- the study ---------------------------------------------------------------------------
 
-    def _sampler(self, n_existing: int, space: Dict[str, Tuple[str, BaseDistribution]]) -> Any:
+    def _sampler(self, n_existing: int, space: Space) -> Any:
         cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True) if OmegaConf.is_config(self.sampler_cfg) else dict(self.sampler_cfg)
         if cfg.get("seed") is not None:
-            cfg["seed"] = int(cfg["seed"]) + n_existing  # a resumed study must not repeat its first draws
+            # Reseeded at each ask with the trials so far: a resumed study does not repeat its
+            # first draws, and workers asking one after another draw different trials.
+            cfg["seed"] = int(cfg["seed"]) + n_existing
         sampler = instantiate(cfg)
         if cfg.get("_partial_"):  # the grid sampler: its grid comes from the search space
             sampler = sampler(search_space={name: grid(dist, name) for name, (_, dist) in space.items()})
         return sampler
 
-    def _open_study(self, space: Dict[str, Tuple[str, BaseDistribution]], fixed: Dict[str, str]) -> optuna.Study:
-        study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage, direction=self.direction, load_if_exists=True
-        )
-        if study.direction.name.lower() != self.direction.lower():
-            raise HydraException(
-                f"study '{study.study_name}' maximises/minimises the other way ({study.direction.name}); "
-                "choose another hydra.sweeper.study_name"
+    def _parallel_jobs(self) -> int:
+        """Trials in flight in this worker: ``n_jobs``, else the launcher's n_jobs; 1 with the basic launcher."""
+        launcher = self.config.hydra.launcher
+        wanted = self.n_jobs if self.n_jobs is not None else int(launcher.get("n_jobs") or 1)
+        wanted = max(1, int(wanted))
+        if wanted > 1 and "BasicLauncher" in str(launcher.get("_target_", "")):
+            _say(
+                f"n_jobs={wanted} with the basic launcher, which runs one job at a time in this process: one trial "
+                "at a time here; for more use hydra/launcher=joblib, or start more workers (README: searches)"
             )
-        identity = sorted(line for name, line in fixed.items() if not name.startswith(_NOT_IDENTITY))
-        earlier = study.user_attrs.get(IDENTITY_ATTR)
-        if earlier is None:
-            study.set_user_attr(IDENTITY_ATTR, identity)
-        elif earlier != identity:
-            raise HydraException(
-                f"study '{study.study_name}' in {self.storage} was run with other overrides "
-                f"({' '.join(earlier) or 'none'}; now {' '.join(identity) or 'none'}): its trials are not comparable; "
-                "rerun with the same overrides to resume it, or set hydra.sweeper.study_name=<new name>"
-            )
-        study.sampler = self._sampler(len(study.trials), space)
-        study.pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
-        # Trials left RUNNING by a sweep that died: FAIL them, and ask their parameters again.
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(stale.number, state=TrialState.FAIL, skip_if_finished=True)
-            study.enqueue_trial(stale.params, user_attrs={"cifarlab.retry_of": stale.number})
-            _say(f"trial {stale.number} was left RUNNING by an earlier sweep: marked FAIL, its parameters queued again")
-        return study
+            return 1
+        return wanted
 
     # --- the sweep ---------------------------------------------------------------------------
 
     def sweep(self, arguments: List[str]) -> Any:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        lines = [f"{k}={v}" for k, v in (self.params or {}).items()] + list(arguments)
-        space, fixed = search_space(lines, parser)
-        if not space:
-            raise HydraException("hydra.sweeper.params defines no search space (e.g. optimizer.lr: tag(log, interval(1e-4, 1e-1)))")
-        if self.repeats < 1:
-            raise HydraException(f"hydra.sweeper.repeats={self.repeats}: no run per trial; set hydra.sweeper.repeats=1 or more")
-        if self.repeats > 1 and SEED_KEY in space:
-            raise HydraException(
-                f"hydra.sweeper.repeats={self.repeats} with {SEED_KEY} swept: repeats sets the seed itself; "
-                f"fix {SEED_KEY}=<seed> (repeats run <seed>+0..{self.repeats - 1}) or drop repeats"
-            )
-        study = self._open_study(space, fixed)
-
-        counted = (TrialState.COMPLETE, TrialState.PRUNED)
-        done = len(study.get_trials(deepcopy=False, states=counted))
-        to_go = self.n_trials - done
-        if isinstance(study.sampler, optuna.samplers.GridSampler):
-            size = math.prod(len(grid(d, n)) for n, (_, d) in space.items())
-            to_go = min(to_go, size - done)
-        where = self.storage or "memory (not resumable)"
-        _say(
-            f"study '{study.study_name}' in {where}: {done} trials done, n_trials={self.n_trials}; "
-            f"running {max(to_go, 0)} more ({type(study.sampler).__name__}, {type(study.pruner).__name__})"
-        )
-        if not self.storage:
-            _say("no hydra.sweeper.storage: jobs cannot report epochs, so no pruning")
-
-        while to_go > 0:
-            batch = min(self.n_jobs, to_go)
-            trials = [study.ask() for _ in range(batch)]
-            overrides = [job for trial in trials for job in self._repeat_overrides(trial, space, fixed)]
-            returns = list(self.launcher.launch(overrides, initial_job_idx=self.job_idx))
-            self.job_idx += len(returns)
-            for i, trial in enumerate(trials):
-                self._tell(study, trial, returns[i * self.repeats : (i + 1) * self.repeats])
-            to_go -= batch
-
-        self._write_results(study)
+        self.space, self.fixed = search_space(sweep_lines(self.params, arguments), parser)
+        check_repeats(self.repeats, self.space)
+        storage = self.settings.storage_object()
+        self.study = search.open_study(self.settings, self.space, self.fixed, storage)
+        self.study.pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
+        self.n_trials = self.settings.n_trials
+        if self.sampler_cfg.get("_partial_"):  # the grid sampler: no more trials than grid points
+            self.n_trials = min(self.n_trials, search.grid_size(self.space))
+        self.heartbeat = search.Heartbeat(storage, self.settings.heartbeat_interval)
+        n_jobs = self._parallel_jobs()
+        self._announce(n_jobs)
+        try:
+            self._run_workers(n_jobs)
+        finally:
+            self.heartbeat.stop()
+            self._release_in_flight()
+        self._write_results(self.study)
         return None
 
-    def _job_overrides(self, trial: optuna.Trial, space: Dict[str, Tuple[str, BaseDistribution]], fixed: Dict[str, str]) -> List[str]:
+    def _announce(self, n_jobs: int) -> None:
+        done = len(self.study.get_trials(deepcopy=False, states=search.COUNTED))
+        where = self.storage or "memory (not resumable)"
+        sampler = self._sampler(0, self.space)
+        _say(
+            f"study '{self.study.study_name}' in {where}: {done} trials done, n_trials={self.n_trials}; "
+            f"{max(self.n_trials - done, 0)} to go, {n_jobs} at a time in this worker "
+            f"({type(sampler).__name__}, {type(self.study.pruner).__name__})"
+        )
+        if not self.storage:
+            _say("no hydra.sweeper.storage: jobs cannot report epochs, so no pruning, and no other worker can join")
+
+    def _run_workers(self, n_jobs: int) -> None:
+        """``n_jobs`` ask-run-tell loops: n_jobs - 1 threads and this one (which gets Ctrl-C)."""
+        threads = [threading.Thread(target=self._guarded_loop, daemon=True, name=f"optuna-{i}") for i in range(1, n_jobs)]
+        for thread in threads:
+            thread.start()
+        self._loop()
+        for thread in threads:
+            thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+    def _guarded_loop(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # noqa: BLE001 - raised again in the main thread
+            self.errors.append(err)
+
+    def _loop(self) -> None:
+        """Ask, run, tell, until the study has its trials (or this loop failed as many as it may)."""
+        failures_allowed = max(1, self.n_trials)
+        while failures_allowed > 0 and not self.errors:
+            with search.ask_lock(self.storage, self.lock):
+                search.fail_stale(self.study, self.settings.grace_period)
+                step = search.next_step(self.study, self.n_trials)
+                asked = self._ask() if step == "ask" else None
+            if step == "done":
+                return
+            if asked is None:
+                search.wait_a_while(self.settings.heartbeat_interval)
+                continue
+            trial, overrides = asked
+            returns = list(self.launcher.launch(overrides, initial_job_idx=trial.number * self.repeats))
+            with self.lock:
+                state = self._tell(self.study, trial, returns)
+                self.heartbeat.remove(trial._trial_id)
+                self.in_flight.pop(trial.number, None)
+            failures_allowed -= state == TrialState.FAIL
+
+    def _ask(self) -> Tuple[optuna.Trial, List[List[str]]]:
+        self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)), self.space)
+        with search.optuna_quiet():
+            trial = self.study.ask()
+        search.claim(trial, self.heartbeat)
+        self.in_flight[trial.number] = trial
+        return trial, self._repeat_overrides(trial, self.space, self.fixed)
+
+    def _release_in_flight(self) -> None:
+        """Trials this worker was running when it stopped (Ctrl-C, an error): FAIL, queued again."""
+        with self.lock:
+            for number, trial in list(self.in_flight.items()):
+                search.fail_and_retry(self.study, number, trial.params)
+            self.in_flight.clear()
+
+    def _job_overrides(self, trial: optuna.Trial, space: Space, fixed: Dict[str, str]) -> List[str]:
         lines = list(fixed.values())
         for name, (key, dist) in space.items():
             lines.append(f"{key}={format_value(suggest(trial, name, dist))}")
@@ -253,7 +218,7 @@ class OptunaSweeperImpl:
             lines.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial._trial_id}")
         return lines
 
-    def _repeat_overrides(self, trial: optuna.Trial, space: Dict[str, Tuple[str, BaseDistribution]], fixed: Dict[str, str]) -> List[List[str]]:
+    def _repeat_overrides(self, trial: optuna.Trial, space: Space, fixed: Dict[str, str]) -> List[List[str]]:
         """The trial's jobs: one, or ``repeats`` with trainer.seed=<composed seed>+i."""
         lines = self._job_overrides(trial, space, fixed)
         if self.repeats == 1:
@@ -275,7 +240,8 @@ class OptunaSweeperImpl:
             log.warning(f"trial {trial.number} raised {err!r}")
         return None
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, returns: Sequence[JobReturn]) -> None:
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, returns: Sequence[JobReturn]) -> TrialState:
+        """Tell the trial's outcome (its jobs' mean, PRUNED or FAIL); return the state told."""
         values = [self._value(trial, ret) for ret in returns]
         failed = any(v is None or not math.isfinite(v) for v in values)
         value = None if failed else sum(values) / len(values)  # type: ignore[arg-type]
@@ -285,21 +251,21 @@ class OptunaSweeperImpl:
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
         # The job wrote to the trial from its own process: read it back from storage, not the cache.
         user_attrs = optuna.trial.Trial(study, trial._trial_id).user_attrs
+        if PRUNED_ATTR in user_attrs:
+            state, line = TrialState.PRUNED, f"PRUNED after epoch {user_attrs[PRUNED_ATTR] + 1}"
+        elif value is None or not math.isfinite(value):
+            state, line = TrialState.FAIL, "FAILED"
+        else:
+            each = f" (mean of {len(values)}: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
+            state, line = TrialState.COMPLETE, f"value {value:.4f}{each}"
         try:
-            if PRUNED_ATTR in user_attrs:
-                study.tell(trial, state=TrialState.PRUNED)
-                _say(f"trial {trial.number} PRUNED after epoch {user_attrs[PRUNED_ATTR] + 1}: {params}")
-            elif value is None or not math.isfinite(value):
-                study.tell(trial, state=TrialState.FAIL)
-                _say(f"trial {trial.number} FAILED: {params}")
-            else:
-                study.tell(trial, value)
-                each = f" (mean of {len(values)}: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
-                _say(f"trial {trial.number} value {value:.4f}{each}: {params}")
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         except RuntimeError as err:
             # The grid sampler calls study.stop() once the grid is done; outside optimize() that raises.
             if "Study.stop" not in str(err):
                 raise
+        _say(f"trial {trial.number} {line}: {params}")
+        return state
 
     def _write_results(self, study: optuna.Study) -> None:
         results: Dict[str, Any] = {"name": "cifarlab_optuna", "study_name": study.study_name, "storage": self.storage}

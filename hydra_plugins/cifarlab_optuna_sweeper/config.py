@@ -102,12 +102,20 @@ class CifarlabOptunaSweeperConf:
     # do not. Running the same command again resumes the study up to n_trials (and
     # does nothing once it is reached); raise n_trials to extend it.
     n_trials: int = 20
-    # Trials asked and launched together (as many as the launcher runs in parallel).
-    n_jobs: int = 1
+    # Trials in flight at once in this process; each starts as soon as another ends (no
+    # batches). null: the launcher's n_jobs (joblib), else 1. The basic launcher runs one.
+    n_jobs: Optional[int] = None
     # Runs per trial: its parameters are run ``repeats`` times with trainer.seed=<seed>+i
     # (i = 0..repeats-1, <seed> the composed trainer.seed), and Optuna is told their mean;
     # a failed repeat fails the trial, a pruned one prunes it. 1 adds no seed override.
     repeats: int = 1
+    # Workers: the same command in several processes (or machines, with a database
+    # storage) shares the study. Each beats for its running trials every
+    # heartbeat_interval s; a trial without a beat for grace_period s is failed and
+    # run again (at most max_retry times) by a live worker.
+    heartbeat_interval: int = 15
+    grace_period: int = 60
+    max_retry: int = 3
     # Search space: dotted key -> sweep expression (see the module docstring).
     params: Optional[Dict[str, str]] = None
 

@@ -22,9 +22,12 @@ class CifarlabOptunaSweeper(Sweeper):
         storage: Optional[str],
         study_name: Optional[str],
         n_trials: int,
-        n_jobs: int,
+        n_jobs: Optional[int],
         params: Optional[DictConfig],
         repeats: int = 1,
+        heartbeat_interval: int = 15,
+        grace_period: int = 60,
+        max_retry: int = 3,
     ) -> None:
         from ._impl import OptunaSweeperImpl
 
@@ -38,6 +41,9 @@ class CifarlabOptunaSweeper(Sweeper):
             n_jobs=n_jobs,
             params=params,
             repeats=repeats,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            max_retry=max_retry,
         )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
