@@ -113,10 +113,20 @@ def profiler_flops(model: keras.Model) -> float | None:
         return None
 
 
-def matmul_peak(n: int = 2048, repeats: int = 6) -> float:
-    """FLOP/s of the best of ``repeats`` warm n x n float32 matrix products (2 n^3 FLOPs each)."""
-    a = tf.random.normal((n, n), dtype=tf.float32, seed=1)
-    b = tf.random.normal((n, n), dtype=tf.float32, seed=2)
+# The dtype a run's matrix products compute in, by trainer.precision (resolved).
+COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16",
+                  "autocast_bfloat16": "bfloat16"}
+
+
+def compute_dtype(precision: str) -> str:
+    """The dtype of the matrix products of a run in ``precision`` (a resolved ``trainer.precision``)."""
+    return COMPUTE_DTYPES.get(precision, "float32")
+
+
+def matmul_peak(n: int = 2048, repeats: int = 6, dtype: str = "float32") -> float:
+    """FLOP/s of the best of ``repeats`` warm n x n matrix products in ``dtype`` (2 n^3 FLOPs each)."""
+    a = tf.cast(tf.random.normal((n, n), dtype=tf.float32, seed=1), dtype)
+    b = tf.cast(tf.random.normal((n, n), dtype=tf.float32, seed=2), dtype)
     tf.linalg.matmul(a, b).numpy()  # warm-up
     best = float("inf")
     for _ in range(repeats):

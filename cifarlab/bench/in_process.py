@@ -65,7 +65,7 @@ def in_process_stage(plan: Plan, overrides: list[str], workdir: Path, log: Log, 
     flops = record_flops(variants.default_model, m)
     warm_up(variants, plan, log)
     rounds, stall_ratios = measure_rounds(variants, plan, log)
-    best = summarise_rounds(rounds, stall_ratios, flops, plan, m)
+    best = summarise_rounds(rounds, stall_ratios, flops, plan, m, variants.precision)
     switches = m.details.setdefault("switches", {})  # shared with the threads stage, which may run beside this one
     switches.update(switch_speedups(rounds, best, variants, plan))
     check_accuracy(plan, variants, switches, log, m)

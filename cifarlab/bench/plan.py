@@ -15,17 +15,20 @@ CHECKOUT_DIR = Path(__file__).resolve().parents[2]  # this file is <checkout>/ci
 TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "pipeline_images_per_s": (None, None, "img/s", "tf.data pipeline alone, shift_flip_rotate, batch 64"),
     "train_images_per_s": (None, None, "img/s", "cnn_bn training fed by the pipeline"),
-    "pipeline_stall_ratio": (">=", 0.95, "", "pipeline-fed / pre-materialised training throughput"),
+    "pipeline_stall_ratio": (">=", 0.97, "", "pipeline-fed / pre-materialised training throughput"),
     "framework_overhead_ratio": ("<=", 1.05, "", "python -m cifarlab epoch / bare model.fit epoch"),
     "cfg_job_seconds": ("<=", 1.5, "s", "python -m cifarlab --cfg job, median"),
-    "flops_utilization": (">=", 0.6, "", "cnn_bn training FLOP/s / fp32 matmul peak"),
+    "flops_utilization": (">=", 0.40, "", "cnn_bn training FLOP/s / matmul peak in the run's compute dtype"),
+    "flops_utilization_float32": (None, None, "", "cnn_bn training FLOP/s / float32 matmul peak"),
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
 }
 SWITCHES = ("jit_compile", "mixed_bfloat16", "autocast_bfloat16", "threads", "steps_per_execution", "caching",
             "input_parallelism",
             "fused_batchnorm", "freeze_cancelled_bias", "fast_dropout")
 # Switches already on by default (tests/test_fast_training.py pins what each keeps): measured as default / switched off.
-DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias", "fast_dropout")
+DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias")
+# Switches whose default each machine decides (trainer.X=auto): measured as on / off, "default" saying what auto chose.
+MACHINE_DECIDED = ("fast_dropout",)
 ACCURACY_NOTES = {
     "fused_batchnorm": "same results as plain Keras (tests/test_fast_training.py)",
     "freeze_cancelled_bias": "same results as plain Keras (tests/test_fast_training.py)",

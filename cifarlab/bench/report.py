@@ -99,7 +99,9 @@ def table(result: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     machine = result["machine"]
     lines.append("")
-    lines.append(f"machine: {machine['cpu_count']} CPUs, TensorFlow {machine['tf_version']}, "
+    features = ", ".join(name for name, has in machine.get("isa_features", {}).items() if has) or "none known"
+    lines.append(f"machine: {machine.get('cpu_model', '?')} ({features}), {machine['sched_cpus']} usable of "
+                 f"{machine['cpu_count']} CPUs, TensorFlow {machine['tf_version']}, "
                  f"Keras {machine['keras_version']}; data: {result['data']['source']}; "
                  f"plan: {result['plan']['name']}, {result['details']['rounds_measured']} rounds, "
                  f"{result['bench_seconds']:.0f} s")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifarlab.bench.flops import matmul_peak
+from cifarlab.bench.flops import compute_dtype, matmul_peak
 from cifarlab.bench.measurements import Measurements, finite_median
 from cifarlab.bench.plan import Plan, round_order, stall_pair
 from cifarlab.bench.progress import Log
@@ -31,9 +31,20 @@ def measure(variants: VariantSet, plan: Plan, name: str) -> float:
                           plan.window_steps)
 
 
+def measure_peaks(plan: Plan, precision: str, row: dict[str, float]) -> None:
+    """The float32 matmul peak, and that of the dtype the run computes in, into ``row`` (each the best so far)."""
+    peaks = {"matmul_flops": "float32", "matmul_flops_compute": compute_dtype(precision)}
+    for key, dtype in peaks.items():
+        if key == "matmul_flops_compute" and dtype == "float32":
+            row[key] = row["matmul_flops"]
+            continue
+        row[key] = max(row.get(key, 0.0), matmul_peak(plan.matmul_n, plan.matmul_repeats, dtype))
+
+
 def measure_round(variants: VariantSet, plan: Plan, r: int) -> tuple[dict[str, float], list[float]]:
     """Round ``r``: one measurement of everything, and its stall ratios (pipeline / memory, back to back)."""
-    row = {"matmul_flops": matmul_peak(plan.matmul_n, plan.matmul_repeats)}
+    row: dict[str, float] = {}
+    measure_peaks(plan, variants.precision, row)
     pipeline = variants.runs["pipeline"][1]
     row["pipeline_alone"] = pipeline_throughput(pipeline, plan.pipeline_batches)
     for name in round_order(list(variants.runs), r):
@@ -45,7 +56,7 @@ def measure_round(variants: VariantSet, plan: Plan, r: int) -> tuple[dict[str, f
         first, second = stall_pair(r, i)
         pair = {first: measure(variants, plan, first), second: measure(variants, plan, second)}
         stall_ratios.append(pair["pipeline"] / pair["memory"])
-    row["matmul_flops"] = max(row["matmul_flops"], matmul_peak(plan.matmul_n, plan.matmul_repeats))
+    measure_peaks(plan, variants.precision, row)
     return row, stall_ratios
 
 
@@ -70,7 +81,8 @@ def measure_rounds(variants: VariantSet, plan: Plan, log: Log) -> tuple[list[dic
 
 
 def summarise_rounds(
-    rounds: list[dict[str, float]], stall_ratios: list[float], flops: dict[str, Any], plan: Plan, m: Measurements
+    rounds: list[dict[str, float]], stall_ratios: list[float], flops: dict[str, Any], plan: Plan, m: Measurements,
+    precision: str = "float32",
 ) -> dict[str, float]:
     """The headline throughputs and ratios of the rounds into ``m``; the best of each measurement."""
     m.details["rounds"] = rounds
@@ -84,14 +96,20 @@ def summarise_rounds(
     m.values["pipeline_images_per_s"] = best["pipeline_alone"]
     m.values["train_images_per_s"] = best["pipeline"]
     m.values["pipeline_stall_ratio"] = finite_median(stall_ratios)
-    m.values["flops_utilization"] = finite_median([row["pipeline"] * train_flops / row["matmul_flops"] for row in rounds])
+    # Against the peak of the dtype the run computes in (bfloat16 under autocast), and float32's beside it.
+    for key, peak in (("flops_utilization", "matmul_flops_compute"), ("flops_utilization_float32", "matmul_flops")):
+        m.values[key] = finite_median([row["pipeline"] * train_flops / row[peak] for row in rounds])
     m.details["best"] = best
     m.details["median"] = median
     m.details["ratio_of_bests"] = {
         "pipeline_stall_ratio": best["pipeline"] / best["memory"],
-        "flops_utilization": best["pipeline"] * train_flops / best["matmul_flops"],
+        "flops_utilization": best["pipeline"] * train_flops / best["matmul_flops_compute"],
+        "flops_utilization_float32": best["pipeline"] * train_flops / best["matmul_flops"],
     }
-    m.details["matmul_peak_gflops"] = {"best": best["matmul_flops"] / 1e9, "median": median["matmul_flops"] / 1e9,
-                                       "n": plan.matmul_n}
+    m.details["matmul_peak_gflops"] = {
+        "compute_dtype": compute_dtype(precision), "precision": precision, "n": plan.matmul_n,
+        "best": best["matmul_flops_compute"] / 1e9, "median": median["matmul_flops_compute"] / 1e9,
+        "float32_best": best["matmul_flops"] / 1e9, "float32_median": median["matmul_flops"] / 1e9,
+    }
     m.details["train_gflops"] = best["pipeline"] * train_flops / 1e9
     return best

@@ -19,17 +19,23 @@ from cifarlab.bench.progress import Log
 from cifarlab.bench.report import result_json
 from cifarlab.bench.subprocess_stages import cfg_job_stage, overhead_stage, threads_stage
 from cifarlab.bench.switches import recommend
+from cifarlab.hardware import cpu_model, isa_features, library_versions, usable_cores
 
 Stage = Callable[[], None]
 
 
 def machine_info() -> dict[str, Any]:
+    """What tells two machines' results apart: CPU model and ISA features, cores, library versions."""
     return {
+        "cpu_model": cpu_model(),
+        "isa_features": isa_features(),
         "cpu_count": os.cpu_count(),
-        "sched_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "sched_cpus": usable_cores(),
+        "gpus": [gpu.name for gpu in tf.config.list_physical_devices("GPU")],
         "tf_version": tf.__version__,
         "keras_version": keras.__version__,
         "python": platform.python_version(),
+        "libraries": library_versions(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -55,6 +55,16 @@ def input_parallelism_switch(
     return s
 
 
+def fast_dropout_switch(rounds: list[dict[str, float]], best: dict[str, float], variants: VariantSet) -> Switch:
+    """FastDropout on / off in cnn_bn; ``default``: what trainer.fast_dropout=auto chose here, and its calibration."""
+    on, off = ("default", "other_fast_dropout") if variants.fast_dropout else ("other_fast_dropout", "default")
+    s = speedup(rounds, best, on, off, default=variants.fast_dropout)
+    chosen = "on" if variants.fast_dropout else "off"
+    s.update(setting=f"trainer.fast_dropout=true vs false (auto chose {chosen} here)", accuracy_held=None,
+             accuracy_note=ACCURACY_NOTES["fast_dropout"], calibration=variants.fast_dropout_calibration)
+    return s
+
+
 def switch_speedups(
     rounds: list[dict[str, float]], best: dict[str, float], variants: VariantSet, plan: Plan
 ) -> dict[str, Switch]:
@@ -70,6 +80,7 @@ def switch_speedups(
     switches["steps_per_execution"]["setting"] = f"trainer.steps_per_execution={plan.steps_per_execution}"
     switches["caching"]["setting"] = "tf.data .cache() after the float cast, before shuffle/augmentation"
     switches["input_parallelism"] = input_parallelism_switch(rounds, best, variants)
+    switches["fast_dropout"] = fast_dropout_switch(rounds, best, variants)
     for name in ("steps_per_execution", "caching", "input_parallelism"):
         switches[name].update(accuracy_held=None, accuracy_note=UNAFFECTED)
     return switches

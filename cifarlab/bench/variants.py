@@ -13,12 +13,13 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from cifarlab.bench.plan import DEFAULT_ON, PRECISION_SWITCHES, Plan
+from cifarlab.bench.plan import DEFAULT_ON, MACHINE_DECIDED, PRECISION_SWITCHES, Plan
 from cifarlab.bench.throughput import materialise
 from cifarlab.data import DataSplits
 from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import map_calls, prefetch_size, resolve_input_parallelism, train_dataset
 from cifarlab.builders import build_model
+from cifarlab.models.layers.dropout_choice import calibrate, calibration_enabled, resolve_fast_dropout
 from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
 from cifarlab.training.compile import compile_model
 from cifarlab.training.evaluation import evaluate_model
@@ -55,7 +56,7 @@ def build_compiled(cfg: DictConfig, data: DataSplits, steps_per_epoch: int, epoc
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         if cfg.trainer.fused_batchnorm:
             model = use_fused_batchnorm(model)
-        if cfg.trainer.fast_dropout:
+        if resolve_fast_dropout(cfg.trainer.fast_dropout):
             model = use_fast_dropout(model)
         model = apply_precision(model, precision)
     finally:
@@ -120,6 +121,8 @@ def variant_configs(cfg: DictConfig, steps_per_execution: int, resolved: str) ->
         "jit_compile": variant_cfg(cfg, jit_compile=True),
         "steps_per_execution": variant_cfg(cfg, steps_per_execution=steps_per_execution),
         **{f"without_{name}": variant_cfg(cfg, **{name: False}) for name in DEFAULT_ON},
+        # cfg holds what auto chose here (build_variants): the variant is the other choice.
+        **{f"other_{name}": variant_cfg(cfg, **{name: not cfg.trainer[name]}) for name in MACHINE_DECIDED},
         **{precision_variant(p, resolved): variant_cfg(cfg, precision=p) for p in precisions},
     }
 
@@ -139,6 +142,8 @@ class VariantSet:
     cfg: DictConfig
     data: DataSplits
     precision: str  # what trainer.precision resolves to here
+    fast_dropout: bool  # what trainer.fast_dropout resolves to here
+    fast_dropout_calibration: dict | None  # the calibration behind it (None: not auto, or calibration off)
     input_calls: int | None  # what trainer.input_parallelism resolves to (None: tf.data autotuning)
     configs: dict[str, DictConfig]
     accuracy_pairs: dict[str, tuple[str, str]]
@@ -172,12 +177,16 @@ def variant_runs(
 def build_variants(cfg: DictConfig, data: DataSplits, plan: Plan) -> VariantSet:
     """cnn_bn and its variants, compiled for one measurement's steps, with snapshots for the accuracy check."""
     resolved = resolve_precision(cfg.trainer.precision)
+    setting = cfg.trainer.fast_dropout
+    calibration = calibrate() if setting == "auto" and calibration_enabled() else None
+    cfg = variant_cfg(cfg, fast_dropout=resolve_fast_dropout(setting))
     steps = plan.warm_steps + plan.measure_steps
     configs = variant_configs(cfg, plan.steps_per_execution, resolved)
     models = {name: build_compiled(c, data, steps, 1) for name, c in configs.items()}
     pairs = accuracy_pairs(resolved)
     snapshots = {v: Snapshot(models[v]) for pair in pairs.values() for v in pair}
     input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
-    return VariantSet(cfg=cfg, data=data, precision=resolved, input_calls=input_calls, configs=configs,
+    return VariantSet(cfg=cfg, data=data, precision=resolved, fast_dropout=bool(cfg.trainer.fast_dropout),
+                      fast_dropout_calibration=calibration, input_calls=input_calls, configs=configs,
                       accuracy_pairs=pairs, snapshots=snapshots,
                       runs=variant_runs(cfg, data, models, steps, input_calls))

@@ -114,9 +114,25 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
         assert key in result
     assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
     assert result["targets"]["pipeline_stall_ratio"] == {
-        "op": ">=", "value": 0.95, "unit": "", "description": TARGETS["pipeline_stall_ratio"][3]
+        "op": ">=", "value": 0.97, "unit": "", "description": TARGETS["pipeline_stall_ratio"][3]
     }
-    assert result["machine"]["cpu_count"] >= 1 and result["machine"]["tf_version"]
+    machine = result["machine"]
+    assert machine["cpu_count"] >= 1 and machine["sched_cpus"] >= 1 and machine["tf_version"] and machine["cpu_model"]
+    assert set(machine["isa_features"]) >= {"avx2", "avx512f", "avx512_bf16", "amx", "vnni"}
+    assert machine["libraries"]["tensorflow"] and machine["libraries"]["mlflow"] and "torch" in machine["libraries"]
+    # FLOP utilisation against the peak of the dtype the run computes in, float32's beside it.
+    from cifarlab.bench.flops import compute_dtype
+    from cifarlab.training.precision import resolve_precision
+
+    peaks = result["details"]["matmul_peak_gflops"]
+    assert peaks["compute_dtype"] == compute_dtype(resolve_precision("auto"))
+    train_gflops = result["details"]["train_gflops"]
+    assert result["details"]["ratio_of_bests"]["flops_utilization"] == pytest.approx(train_gflops / peaks["best"])
+    assert result["details"]["ratio_of_bests"]["flops_utilization_float32"] == pytest.approx(
+        train_gflops / peaks["float32_best"])
+    # fast_dropout=auto with calibration off (the tests): Keras's Dropout is the default, FastDropout measured against it.
+    assert result["switches"]["fast_dropout"]["default"] is False
+    assert result["switches"]["fast_dropout"]["calibration"] is None
     assert result["data"]["source"].startswith("synthetic")
     assert isinstance(result["recommended_defaults"], list)
     # The tiny plan asks for 2 rounds with a deadline already passed: the deadline stops the second.
@@ -126,10 +142,21 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     assert len(stall_ratios) == 1 + result["plan"]["stall_pairs"] == 2
     assert result["pipeline_stall_ratio"] == pytest.approx(statistics.median(stall_ratios))
     # The precision precision=auto picks here is reported as the default, measured against float32.
-    from cifarlab.training.precision import resolve_precision
-
     precision_defaults = {p for p in ("mixed_bfloat16", "autocast_bfloat16") if result["switches"][p]["default"]}
     assert precision_defaults == ({resolve_precision("auto")} - {"float32"})
+
+
+def test_machine_info_reads_the_isa_features_from_the_cpu_flags(monkeypatch):
+    from cifarlab import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f", "amx_tile", "avx512_vnni", "sse2"})
+    assert hardware.isa_features() == {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx": True,
+                                       "vnni": True, "arm_bf16": False}
+    key = hardware.machine_key("2.99")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
+    assert hardware.machine_key("2.99") != key  # another CPU's calibration is not this one's
+    versions = hardware.library_versions()
+    assert versions["python"] and versions["numpy"] and "torch" in versions
 
 
 def test_fast_cpu_preset_composes(tmp_path):

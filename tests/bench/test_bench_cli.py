@@ -61,8 +61,10 @@ def test_help_lists_every_option_without_importing_tensorflow(tmp_path):
 
 
 def test_met_compares_with_each_target():
-    assert met("pipeline_stall_ratio", 0.96) is True
-    assert met("pipeline_stall_ratio", 0.9) is False
+    assert met("pipeline_stall_ratio", 0.97) is True
+    assert met("pipeline_stall_ratio", 0.96) is False
+    assert met("flops_utilization", 0.45) is True and met("flops_utilization", 0.39) is False
+    assert met("flops_utilization_float32", 0.8) is None  # reported beside it, no target
     assert met("mlflow_overhead_ratio", 0.01) is False  # a strict "<"
     assert met("cfg_job_seconds", 1.5) is True
     assert met("flops_utilization", math.nan) is None
