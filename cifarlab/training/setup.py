@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 from cifarlab.builders import build_augmentation, build_model, load_dataset
 from cifarlab.data import data_source
 from cifarlab.data.base import DataSplits, splits_digest
-from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
+from cifarlab.models.layers.dropout_choice import resolve_fast_dropout
+from cifarlab.models.layers.swap import has_plain_dropout, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
 from cifarlab.training.describe import plan_line
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
@@ -63,6 +64,7 @@ def _fast_layers(cfg: DictConfig, model: keras.Model) -> keras.Model:
         return model
     if t.fused_batchnorm:
         model = use_fused_batchnorm(model)
-    if t.fast_dropout:
+    # auto calibrates (once per machine) only for a model that has a Dropout to swap.
+    if has_plain_dropout(model) and resolve_fast_dropout(t.fast_dropout):
         model = use_fast_dropout(model)
     return model

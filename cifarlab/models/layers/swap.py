@@ -13,7 +13,9 @@ The third draws different random numbers from the same distribution:
 
 - ``trainer.fast_dropout``: Dropout masks come from 16 random bits per element instead
   of 32 (:class:`~cifarlab.models.layers.fast_dropout.FastDropout`); the rate is kept to
-  1/65536 and the expected output is Keras's exactly.
+  1/65536 and the expected output is Keras's exactly. Not faster on every CPU, so
+  ``auto`` (the default) decides by a cached calibration
+  (:mod:`~cifarlab.models.layers.dropout_choice`).
 
 ``python -m cifarlab.bench`` measures each as a speed switch.
 """
@@ -61,6 +63,11 @@ def _swap_exact_type(model: keras.Model, keras_class: type, replacement: type) -
 def use_fused_batchnorm(model: keras.Model) -> keras.Model:
     """``model`` with every plain BatchNormalization trained by the fused kernel."""
     return _swap_exact_type(model, layers.BatchNormalization, FusedBatchNormalization)
+
+
+def has_plain_dropout(model: keras.Model) -> bool:
+    """Whether ``use_fast_dropout`` would swap anything in ``model``."""
+    return _is_flat_functional(model) and any(type(layer) is layers.Dropout for layer in model.layers)
 
 
 def use_fast_dropout(model: keras.Model) -> keras.Model:
