@@ -133,7 +133,7 @@ class TrainerConfig:
     input_parallelism: Any = "auto"  # auto | autotune | a positive number
     verbose: Any = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | 0 | 1 | 2
     time_budget_s: Optional[float] = None
-    # With a time budget, squeeze the schedule after each epoch so all of it fits the time left.
+    # With a time budget, squeeze or stretch the schedule after each epoch so all of it ends as the time runs out.
     fit_schedule_to_budget: bool = True
     # Average test predictions over each image and its mirror image.
     test_time_flip: bool = False

@@ -3,11 +3,13 @@
 ``TimeBudget`` stops training once the budget is spent; evaluation and recording
 still happen. On its own that cuts a schedule wherever the clock runs out, with
 the learning rate still high if the machine is slower than the one the recipe
-was tuned on. With ``trainer.fit_schedule_to_budget`` the schedule is wrapped in
-``BudgetFittedSchedule`` and, after every epoch, squeezed so that all of it
-(warmup, peak and the final anneal) fits the time left at the measured epoch
-time: a slow or busy machine trains fewer epochs of the same recipe instead of
-the first part of it.
+was tuned on, and leaves the budget unused if it is faster. With
+``trainer.fit_schedule_to_budget`` the schedule is wrapped in
+``BudgetFittedSchedule`` and, after every epoch, fitted so that all of it (warmup,
+peak and the final anneal) ends when the time left runs out at the measured epoch
+time: a slow or busy machine trains fewer epochs of the same recipe instead of the
+first part of it (squeezed), a fast one more epochs of the same shape (stretched,
+up to ``MAX_STRETCH`` times the configured epochs) instead of stopping early.
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ import keras
 
 from cifarlab.training.optim import LearningRate
 
+MAX_STRETCH = 4  # a stretched schedule runs at most this many times the configured epochs
+# Stretch only when the time left affords this much more than the plan (and a whole epoch):
+# "well before the budget", not measurement jitter.
+STRETCH_FROM = 1.05
+
+
+def target_epochs(time_left: float, recent_epoch_seconds: list[float], plan_left: float, fit_left: int,
+                  stretched: bool) -> tuple[int, bool]:
+    """How many more epochs the schedule should take, and whether it may take more than planned.
+
+    ``time_left``: seconds of the budget left; ``recent_epoch_seconds``: the last epochs'
+    times (their mean estimates the next ones); ``plan_left``: epochs the schedule has
+    left at its planned pace; ``fit_left``: epochs ``fit`` can still run; ``stretched``:
+    whether it already runs slower than planned (it then keeps following the clock).
+    """
+    epoch_seconds = sum(recent_epoch_seconds) / len(recent_epoch_seconds)
+    affordable = math.floor(max(time_left, 0.0) / epoch_seconds)
+    target = min(affordable, fit_left)
+    stretch = stretched or target >= max(plan_left * STRETCH_FROM, plan_left + 1)
+    return target, stretch
+
 
 @keras.saving.register_keras_serializable(package="cifarlab")
 class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -27,8 +50,8 @@ class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     The position is ``offset + rate * step``; ``fit`` changes ``rate`` so the
     schedule reaches its planned end at a chosen step, keeping the position at
-    the current step (so the learning rate) unchanged: no jump. It never runs
-    slower than the plan (``rate >= 1``).
+    the current step (so the learning rate) unchanged: no jump. It runs slower
+    than the plan (``rate < 1``, stretched) only when ``fit`` is told it may.
     """
 
     def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, planned_steps: int) -> None:
@@ -45,11 +68,12 @@ class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def position(self, step: int) -> float:
         return float(self.offset.numpy()) + float(self.rate.numpy()) * step
 
-    def fit(self, step: int, end_step: int) -> None:
-        """From ``step`` on, finish the schedule at ``end_step`` (or as planned, if that is sooner)."""
+    def fit(self, step: int, end_step: int, stretch: bool = False) -> None:
+        """From ``step`` on, finish the schedule at ``end_step``; without ``stretch``, as planned if that is sooner."""
         now = self.position(step)
         remaining = max(self.planned_steps - now, 0.0)
-        rate = max(1.0, remaining / max(end_step - step, 1))
+        rate = remaining / max(end_step - step, 1)
+        rate = max(rate, 1.0 / MAX_STRETCH) if stretch else max(rate, 1.0)
         self.rate.assign(rate)
         self.offset.assign(now - rate * step)
 
@@ -61,8 +85,17 @@ class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
         """Whether the schedule now runs faster than planned."""
         return float(self.rate.numpy()) > 1.0
 
+    def stretched(self) -> bool:
+        """Whether the schedule now runs slower than planned."""
+        return float(self.rate.numpy()) < 1.0
+
+    def plan_steps_left(self, step: int) -> float:
+        """Optimizer steps from ``step`` until the schedule ends at its planned pace."""
+        return max(self.planned_steps - self.position(step), 0.0)
+
     def finished(self, step: int) -> bool:
-        return self.position(step) >= self.planned_steps - 0.5
+        # Half a step short of the end counts as the end (float positions); a step at the current rate.
+        return self.position(step) >= self.planned_steps - 0.5 * float(self.rate.numpy())
 
     def get_config(self) -> dict:
         return {
@@ -87,9 +120,11 @@ class TimeBudget(keras.callbacks.Callback):
     """Stop training cleanly after ``seconds``; evaluation and recording still happen.
 
     One clock for the whole run: pass the same instance to every ``fit`` (stage)
-    of it; a resumed run starts it at the training time it already spent. Given a ``BudgetFittedSchedule``, refits it after every epoch from the
-    second on (the first includes tracing) to the number of epochs the time left
-    affords at the mean time of the last three epochs.
+    of it; a resumed run starts it at the training time it already spent. Given a
+    ``BudgetFittedSchedule``, refits it after every epoch from the second on (the
+    first includes tracing) to the number of epochs the time left affords at the
+    mean time of the last three epochs, and stops training when it ends. To stretch,
+    the last stage's ``fit`` needs room: ``epochs_to_run`` epochs.
     """
 
     def __init__(
@@ -108,6 +143,10 @@ class TimeBudget(keras.callbacks.Callback):
         self._start: float | None = None
         self._epoch_start = (0.0, 0)  # (time, optimizer step)
         self._epochs: list[tuple[float, int]] = []  # (seconds, steps) of each epoch since follow()
+
+    def epochs_to_run(self, epochs: int) -> int:
+        """The epochs to give ``fit`` for a (last) stage of ``epochs``: room to stretch a fitted schedule into."""
+        return epochs * MAX_STRETCH if self.schedule is not None else epochs
 
     def follow(self, learning_rate: LearningRate) -> None:
         """Refit this schedule from now on (a new stage may bring a new optimizer)."""
@@ -149,22 +188,24 @@ class TimeBudget(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _refit(self, epoch: int, step: int) -> int:
-        """Fit the schedule to the epochs the time left affords; returns that number."""
+        """Fit the schedule to the epochs the time left affords (fewer or more than planned); returns that number."""
         recent = self._epochs[1:][-3:]
-        epoch_seconds = sum(seconds for seconds, _ in recent) / len(recent)
         steps_per_epoch = max(1.0, sum(steps for _, steps in recent) / len(recent))
-        affordable = math.floor(max(self.seconds - self.elapsed(), 0.0) / epoch_seconds)
-        self.schedule.fit(step, step + round(affordable * steps_per_epoch))
-        steps_left = self.schedule.steps_left(step)
-        fitted = epoch + 1 + math.ceil(steps_left / steps_per_epoch - 1e-6)
+        plan_left = self.schedule.plan_steps_left(step) / steps_per_epoch
+        target, stretch = target_epochs(self.seconds - self.elapsed(), [seconds for seconds, _ in recent], plan_left,
+                                        self.params["epochs"] - (epoch + 1), self.schedule.stretched())
+        self.schedule.fit(step, step + round(target * steps_per_epoch), stretch=stretch)
+        fitted = epoch + 1 + math.ceil(self.schedule.steps_left(step) / steps_per_epoch - 1e-6)
         self.fitted_epochs = fitted
         # Say so when the plan moves by more than jitter.
         moved = self._announced is None or abs(fitted - self._announced) > max(1, 0.05 * self._announced)
-        if self.verbose and moved and (self.schedule.squeezed() or self._announced is not None):
+        refitted = self.schedule.squeezed() or self.schedule.stretched()
+        if self.verbose and moved and (refitted or self._announced is not None):
             # Printed when the next epoch begins: after Keras's line for this one.
             self._message = (
-                f"cifarlab: time budget {self.seconds:g}s at {epoch_seconds:.1f}s/epoch: "
-                f"schedule fitted to end with epoch {fitted} of {self.params['epochs']}"
+                f"cifarlab: time budget {self.seconds:g}s at {sum(s for s, _ in recent) / len(recent):.1f}s/epoch: "
+                f"schedule fitted to end "
+                f"with epoch {fitted} (planned: {epoch + 1 + math.ceil(plan_left - 1e-6)})"
             )
             self._announced = fitted
-        return affordable
+        return target

@@ -75,6 +75,8 @@ def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str
                 budget.follow(learning_rate)
         if len(stages) > 1:
             print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
+        if budget is not None and index == len(stages) - 1:  # room for the budget to stretch the schedule into
+            stage = OmegaConf.merge(stage, {"epochs": budget.epochs_to_run(stage.epochs)})
         history = _fit_stage(cfg, model, ctx, stage, index, epoch, budget)
         for name, values in history.items():
             fit_history.setdefault(name, []).extend(values)

@@ -1,10 +1,10 @@
-"""Training against a time budget: the schedule is squeezed to fit, never cut."""
+"""Training against a time budget: the schedule is squeezed to fit, never cut, and stretched to use it."""
 
 import keras
 import numpy as np
 import pytest
 
-from cifarlab.training.budget import BudgetFittedSchedule, TimeBudget, fit_to_budget
+from cifarlab.training.budget import MAX_STRETCH, BudgetFittedSchedule, TimeBudget, fit_to_budget, target_epochs
 from cifarlab.training.optim import OneCycle
 
 from conftest import TINY, all_runs, mlflow_client, run_cli
@@ -35,10 +35,35 @@ def test_fitting_keeps_the_current_rate_and_ends_the_plan_at_the_new_end():
     assert not fitted.finished(59) and fitted.finished(60)
 
 
-def test_fitting_never_stretches_the_plan():
-    fitted = BudgetFittedSchedule(OneCycle(PEAK, 30, 100), planned_steps=100)
+def test_fitting_stretches_the_plan_only_when_told_it_may():
+    plan = OneCycle(PEAK, warmup_steps=30, total_steps=100)
+    fitted = BudgetFittedSchedule(plan, planned_steps=100)
     fitted.fit(step=20, end_step=1000)
-    assert not fitted.squeezed() and fitted.steps_left(20) == pytest.approx(80)
+    assert not fitted.squeezed() and not fitted.stretched() and fitted.steps_left(20) == pytest.approx(80)
+    before = _lr(fitted, 20)
+    fitted.fit(step=20, end_step=180, stretch=True)  # 80 planned steps left, 160 to do them in
+    assert _lr(fitted, 20) == pytest.approx(before)  # no jump
+    assert _lr(fitted, 180) == pytest.approx(_lr(plan, 100))  # the whole anneal, by step 180
+    assert _lr(fitted, 40) == pytest.approx(_lr(plan, 30))  # the peak, half as fast
+    assert _lr(fitted, 100) == pytest.approx(_lr(plan, 60))
+    assert fitted.stretched() and fitted.steps_left(20) == pytest.approx(160) and not fitted.finished(179) and fitted.finished(180)
+    fitted.fit(step=20, end_step=10_000, stretch=True)  # never more than MAX_STRETCH times slower
+    assert fitted.steps_left(20) == pytest.approx(80 * MAX_STRETCH)
+
+
+def test_target_epochs_from_given_epoch_times():
+    # 100 s left at 2 s an epoch affords 50; the plan has 20 left: stretched to 50.
+    assert target_epochs(100.0, [2.0, 2.0, 2.0], plan_left=20, fit_left=200, stretched=False) == (50, True)
+    # ... but no further than fit can run.
+    assert target_epochs(100.0, [2.0], plan_left=20, fit_left=30, stretched=False) == (30, True)
+    # The mean of the recent epochs: one slow epoch (a checkpoint write) counts a third.
+    assert target_epochs(100.0, [1.0, 1.0, 4.0], plan_left=20, fit_left=200, stretched=False) == (50, True)
+    # Time for only a little more than the plan: jitter, the plan stays (not stretched).
+    assert target_epochs(41.5, [1.0], plan_left=40, fit_left=200, stretched=False) == (41, False)
+    # Too little time: fewer epochs, squeezed (stretch or not, fit() then runs faster than planned).
+    assert target_epochs(10.0, [1.0], plan_left=20, fit_left=200, stretched=False)[0] == 10
+    # Once stretched, it keeps following the clock, even back towards the plan.
+    assert target_epochs(41.5, [1.0], plan_left=40, fit_left=200, stretched=True) == (41, True)
 
 
 @pytest.mark.parametrize("name", ["one_cycle", "cosine", "step"])
@@ -94,7 +119,8 @@ class _Rates(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-def _fit_under_budget(budget_s: float, epoch_seconds: float, epochs: int = 20, steps: int = 4, spent: float = 0.0):
+def _fit_under_budget(budget_s: float, epoch_seconds: float, epochs: int = 20, steps: int = 4, spent: float = 0.0,
+                      room: bool = False):
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(steps * 8, 5)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
@@ -105,7 +131,8 @@ def _fit_under_budget(budget_s: float, epoch_seconds: float, epochs: int = 20, s
     budget = TimeBudget(budget_s, verbose=False, clock=clock, spent=spent)
     budget.follow(schedule)
     rates = _Rates()
-    history = model.fit(x, y, batch_size=8, epochs=epochs, callbacks=[clock, rates, budget], verbose=0)
+    fit_epochs = budget.epochs_to_run(epochs) if room else epochs  # as fit_stages gives the last stage
+    history = model.fit(x, y, batch_size=8, epochs=fit_epochs, callbacks=[clock, rates, budget], verbose=0)
     return len(history.history["loss"]), rates.rates, budget, model
 
 
@@ -132,6 +159,24 @@ def test_fast_machine_trains_the_plan_unchanged():
     np.testing.assert_allclose(rates, [_lr(plan, 4 * (e + 1)) for e in range(20)], atol=1e-6)
 
 
+def test_fast_machine_stretches_the_schedule_to_use_the_budget():
+    epochs_run, rates, budget, model = _fit_under_budget(budget_s=50, epoch_seconds=1.0, room=True)
+    # 20 planned epochs at 1 s each would leave 30 of 50 s unused: the same one-cycle
+    # shape (warmup to the peak, anneal to 0) is spread over the 50 epochs that fit.
+    assert epochs_run == 50 and budget.fitted_epochs == 50
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 50 * 4
+    peak = int(np.argmax(rates))
+    assert rates[peak] > 0.9 * PEAK and rates[-1] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.diff(rates[: peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)  # one rise, one fall
+    assert 4 <= peak < 15  # the warmup (to epoch 3 of 20 planned, index 2) stretched too
+
+
+def test_a_constant_rate_gets_no_extra_epochs():
+    budget = TimeBudget(50, verbose=False)
+    budget.follow(0.01)
+    assert budget.epochs_to_run(20) == 20
+
+
 def test_cli_budget_run_anneals_before_it_stops(tmp_path):
     # 100000 planned epochs: cut at the budget without fitting, the rate would still be warming up,
     # rising at every epoch. Fitted, it peaks and falls (to 0 when the squeezed schedule ends first).
@@ -146,3 +191,17 @@ def test_cli_budget_run_anneals_before_it_stops(tmp_path):
     history = mlflow_client(tmp_path / "mlruns").get_metric_history(run.info.run_id, "lr")
     rates = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert rates[-1] < max(rates)
+
+
+def test_cli_budget_run_with_time_to_spare_trains_more_epochs(tmp_path):
+    # 3 configured epochs of tiny data take a second or two; a 60 s budget stretches the
+    # one-cycle schedule over up to MAX_STRETCH times as many (fit's room), annealed to its end.
+    args = [*TINY, "trainer.epochs=3", "trainer.time_budget_s=60", "tracking.log_model=false",
+            "callbacks.early_stopping.enabled=false", "callbacks.checkpoint.enabled=false",
+            "optimizer=sgd", "optimizer.lr=0.05", "optimizer.schedule.name=one_cycle"]
+    run_cli(*args, cwd=tmp_path)
+    (run,) = all_runs(tmp_path / "mlruns")
+    history = mlflow_client(tmp_path / "mlruns").get_metric_history(run.info.run_id, "lr")
+    rates = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(rates) > 3 and run.info.status == "FINISHED"
+    assert rates[-1] < 0.1 * max(rates)
