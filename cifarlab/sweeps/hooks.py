@@ -13,6 +13,7 @@ only where a sweep job talks to its store (a run with tracking off never imports
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -83,6 +84,9 @@ def _tag_job_run(run_id: str, tracking_uri: str, job_num: int) -> None:
     """Tie the job's run to the sweep: its job number, and its Optuna trial both ways."""
     client = _client(tracking_uri)
     client.set_tag(run_id, "sweep_job", str(job_num))
+    worker = os.environ.get(job.WORKER_ENV)
+    if worker:  # which worker of a search ran it (host-pid-start)
+        client.set_tag(run_id, "sweep_worker", worker)
     trial = job.trial_id()
     if trial is None:
         return
@@ -93,18 +97,20 @@ def _tag_job_run(run_id: str, tracking_uri: str, job_num: int) -> None:
         client.delete_tag(run_id, "pruned")
 
 
+def tag_job_run(cfg: DictConfig, run_id: str) -> None:
+    """Once the job's run is open (new, or resumed from a job that died): tie it to this job and trial."""
+    hydra_cfg = job.multirun_hydra()
+    if hydra_cfg is not None and job.note_run(run_id):
+        _tag_job_run(run_id, tracking.tracking_uri(cfg), int(hydra_cfg.job.num))
+
+
 def job_callbacks(cfg: DictConfig) -> list:
     """Extra Keras callbacks a sweep job needs (Optuna pruning); called inside the job's open run, once per stage."""
-    hydra_cfg = job.multirun_hydra()
-    if hydra_cfg is None:
+    trial = job.trial_id()
+    if job.multirun_hydra() is None or trial is None:
         return []
     uri = tracking.tracking_uri(cfg)
     run_id = _active_run_id()
-    if run_id and job.note_run(run_id):
-        _tag_job_run(run_id, uri, int(hydra_cfg.job.num))
-    trial = job.trial_id()
-    if trial is None:
-        return []
 
     def on_prune(epoch: int) -> None:
         job.note_pruned(epoch)
@@ -125,5 +131,6 @@ def job_hooks(cfg: DictConfig) -> RunHooks:
         parent_run_id=parent,
         finished_run=(lambda c, key: None) if cfg.tracking.rerun_finished else finished_run,
         callbacks=job_callbacks,
+        on_run_open=tag_job_run,
         run_name=job_run_name(cfg),
     )

@@ -60,12 +60,21 @@ def _connect_args(url: str) -> dict:
     return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
+def _missing_module(err: BaseException) -> str:
+    """The module an ImportError (maybe wrapped by Optuna) could not find."""
+    while err is not None:
+        if isinstance(err, ImportError) and getattr(err, "name", None):
+            return str(err.name)
+        err = err.__cause__ or err.__context__
+    return "for this URL"
+
+
 def _why_not(url: str, err: BaseException) -> CifarlabError:
     where = f"hydra.sweeper.storage={shown(url)}"
     if isinstance(err, ImportError):
-        module = getattr(err, "name", None) or str(err)
-        fix = DRIVERS.get(str(module).split(".")[0], str(module))
-        return CifarlabError(f"{where}: its database driver is not installed ({err}); pip install {fix}")
+        module = _missing_module(err)
+        fix = DRIVERS.get(module.split(".")[0], module)
+        return CifarlabError(f"{where}: its database driver {module} is not installed; pip install {fix}")
     if isinstance(err, sqlalchemy.exc.ArgumentError):
         return CifarlabError(
             f"{where} is not a database URL ({err}); use e.g. sqlite:///mlruns/optuna.db or "
@@ -108,5 +117,5 @@ def open_storage(
             with exclusive(Path(url[len(SQLITE) :] + ".lock")):
                 return create()
         return create()
-    except (ImportError, sqlalchemy.exc.SQLAlchemyError) as err:
+    except (ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as err:
         raise _why_not(url, err) from None

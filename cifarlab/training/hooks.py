@@ -20,11 +20,17 @@ def _no_callbacks(cfg: DictConfig) -> list:
     return []
 
 
+def _nothing_on_open(cfg: DictConfig, run_id: str) -> None:
+    return None
+
+
 @dataclass
 class RunHooks:
     """``parent_run_id``: the MLflow run to nest under; ``finished_run``: an earlier FINISHED
     run of the same config (hash), which the run is then skipped for; ``callbacks``: extra
-    Keras callbacks (a sweep's pruning); ``run_name``: the name to give the MLflow run.
+    Keras callbacks (a sweep's pruning); ``run_name``: the name to give the MLflow run;
+    ``on_run_open``: called with the run id once the run is open (new or resumed), e.g. to
+    tie it to the sweep job and Optuna trial that runs it now.
 
     What the launcher knows of the command line, recorded with the run:
     ``overrides`` (as typed) and ``preset_choices`` (tag -> chosen ``experiment`` / ``debug``).
@@ -34,5 +40,6 @@ class RunHooks:
     finished_run: Callable[[DictConfig, str], Any | None] = field(default=_no_finished_run)
     callbacks: Callable[[DictConfig], list] = field(default=_no_callbacks)
     run_name: str | None = None
+    on_run_open: Callable[[DictConfig, str], None] = field(default=_nothing_on_open)
     overrides: list[str] = field(default_factory=list)
     preset_choices: dict[str, str] = field(default_factory=dict)

@@ -56,6 +56,7 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
         tags = run_tags(cfg, key, hooks)
         with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
             state.remember(recorder.run_id)
+            hooks.on_run_open(cfg, recorder.run_id)
             record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)
             record_datasets(recorder, prepared.data, prepared.data_source)
             ctx = FitContext(prepared.data, recorder, state, hooks)

@@ -51,7 +51,7 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from hydra_plugins.cifarlab_optuna_sweeper._impl import search_space
+    from cifarlab.sweeps.space import search_space
 
     space, fixed = search_space(
         [
@@ -321,8 +321,8 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
     (parent,) = _parents(runs_first)
     first_children = _children(runs_first, parent.info.run_id)
     assert len(first_children) == 3 and all(c.info.status == "FINISHED" for c in first_children)
-    assert "0 trials done, n_trials=3; running 3 more" in first.stdout
-    assert "3 trials done, n_trials=5; running 2 more" in second.stdout
+    assert "0 trials done, n_trials=3; 3 to go" in first.stdout
+    assert "3 trials done, n_trials=5; 2 to go" in second.stdout
 
     trials = _study(workdir).trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
@@ -352,7 +352,7 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
 
 
 @pytest.mark.slow
-def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(optuna_study):
+def test_pruned_trials_are_pruned_in_optuna_and_finished_with_a_pruned_tag_in_mlflow(optuna_study):
     from optuna.trial import TrialState
 
     workdir, _, (proc, runs) = optuna_study
@@ -361,7 +361,8 @@ def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(optuna_study):
     by_run = {r.info.run_id: r for r in runs}
     for trial in trials[3:]:
         run = by_run[trial.user_attrs["mlflow_run_id"]]
-        assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
+        # Ended by the search, not killed: FINISHED, tagged, and never reused as a finished config.
+        assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "true"
         assert trial.intermediate_values == {0: pytest.approx(run.data.metrics["val/accuracy"])}
     assert "0 ran, 0 failed, 2 pruned" in proc.stdout
 
