@@ -169,3 +169,24 @@ def test_a_storage_whose_server_or_driver_is_missing_is_refused_without_its_pass
     assert "hydra.sweeper.storage=postgresql://me:***@127.0.0.1:9/optuna" in line and "secret" not in line
     # Without psycopg2 the driver is missing; with it, nothing listens on port 9.
     assert "is not installed; pip install psycopg" in line or "cannot be opened" in line
+
+
+# --- no batch barrier in one process ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
+    # Seed 9 draws trainer.epochs 30, 1, 1, 1 for trials 0-3 (the sampler is reseeded per ask):
+    # while trial 0 trains, the other slot goes on to trial 2 as soon as trial 1 ends. In batches
+    # of two, trial 2 would wait for trial 0, the slowest of its batch.
+    run_cli(
+        *SEARCH[:3], "dataset.samples_per_class=300", "augmentation=none", "tracking.log_model=false",
+        "callbacks.early_stopping.enabled=false", "trainer.epochs=choice(1,30)", "hydra.sweeper.sampler.seed=9",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=4", cwd=tmp_path,
+    )  # fmt: skip
+    _, children, _ = _parent_and_children(tmp_path)
+    by_trial = {int(c.data.tags["optuna_trial"]): c for c in children}
+    assert [by_trial[n].data.params["trainer.epochs"] for n in range(4)] == ["30", "1", "1", "1"]
+    long = by_trial[0]
+    started_during = [n for n in (1, 2, 3) if long.info.start_time + 1000 < by_trial[n].info.start_time < long.info.end_time]
+    assert started_during, [(c.info.start_time, c.info.end_time) for c in by_trial.values()]
