@@ -143,6 +143,7 @@ class TimeBudget(keras.callbacks.Callback):
         self._start: float | None = None
         self._epoch_start = (0.0, 0)  # (time, optimizer step)
         self._epochs: list[tuple[float, int]] = []  # (seconds, steps) of each epoch since follow()
+        self._planned_end: int | None = None
 
     def epochs_to_run(self, epochs: int) -> int:
         """The epochs to give ``fit`` for a (last) stage of ``epochs``: room to stretch a fitted schedule into."""
@@ -152,6 +153,7 @@ class TimeBudget(keras.callbacks.Callback):
         """Refit this schedule from now on (a new stage may bring a new optimizer)."""
         self.schedule = learning_rate if isinstance(learning_rate, BudgetFittedSchedule) else None
         self._epochs = []
+        self._planned_end: int | None = None  # the epoch the schedule ends with as planned
 
     def elapsed(self) -> float:
         return self.spent + (0.0 if self._start is None else self.clock() - self._start)
@@ -197,6 +199,8 @@ class TimeBudget(keras.callbacks.Callback):
         self.schedule.fit(step, step + round(target * steps_per_epoch), stretch=stretch)
         fitted = epoch + 1 + math.ceil(self.schedule.steps_left(step) / steps_per_epoch - 1e-6)
         self.fitted_epochs = fitted
+        if self._planned_end is None:
+            self._planned_end = epoch + 1 + math.ceil(plan_left - 1e-6)
         # Say so when the plan moves by more than jitter.
         moved = self._announced is None or abs(fitted - self._announced) > max(1, 0.05 * self._announced)
         refitted = self.schedule.squeezed() or self.schedule.stretched()
@@ -205,7 +209,7 @@ class TimeBudget(keras.callbacks.Callback):
             self._message = (
                 f"cifarlab: time budget {self.seconds:g}s at {sum(s for s, _ in recent) / len(recent):.1f}s/epoch: "
                 f"schedule fitted to end "
-                f"with epoch {fitted} (planned: {epoch + 1 + math.ceil(plan_left - 1e-6)})"
+                f"with epoch {fitted} (planned: {self._planned_end})"
             )
             self._announced = fitted
         return target
