@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,11 +183,41 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
     run_cli(
         *SEARCH[:3], "dataset.samples_per_class=300", "augmentation=none", "tracking.log_model=false",
         "callbacks.early_stopping.enabled=false", "trainer.epochs=choice(1,30)", "hydra.sweeper.sampler.seed=9",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=4", cwd=tmp_path,
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=3", cwd=tmp_path,
     )  # fmt: skip
     _, children, _ = _parent_and_children(tmp_path)
     by_trial = {int(c.data.tags["optuna_trial"]): c for c in children}
-    assert [by_trial[n].data.params["trainer.epochs"] for n in range(4)] == ["30", "1", "1", "1"]
+    assert [by_trial[n].data.params["trainer.epochs"] for n in range(3)] == ["30", "1", "1"]
     long = by_trial[0]
-    started_during = [n for n in (1, 2, 3) if long.info.start_time + 1000 < by_trial[n].info.start_time < long.info.end_time]
+    started_during = [n for n in (1, 2) if long.info.start_time + 1000 < by_trial[n].info.start_time < long.info.end_time]
     assert started_during, [(c.info.start_time, c.info.end_time) for c in by_trial.values()]
+
+
+# --- K workers through submitit -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_command_starts_k_workers_of_one_search(tmp_path):
+    from optuna.trial import TrialState
+
+    proc = run_cli("workers=2", "cluster=local", *SEARCH[1:], "hydra.sweeper.n_trials=4", cwd=tmp_path, module="cifarlab.workers")
+    assert "all 2 ended, exit codes [0, 0]" in proc.stdout
+    trials = _study(tmp_path).trials
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4 == len(trials)
+    parent, children, _ = _parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED" and len(children) == 4
+    assert len({c.data.tags["sweep_worker"] for c in children}) == 2  # both workers ran trials
+
+
+def test_workers_command_refuses_bad_options_in_one_line(tmp_path):
+    for args, expected in (
+        (["workers=2", "dataset=synthetic"], "no search to run"),
+        (["workers=0", "hparams_search=mlp_optuna"], "workers=0"),
+        (["cluster=pbs", "hparams_search=mlp_optuna"], "cluster='pbs' is not one of local, slurm"),
+    ):
+        proc = run_cli(*args, cwd=tmp_path, module="cifarlab.workers", check=False)
+        assert proc.returncode == 1 and proc.stderr.strip().startswith("cifarlab: error:") and expected in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    if shutil.which("srun") is None:
+        proc = run_cli("cluster=slurm", "hparams_search=mlp_optuna", cwd=tmp_path, module="cifarlab.workers", check=False)
+        assert proc.returncode == 1 and "cluster=local" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,101 @@
+"""K workers of one search, started as a SLURM job array (or K local processes) through submitit.
+
+Each worker is the search command itself, ``python -m cifarlab -m <overrides>``,
+run as one task of the array, in the folder the command was started in: the
+workers share the study (``hydra.sweeper.storage``), so they split its trials
+between them and stop together at ``n_trials`` (``cifarlab.sweeps.search``).
+A task that is preempted or killed leaves its trial to be retried by the others.
+
+submitit does the cluster work: ``cluster=slurm`` submits one ``sbatch --array``
+job of K tasks (``slurm.*`` options become its ``#SBATCH`` lines), ``cluster=local``
+starts K processes on this machine with submitit's local executor.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from cifarlab.errors import CifarlabError
+
+CLUSTERS = ("local", "slurm")
+
+
+@dataclass
+class SlurmOptions:
+    partition: Optional[str] = None
+    gpus_per_node: int = 0
+    cpus_per_task: int = 4
+    mem_gb: int = 16
+    account: Optional[str] = None
+    array_parallelism: Optional[int] = None  # at most this many tasks at once (None: all K)
+
+
+@dataclass
+class WorkerOptions:
+    workers: int = 2  # K: tasks of the array, each a worker of the search
+    cluster: str = "local"  # local: K processes here; slurm: one SLURM job array
+    folder: str = "mlruns/workers"  # submitit's scripts and each task's log (<job id>_<task>_log.out)
+    timeout_min: int = 240  # each worker's time limit
+    wait: bool = True  # wait for the workers and report how each ended (false: print the job id, return)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+
+def run_worker(overrides: list[str], cwd: str) -> int:
+    """One task of the array: the search command, in the folder the workers were started from."""
+    return subprocess.run([sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, check=False).returncode
+
+
+def check_options(options: Any, overrides: list[str]) -> None:
+    if int(options.workers) < 1:
+        raise CifarlabError(f"workers={options.workers}: start 1 worker or more, e.g. workers=4")
+    if options.cluster not in CLUSTERS:
+        raise CifarlabError(f"cluster={options.cluster!r} is not one of {', '.join(CLUSTERS)}; use e.g. cluster=slurm")
+    if not any(o.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for o in overrides):
+        raise CifarlabError(
+            "no search to run: add its overrides, e.g. hparams_search=mlp_optuna "
+            "(workers share its study through hydra.sweeper.storage)"
+        )
+
+
+def _executor(options: Any) -> Any:
+    import submitit  # deferred: only this command needs it
+
+    folder = Path(str(options.folder)) / "%j"
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
+    except RuntimeError as err:  # e.g. no srun here
+        raise CifarlabError(f"cluster={options.cluster}: {err}; run this on the cluster's login node, or use cluster=local") from None
+    params: dict[str, Any] = {"timeout_min": int(options.timeout_min), "name": "cifarlab-search"}
+    if options.cluster == "slurm":
+        slurm = options.slurm
+        params.update(
+            slurm_partition=slurm.partition,
+            gpus_per_node=int(slurm.gpus_per_node),
+            cpus_per_task=int(slurm.cpus_per_task),
+            mem_gb=int(slurm.mem_gb),
+            slurm_array_parallelism=int(slurm.array_parallelism or options.workers),
+        )
+        if slurm.account:
+            params["slurm_account"] = slurm.account
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def start_workers(options: Any, overrides: list[str]) -> list[int]:
+    """Submit the K workers; with ``wait``, their exit codes (0: the worker ended with the study done)."""
+    check_options(options, overrides)
+    executor = _executor(options)
+    cwd = str(Path.cwd())
+    n = int(options.workers)
+    jobs = executor.map_array(run_worker, [list(overrides)] * n, [cwd] * n)
+    print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
+          f"logs in {options.folder}", flush=True)  # fmt: skip
+    if not options.wait:
+        return []
+    codes = [int(job.result()) for job in jobs]
+    print(f"cifarlab: workers: all {n} ended, exit codes {codes}", flush=True)
+    return codes
