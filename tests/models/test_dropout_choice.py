@@ -24,7 +24,7 @@ def measured(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("speedup, use", [(1.2, True), (1.01, False), (0.82, False)])
+@pytest.mark.parametrize("speedup, use", [(1.2, True), (1.04, False), (0.82, False)])
 def test_auto_uses_fast_dropout_only_where_it_measured_faster(tmp_path, measured, speedup, use):
     measured["speedup"] = speedup
     assert dropout_choice.resolve_fast_dropout("auto", tmp_path) is use
@@ -39,6 +39,15 @@ def test_the_cache_is_per_machine(tmp_path, measured, monkeypatch):
     assert dropout_choice.resolve_fast_dropout("auto", tmp_path) is True
     monkeypatch.setattr(dropout_choice, "machine_key", lambda tf_version: f"another CPU|tf{tf_version}")
     measured["speedup"] = 0.8
+    assert dropout_choice.resolve_fast_dropout("auto", tmp_path) is False
+    assert measured["n"] == 2
+
+
+def test_a_verdict_of_another_calibration_method_is_measured_again(tmp_path, measured, monkeypatch):
+    measured["speedup"] = 1.2
+    assert dropout_choice.resolve_fast_dropout("auto", tmp_path) is True
+    monkeypatch.setattr(dropout_choice, "METHOD", "a better calibration")
+    measured["speedup"] = 0.9
     assert dropout_choice.resolve_fast_dropout("auto", tmp_path) is False
     assert measured["n"] == 2
 
