@@ -70,8 +70,8 @@ def open_parent(config: DictConfig, sweep_hash: str) -> str:
     if earlier:
         run_id, was = earlier[0].info.run_id, earlier[0].info.status
         client.update_run(run_id, status="RUNNING")
-        how = "joined" if was == "RUNNING" else "reopened"
-        print(f"cifarlab: sweep: {how} parent run {run_id} (same sweep as before; it was {was})", flush=True)
+        # RUNNING: another worker of this search runs it, or its last worker was killed.
+        print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
         return run_id
     mine = _create_parent(client, config, experiment_id, sweep_hash)
     time.sleep(ELECTION_WAIT_S)  # a worker that searched at the same moment has created its own by now
@@ -101,17 +101,32 @@ def _create_parent(client: MlflowClient, config: DictConfig, experiment_id: str,
 
 def abandon_parent(config: DictConfig, run_id: str) -> None:
     """The sweep ended without its end (it raised, or was interrupted): a RUNNING parent ends KILLED,
-    and so do children left RUNNING by workers that were killed."""
+    and so do children left RUNNING by workers that were killed.
+
+    A parent shared with other live workers of a search (a child still RUNNING under a
+    live lease) is left RUNNING: the last worker to end closes it.
+    """
     client = _client(config)
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, status="KILLED")
-        print(
-            f"cifarlab: sweep: interrupted; parent run {run_id} marked KILLED "
-            "(run the same command again to finish it: FINISHED jobs are skipped)",
-            flush=True,
-        )
     # joblib kills its workers with SIGKILL when the sweep is interrupted: their runs could not end.
     end_stale_children(config, client, run_id)
+    if client.get_run(run_id).info.status != "RUNNING":
+        return
+    if _running_children(config, client, run_id):
+        print(f"cifarlab: sweep: stopped; parent run {run_id} stays RUNNING for the other workers", flush=True)
+        return
+    client.set_terminated(run_id, status="KILLED")
+    print(
+        f"cifarlab: sweep: interrupted; parent run {run_id} marked KILLED "
+        "(run the same command again to finish it: FINISHED jobs are skipped)",
+        flush=True,
+    )
+
+
+def _running_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list:
+    experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    return search_all(
+        client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
 
 
 def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list[str]:
@@ -122,12 +137,8 @@ def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: 
     trial drawn anew), or one whose worker joblib killed. A run whose config's state
     lease (``cifarlab.training.lease``) has a live owner is left alone.
     """
-    experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
-    running = search_all(
-        client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
-    )
     ended = []
-    for run in running:
+    for run in _running_children(config, client, parent_run_id):
         key = run.data.tags.get("config_hash")
         # The lease file where cifarlab.training.state.claimed_state keeps it.
         if key and Lease(Path(str(config.paths.state_dir)) / key / "lease.json").holder() is not None:

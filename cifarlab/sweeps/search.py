@@ -194,7 +194,8 @@ def next_step(study: optuna.Study, n_trials: int) -> str:
 
 @contextlib.contextmanager
 def optuna_quiet() -> Iterator[None]:
-    """Optuna warns that its heartbeat API is experimental and meant for Study.optimize: used here on purpose."""
+    """Optuna warns that its heartbeat API (and TPE's constant_liar) is experimental, and the
+    heartbeat meant for Study.optimize: used here on purpose."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")

@@ -103,7 +103,8 @@ class OptunaSweeperImpl:
             # Reseeded at each ask with the trials so far: a resumed study does not repeat its
             # first draws, and workers asking one after another draw different trials.
             cfg["seed"] = int(cfg["seed"]) + n_existing
-        sampler = instantiate(cfg)
+        with search.optuna_quiet():  # constant_liar is experimental
+            sampler = instantiate(cfg)
         if cfg.get("_partial_"):  # the grid sampler: its grid comes from the search space
             sampler = sampler(search_space={name: grid(dist, name) for name, (_, dist) in space.items()})
         return sampler

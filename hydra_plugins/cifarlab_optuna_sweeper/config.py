@@ -35,6 +35,9 @@ class TPESamplerConfig:
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
     multivariate: Optional[bool] = None
+    # Trials other workers are running count as bad guesses, so parallel workers do not all
+    # draw next to the same good point (no effect on a worker that runs one trial at a time).
+    constant_liar: bool = True
 
 
 @dataclass
