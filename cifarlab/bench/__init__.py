@@ -17,14 +17,20 @@ beside the checkout when present, or ``data_dir=``; generated 32x32x3 images oth
   (tracing) is dropped;
 - ``cfg_job_seconds``: median wall time of ``python -m cifarlab --cfg job``;
 - ``flops_utilization``: cnn_bn's training FLOP/s (analytic count: 2 x MACs of every
-  Conv/Dense forward, x3 for forward + backward) / a measured fp32 matmul peak;
+  Conv/Dense forward, x3 for forward + backward) / the measured matmul peak of the dtype
+  the run computes in (bfloat16 where ``trainer.precision=auto`` picks it);
+  ``flops_utilization_float32``: the same over the float32 peak;
 - ``mlflow_overhead_ratio``: one call of cifarlab's per-epoch MLflow logger into a real
   SQLite store / the steady epoch time;
 - ``speedup_<switch>``: cnn_bn training throughput with one speed switch / the default
   (XLA, mixed_bfloat16, thread settings, steps_per_execution, caching), with a short
   accuracy check for the switches that change the arithmetic; for switches on by default
-  (fused BatchNorm, frozen cancelled biases, fast dropout, and bfloat16 where
-  ``trainer.precision=auto`` picks it): the default / the switch off.
+  (fused BatchNorm, frozen cancelled biases, and bfloat16 where
+  ``trainer.precision=auto`` picks it): the default / the switch off; fast dropout: on /
+  off, with what ``trainer.fast_dropout=auto`` chose here and its calibration.
+
+The JSON's ``machine`` names the CPU model, its ISA features, the usable cores and the
+library versions, so that two machines' results can be told apart.
 
 Load from other processes only ever slows a measurement down, and this machine's
 speed drifts by ~15% over minutes. So every variant is measured in several rounds,
