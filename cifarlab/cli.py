@@ -86,6 +86,10 @@ def main() -> None:
     except CifarlabError as err:  # raised by a sweeper, outside any one job (e.g. its study's storage)
         print(f"cifarlab: error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as err:  # a sweep stopped by Ctrl-C or SIGTERM: its runs already ended KILLED
+        line, code = describe_interrupt(err)
+        print(f"cifarlab: {line}", file=sys.stderr)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

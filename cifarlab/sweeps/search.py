@@ -202,7 +202,7 @@ def optuna_quiet() -> Iterator[None]:
         yield
 
 
-def fail_stale(study: optuna.Study, grace_period: int) -> None:
+def fail_stale(study: optuna.Study, grace_period: int, max_retry: int | None) -> None:
     """Fail (and queue again) trials whose worker stopped beating, and RUNNING trials no worker claims."""
     with optuna_quiet():
         optuna.storages.fail_stale_trials(study)
@@ -210,16 +210,19 @@ def fail_stale(study: optuna.Study, grace_period: int) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # A trial left by a worker that died before its first beat, or by an older cifarlab.
         if WORKER_ATTR not in trial.user_attrs and trial.datetime_start and trial.datetime_start < cutoff:
-            fail_and_retry(study, trial.number, trial.params)
+            fail_and_retry(study, trial.number, max_retry)
 
 
-def fail_and_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> None:
-    """End a trial this worker cannot finish FAIL, and queue its parameters for the next ask."""
+def fail_and_retry(study: optuna.Study, number: int, max_retry: int | None) -> None:
+    """End a trial this worker cannot finish FAIL, and queue its parameters again, as Optuna's retry
+    callback does for a trial whose heartbeat stopped (same marks, same ``max_retry``)."""
     try:
         study.tell(number, state=TrialState.FAIL)
     except (ValueError, RuntimeError):  # already ended by another worker
         return
-    study.enqueue_trial(params, user_attrs={"cifarlab.retry_of": number})
+    with optuna_quiet():
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        retry(study, study.get_trials(deepcopy=False)[number])
     print(f"cifarlab: optuna: trial {number} could not finish here: marked FAIL, its parameters queued again", flush=True)
 
 

@@ -180,7 +180,7 @@ class OptunaSweeperImpl:
         failures_allowed = max(1, self.n_trials)
         while failures_allowed > 0 and not self.errors:
             with search.ask_lock(self.storage, self.lock):
-                search.fail_stale(self.study, self.settings.grace_period)
+                search.fail_stale(self.study, self.settings.grace_period, self.settings.max_retry)
                 step = search.next_step(self.study, self.n_trials)
                 asked = self._ask() if step == "ask" else None
             if step == "done":
@@ -208,7 +208,7 @@ class OptunaSweeperImpl:
         """Trials this worker was running when it stopped (Ctrl-C, an error): FAIL, queued again."""
         with self.lock:
             for number, trial in list(self.in_flight.items()):
-                search.fail_and_retry(self.study, number, trial.params)
+                search.fail_and_retry(self.study, number, self.settings.max_retry)
             self.in_flight.clear()
 
     def _job_overrides(self, trial: optuna.Trial, space: Space, fixed: Dict[str, str]) -> List[str]:

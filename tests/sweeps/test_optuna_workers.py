@@ -88,7 +88,8 @@ def test_two_workers_started_together_share_one_study_and_one_parent(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_workers_trial_is_failed_and_run_again_by_the_other(tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_killed_workers_trial_is_failed_and_run_again_by_the_other(tmp_path, how):
     from optuna.trial import TrialState
 
     args = [*SLOW_SEARCH, "hydra.sweeper.n_trials=4"]
@@ -97,13 +98,16 @@ def test_a_killed_workers_trial_is_failed_and_run_again_by_the_other(tmp_path):
     while "Epoch 2/6" not in (tmp_path / "victim.out").read_text():  # mid-trial
         assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "victim.out").read_text()[-3000:]
         time.sleep(0.1)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    victim.send_signal(how)
+    code = victim.wait(timeout=60)
+    if how == signal.SIGTERM:  # it ends its trial's run KILLED, hands the trial back, and says so in one line
+        out = (tmp_path / "victim.out").read_text()
+        assert code == 143 and "Traceback" not in out and "stays RUNNING for the other workers" in out, out[-3000:]
     assert survivor.wait(timeout=300) == 0, (tmp_path / "survivor.out").read_text()[-3000:]
 
     trials = _study(tmp_path).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1  # the victim's trial: its heartbeat stopped
+    assert len(failed) == 1  # the victim's trial: its heartbeat stopped, or it handed it back
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retry) == 1 and retry[0].params == failed[0].params
     assert retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
