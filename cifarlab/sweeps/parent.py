@@ -10,12 +10,15 @@ and each makes its own run the active one.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
@@ -111,7 +114,7 @@ def abandon_parent(config: DictConfig, run_id: str) -> None:
     end_stale_children(config, client, run_id)
     if client.get_run(run_id).info.status != "RUNNING":
         return
-    if _running_children(config, client, run_id):
+    if _others_running(config, client, run_id):
         print(f"cifarlab: sweep: stopped; parent run {run_id} stays RUNNING for the other workers", flush=True)
         return
     client.set_terminated(run_id, status="KILLED")
@@ -120,6 +123,31 @@ def abandon_parent(config: DictConfig, run_id: str) -> None:
         "(run the same command again to finish it: FINISHED jobs are skipped)",
         flush=True,
     )
+
+
+def _others_running(config: DictConfig, client: MlflowClient, parent_run_id: str) -> bool:
+    """Whether a child is still trained by a live process that is not this sweep or its own worker."""
+    for run in _running_children(config, client, parent_run_id):
+        owner = _lease_holder(config, run)
+        if owner is not None and not _ours(owner.host, owner.pid):
+            return True
+    return False
+
+
+def _ours(host: str, pid: int) -> bool:
+    """This process, or one it started (a joblib worker about to be killed with it)."""
+    if host != socket.gethostname():
+        return False
+    try:
+        return pid == os.getpid() or psutil.Process(pid).ppid() == os.getpid()
+    except psutil.Error:
+        return True  # gone already
+
+
+def _lease_holder(config: DictConfig, run: Any) -> Any:
+    key = run.data.tags.get("config_hash")
+    # The lease file where cifarlab.training.state.claimed_state keeps it.
+    return Lease(Path(str(config.paths.state_dir)) / key / "lease.json").holder() if key else None
 
 
 def _running_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list:
@@ -139,9 +167,7 @@ def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: 
     """
     ended = []
     for run in _running_children(config, client, parent_run_id):
-        key = run.data.tags.get("config_hash")
-        # The lease file where cifarlab.training.state.claimed_state keeps it.
-        if key and Lease(Path(str(config.paths.state_dir)) / key / "lease.json").holder() is not None:
+        if _lease_holder(config, run) is not None:
             continue
         client.set_tag(run.info.run_id, "error", "its process died before it could end the run; marked KILLED by its sweep")
         client.set_terminated(run.info.run_id, status="KILLED")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 import types
 import warnings
@@ -157,6 +158,7 @@ def _quiet_keras_progress() -> Iterator[None]:
             keras.utils.enable_interactive_logging()
 
 
+END_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)  # see end_run
 SYSTEM_METRICS_INTERVAL_S = "2"  # seconds between samples of CPU and memory use, unless the user set it
 
 
@@ -202,7 +204,7 @@ def open_run(
         raise
     if resume_run_id:
         recorder.forget_interruption()  # the error of the attempt it resumed no longer applies
-    mlflow.end_run(status="FINISHED")
+    end_run(recorder.run_id, "FINISHED")
 
 
 def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None:
@@ -225,5 +227,30 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
     try:
         recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
         recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
-    finally:
+    except Exception as tag_error:  # noqa: BLE001 - the run must still end; the original error goes on
+        print(f"cifarlab: could not attach the error to run {recorder.run_id}: {tag_error}", flush=True)
+    end_run(recorder.run_id, status)
+
+
+def end_run(run_id: str, status: str) -> None:
+    """``mlflow.end_run``, and the status written again if a busy store refused it.
+
+    Several processes ending runs on one SQLite store at once can meet "database is
+    locked"; MLflow has then already dropped the active run, so the status is retried
+    through the client, a few times over about 8 s, rather than leaving the run RUNNING.
+    """
+    import mlflow  # deferred: see the module docstring
+
+    try:
         mlflow.end_run(status=status)
+        return
+    except Exception as err:  # noqa: BLE001 - retried below, raised if it keeps failing
+        last_error = err
+    for delay in END_RETRY_DELAYS_S:
+        time.sleep(delay)
+        try:
+            mlflow.MlflowClient().set_terminated(run_id, status=status)
+            return
+        except Exception as err:  # noqa: BLE001
+            last_error = err
+    raise last_error

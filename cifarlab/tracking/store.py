@@ -7,6 +7,7 @@ only when a store is opened.
 from __future__ import annotations
 
 import os
+import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -64,6 +65,23 @@ def open_store(uri: str) -> None:
     db = Path(uri.removeprefix("sqlite:///"))
     with exclusive(db.with_name(db.name + ".lock")):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        _write_ahead_log(db)
+
+
+def _write_ahead_log(db: Path) -> None:
+    """Switch the store to SQLite's write-ahead log (kept in the file, so once is enough).
+
+    In SQLite's default mode a reader blocks another process's commit, and MLflow's
+    read-then-write sessions then fail at once with "database is locked" when sweep
+    jobs, search workers and their system-metrics threads share the store. With the
+    log, readers and the one writer no longer block each other. (It needs a local
+    disk, as SQLite's locking does; a store on a network file system wants a server.)
+    """
+    try:
+        with sqlite3.connect(db, timeout=30) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:  # busy right now, or a file system without shared memory: keep the default
+        pass
 
 
 # MLflow's defaults retry a dead server for about 12 minutes; a run gives up within a minute
