@@ -97,13 +97,17 @@ class AugmentationConfig:
     rotation_degrees: float = 0.0
     crop_padding: int = 0
     fill_mode: str = "nearest"
+    mixup_alpha: float = 0.0  # mixup after the rest, weights ~ Beta(alpha, alpha); 0: none
 
 
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 # How each augmentation fills pixels from outside the image, as its TF op names them.
 FILL_MODES = {"shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"), "crop_flip": ("reflect", "symmetric", "constant")}
 
-AUGMENTATION_CHECKS = (Check("flip", one_of(FLIPS), choose_one_of(FLIPS)),)
+AUGMENTATION_CHECKS = (
+    Check("flip", one_of(FLIPS), choose_one_of(FLIPS)),
+    Check("mixup_alpha", at_least(0), "use 0 (no mixup) or a positive Beta parameter, e.g. 0.5"),
+)
 
 
 def check_augmentation(augmentation: DictConfig) -> None:

@@ -14,6 +14,7 @@ import tensorflow as tf
 # Independent streams of draws under one run seed.
 SHUFFLE = 0
 AUGMENT = 1
+MIX = 2  # batch mixing (mixup): its own stream, so the other draws are those of a run without it
 
 
 def draw_key(seed: int, stream: int, index: tf.Tensor | int) -> tf.Tensor:

@@ -11,11 +11,15 @@ takes raw images, and the pipeline never does work the model would redo.
 
 When the CPU is also what trains (no GPU), the batches are made by one thread
 (``trainer.input_parallelism=auto``; ``autotune`` hands it to tf.data, as ``auto``
-does on GPUs and under multi_worker): the two intra-op threads of a 2-core
-training step wait for each other, so a pipeline that runs parallel map calls
-interrupts both and costs training about twice its own CPU time. In back-to-back
-A/B pairs on 2 cores, pipeline-fed training ran at 0.97-0.99 of memory-fed with
-one producer thread against 0.94-0.98 with tf.data's autotuned parallelism.
+does on GPUs and under multi_worker), and that thread's ops (the affine
+resampling is nearly all of the cost) are split over every usable core. The
+intra-op threads of a training step wait for each other, so a producer that
+takes one core for a while stalls all of them for that while: split over the
+cores, it takes each for a share of it, and the step loses the share, not the
+whole. In 16 back-to-back rounds on 2 cores (cnn_bn, shift_flip_rotate, batch 64),
+pipeline-fed training ran at a median 0.965 of memory-fed with the producer's
+ops on one core, 0.968 with two parallel map calls and 0.988 with the ops split
+over both cores. tf.data's autotuned parallelism measured 0.94-0.98 before.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import tensorflow as tf
 
 from cifarlab.data.augment import BatchAugment
 from cifarlab.data.draws import SHUFFLE, draw_key
+from cifarlab.data.mixing import BatchMix
+from cifarlab.hardware import usable_cores
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEQUENTIAL_PREFETCH = 4  # batches made ahead by a single producer thread
@@ -55,6 +61,13 @@ def map_calls(parallel_calls: int | None) -> int:
 def prefetch_size(parallel_calls: int | None) -> int:
     """Batches to prefetch: tf.data autotunes its own; fixed threads keep a few ready each."""
     return AUTOTUNE if parallel_calls is None else max(SEQUENTIAL_PREFETCH, parallel_calls)
+
+
+def single_producer_options() -> tf.data.Options:
+    """One producer thread whose ops run on every usable core (tf.data's default keeps them on one)."""
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = usable_cores()
+    return options
 
 
 def _sharded_by_element(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -128,6 +141,7 @@ def train_dataset(
     first_epoch: tf.Variable | int = 0,
     steps_per_epoch: int | None = None,
     steps_per_execution: int = 1,
+    mix: BatchMix | None = None,
 ) -> tf.data.Dataset:
     """Training batches from epoch ``first_epoch`` on; ``parallel_calls``: threads making them (None: autotuned).
 
@@ -138,7 +152,8 @@ def train_dataset(
     Keras draws whole executions, so an epoch draws a whole number of them.
     ``first_epoch`` is read when iteration starts, so a ``tf.Variable`` set as
     fit's first epoch begins (``cifarlab.training.epoch_draws.EpochDraws``)
-    starts the stream where a resumed fit starts.
+    starts the stream where a resumed fit starts. ``mix`` (batch mixing, e.g.
+    mixup) follows ``augment`` and turns the labels into soft one-hot vectors.
     """
     count = len(images)
     steps = batches_per_epoch(count, batch_size, steps_per_epoch)
@@ -154,11 +169,15 @@ def train_dataset(
 
     def prepare(position: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(tf.gather(pixels, indices), tf.float32)
-        return (x if augment is None else augment(x, position)), tf.gather(targets, indices)
+        x = x if augment is None else augment(x, position)
+        y = tf.gather(targets, indices)
+        return (x, y) if mix is None else mix(x, y, position)
 
     # stream() runs, reading first_epoch, only when an iterator starts.
     ds = tf.data.Dataset.from_tensors(0).flat_map(stream)
     ds = ds.map(prepare, num_parallel_calls=map_calls(parallel_calls), deterministic=True)
+    if parallel_calls == 1:
+        ds = ds.with_options(single_producer_options())
     return _sharded_by_element(ds.prefetch(prefetch_size(parallel_calls)))
 
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 import keras
 from omegaconf import DictConfig, OmegaConf
 
+from cifarlab.data.mixing import mixup_alpha
 from cifarlab.models.layers.swap import freeze_cancelled_biases
 from cifarlab.training.budget import fit_to_budget
 from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule
+
+
+def soft_labels(cfg: DictConfig) -> bool:
+    """Whether training takes one-hot labels: for label smoothing, or for mixup in any stage.
+
+    One answer for the whole run, so every stage's loss and labels agree.
+    """
+    augmentations = [cfg.augmentation, *(s.augmentation for s in cfg.get("stages") or [] if s.get("augmentation"))]
+    return bool(cfg.trainer.label_smoothing) or any(mixup_alpha(a) > 0 for a in augmentations)
 
 
 def compile_model(
@@ -21,16 +31,16 @@ def compile_model(
         learning_rate = fit_to_budget(learning_rate, steps_per_epoch * epochs)
     if t.freeze_cancelled_bias:
         freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
-    if t.label_smoothing:
+    if soft_labels(cfg):
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # against the mixed label's larger share
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(
         optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs, learning_rate=learning_rate),
         loss=loss,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
-        if t.label_smoothing
-        else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[accuracy],
         jit_compile=t.jit_compile,
         steps_per_execution=t.steps_per_execution,
     )

@@ -8,7 +8,9 @@ from omegaconf import DictConfig
 
 from cifarlab.builders import build_augmentation
 from cifarlab.data.base import DataSplits
+from cifarlab.data.mixing import build_mixing
 from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.training.compile import soft_labels
 
 
 def pipeline_settings(cfg: DictConfig) -> dict:
@@ -32,13 +34,16 @@ def steps_per_epoch(cfg: DictConfig, data: DataSplits) -> int:
 def stage_datasets(
     cfg: DictConfig, data: DataSplits, augmentation: DictConfig, first_epoch: tf.Variable | int = 0
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Train batches from epoch ``first_epoch`` on, and validation batches; one-hot labels for label smoothing."""
+    """Train batches from epoch ``first_epoch`` on, and validation batches; one-hot labels where
+    :func:`soft_labels` asks for them (mixup makes its own)."""
     t = cfg.trainer
     augment = build_augmentation(augmentation, seed=t.seed)
+    mix = build_mixing(augmentation, data.num_classes, seed=t.seed)
     train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, first_epoch=first_epoch,
-                             **pipeline_settings(cfg))
+                             mix=mix, **pipeline_settings(cfg))
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
-    if t.label_smoothing:
+    if soft_labels(cfg):
         one_hot = lambda x, y: (x, keras.ops.one_hot(y, data.num_classes))  # noqa: E731
-        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
+        train_ds = train_ds if mix is not None else train_ds.map(one_hot)
+        val_ds = val_ds.map(one_hot)
     return train_ds, val_ds

@@ -18,7 +18,12 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
     images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
     labels = np.arange(10)
     # Without augmentation: each label exactly once, with its own image, cast to float.
-    plain = list(train_dataset(images, labels, 4, None, seed=0, parallel_calls=parallel_calls))
+    dataset = train_dataset(images, labels, 4, None, seed=0, parallel_calls=parallel_calls)
+    if parallel_calls == 1:  # one producer thread: its ops spread over every core it may use
+        from cifarlab.hardware import usable_cores
+
+        assert dataset.options().threading.max_intra_op_parallelism == usable_cores()
+    plain = list(dataset)
     assert [int(x.shape[0]) for x, _ in plain] == [4, 4, 2]
     for x, y in plain:
         assert x.dtype.name == "float32"
