@@ -88,7 +88,7 @@ PLANS = {
                  mlflow_epochs=20, accuracy_epochs=4, thread_rounds=2, stall_pairs=2),
     "quick": Plan("quick", rounds=5, warm_steps=4, measure_steps=16, window_steps=8, steps_per_execution=4, pipeline_batches=60,
                   matmul_n=2048, matmul_repeats=4, cfg_job_runs=5, overhead_pairs=1, overhead_epochs=3,
-                  mlflow_epochs=8, accuracy_epochs=2, thread_rounds=1, thread_settings=((2, 1),), stall_pairs=2,
+                  mlflow_epochs=8, accuracy_epochs=2, thread_rounds=1, thread_settings=((2, 1),), stall_pairs=4,
                   always_check_accuracy=False, rounds_deadline_s=200, min_rounds=3, overhead_log_model=False),
     # tiny: 2 rounds asked, the deadline lets 1 run (tests/test_bench.py checks it).
     "tiny": Plan("tiny", rounds=2, rounds_deadline_s=1e-9, warm_steps=2, measure_steps=2, window_steps=2, steps_per_execution=2, pipeline_batches=3,
