@@ -25,20 +25,9 @@ from cifarlab.inference.export import check_format, check_out, export_model
 from cifarlab.inference.labels import parse_class_names
 from cifarlab.inference.loading import load_source
 from cifarlab.inference.source import check_one_source, locate_model
-from cifarlab.inference.store import resolve_tracking_uri
+from cifarlab.inference.store import PathsOptions, TrackingOptions, resolve_tracking_uri
 
 PROG = "cifarlab.export"
-
-
-@dataclass
-class TrackingOptions:
-    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<paths.mlruns_dir>/mlflow.db
-    uri: Optional[str] = None
-
-
-@dataclass
-class PathsOptions:
-    mlruns_dir: str = "mlruns"
 
 
 @dataclass

@@ -36,23 +36,12 @@ from cifarlab.inference.predictions import (
 )
 from cifarlab.inference.run_data import SplitData, load_split, run_config
 from cifarlab.inference.source import ModelSource, check_checkpoint, check_one_source, locate_model
-from cifarlab.inference.store import connect, get_run, resolve_tracking_uri
+from cifarlab.inference.store import PathsOptions, TrackingOptions, connect, get_run, resolve_tracking_uri
 
 PROG = "cifarlab.predict"
 OUTPUT_SUFFIXES = (".csv", ".json")
 GRID_SUFFIXES = (".png", ".jpg", ".pdf", ".svg")
 DEFAULT_SAMPLES_GRID = "prediction_grid.png"
-
-
-@dataclass
-class TrackingOptions:
-    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<paths.mlruns_dir>/mlflow.db
-    uri: Optional[str] = None
-
-
-@dataclass
-class PathsOptions:
-    mlruns_dir: str = "mlruns"
 
 
 @dataclass

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
@@ -17,6 +18,21 @@ from cifarlab import tracking
 from cifarlab.errors import CifarlabError, ConfigError
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class TrackingOptions:
+    """``tracking.*`` of the inference commands (predict, export)."""
+
+    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<paths.mlruns_dir>/mlflow.db
+    uri: Optional[str] = None
+
+
+@dataclass
+class PathsOptions:
+    """``paths.*`` of the inference commands: where the default SQLite store lives."""
+
+    mlruns_dir: str = "mlruns"
 
 
 def first_line(err: BaseException) -> str:

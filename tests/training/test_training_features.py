@@ -100,3 +100,14 @@ def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
     assert run.data.metrics["test/accuracy"] > 0.5  # 4 classes: chance is 0.25
     artifacts = {a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")}
     assert {"reports/typical_images.png", "reports/confusion_matrix.png"} <= artifacts
+
+
+def test_mixup_trains_through_the_cli_with_soft_labels_and_no_label_smoothing(tmp_path):
+    # mixup with trainer.label_smoothing=0: one-hot labels and a categorical loss all the same.
+    run_cli(*TINY, "augmentation=flip", "augmentation.mixup_alpha=0.4", "tracking.log_model=false", cwd=tmp_path)
+    (run,) = all_runs(tmp_path / "mlruns")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["augmentation.mixup_alpha"] == "0.4"
+    losses = [value for _, value in _history(tmp_path / "mlruns", run.info.run_id, "train/loss")]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
