@@ -139,8 +139,10 @@ class TrainerConfig:
     time_budget_s: Optional[float] = None
     # With a time budget, squeeze or stretch the schedule after each epoch so all of it ends as the time runs out.
     fit_schedule_to_budget: bool = True
-    # Average test predictions over each image and its mirror image.
+    # Average test predictions over each image and its mirror image ...
     test_time_flip: bool = False
+    # ... and over each image moved by this many pixels up, down, left and right (0: no moves).
+    test_time_shift: int = 0
     strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)
     # Speedups (cifarlab/models/layers/), measured by python -m cifarlab.bench:
     fused_batchnorm: bool = True  # BatchNorm trains with TensorFlow's fused kernel
@@ -177,6 +179,7 @@ TRAINER_CHECKS = (
     Check("strategy", one_of(STRATEGIES), choose_one_of(STRATEGIES)),
     Check("fast_dropout", one_of(("auto", True, False)),
           "choose auto (on where a short cached calibration measures it faster), true or false"),
+    Check("test_time_shift", lambda v: 0 <= v <= 8, "use 0 (no shifted views) or a few pixels, e.g. 2"),
 )
 
 # Every worker must stop at the same step and make the same collective calls.

@@ -69,8 +69,9 @@ def evaluate_and_record(
     history: dict[str, list[float]],
 ) -> TrainResult:
     """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics."""
+    t = cfg.trainer
     probs, test_accuracy, test_loss = evaluate_model(
-        model, data, cfg.trainer.eval_batch_size, cfg.trainer.test_time_flip
+        model, data, t.eval_batch_size, t.test_time_flip, int(t.get("test_time_shift") or 0)
     )
     log_once(recorder, {"test/accuracy": test_accuracy, "test/loss": test_loss})
     record_reports(recorder, cfg, data, probs, history)
