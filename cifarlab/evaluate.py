@@ -33,6 +33,7 @@ from cifarlab.config.compose import compose_config, overridden_keys
 from cifarlab.config.schema import validate
 from cifarlab.data import data_source
 from cifarlab.data.base import content_digest
+from cifarlab.data.views import configured_views
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
@@ -226,7 +227,9 @@ def evaluate(args: EvalArgs) -> EvalResult:
         recorder.log_params(_params(source_run, args, cfg))
         recorder.log_dataset(data.x, data.y, name=data.name, context=args.split, source=data_source(cfg.dataset, cfg.paths.data_dir),
                              digest=content_digest(data.x, data.y, names=data.class_names))
-        probs = predict_probs(model, data.x, cfg.trainer.eval_batch_size)
+        # The run's own test-time views: the same model on the same split scores as it did in training.
+        views = configured_views(cfg.trainer, data.x)
+        probs = np.mean([predict_probs(model, view, cfg.trainer.eval_batch_size) for view in views], axis=0)
         accuracy, loss = score(probs, data.y, data.num_classes)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.output_dir) if args.output_dir else Path(tmp)

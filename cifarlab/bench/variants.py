@@ -103,7 +103,7 @@ def short_accuracy(snapshot: Snapshot, cfg: DictConfig, data: DataSplits, epochs
     dataset, _ = train_data(cfg, data)
     steps = max(1, len(data.x_train) // cfg.trainer.batch_size)
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False).history
-    _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer.eval_batch_size)
+    _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer)
     return {"train_accuracy": float(history["accuracy"][-1]), "train_loss": float(history["loss"][-1]),
             "test_accuracy": float(test_accuracy)}
 

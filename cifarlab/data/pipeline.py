@@ -98,9 +98,11 @@ def _pass_order(count: int, seed: int, shuffle_buffer: int | None) -> Callable[[
         key = draw_key(seed, SHUFFLE, index)
         if shuffle_buffer is None or shuffle_buffer >= count:
             return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=key)
-        # A partial shuffle, as tf.data's buffer makes it, with a seed of this pass's own.
-        partial = tf.data.Dataset.range(count).shuffle(shuffle_buffer, seed=key[0])
-        return partial.batch(count).get_single_element()
+        # A local shuffle, as a shuffle buffer of that many images makes one: each image
+        # moves by less than shuffle_buffer places (1 keeps the order). Stateless, unlike
+        # Dataset.shuffle, whose seed handling fails on a tensor seed under a global seed of 0.
+        jitter = tf.random.stateless_uniform([count], key, 0.0, float(shuffle_buffer))
+        return tf.cast(tf.argsort(tf.range(count, dtype=tf.float32) + jitter, stable=True), tf.int64)
 
     return order
 

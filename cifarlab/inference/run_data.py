@@ -40,14 +40,23 @@ def param_value(text: str) -> Any:
     return None if text in ("None", "null") else text
 
 
+# How a run scored its test split; evaluating its model again scores it the same way.
+TEST_VIEW_KEYS = ("trainer.test_time_flip", "trainer.test_time_shift")
+
+
 def apply_run_params(cfg: DictConfig, params: Mapping[str, str], overrides: Sequence[str] = ()) -> DictConfig:
-    """Set ``cfg.dataset`` and ``cfg.paths.data_dir`` to what the run recorded, except what ``overrides`` set.
+    """Set ``cfg.dataset``, ``cfg.paths.data_dir`` and the test-time views
+    (``trainer.test_time_flip``, ``trainer.test_time_shift``) to what the run recorded,
+    except what ``overrides`` set.
 
     A ``dataset=<name>`` override picks another dataset: then none of the run's
     ``dataset.*`` params apply.
     """
     user = overridden_keys(overrides)
     with open_dict(cfg):
+        for key in TEST_VIEW_KEYS:
+            if key in params and key not in user:
+                OmegaConf.update(cfg, key, param_value(params[key]), merge=False)
         if "dataset" not in user:
             for key, value in params.items():
                 field = key.removeprefix("dataset.")

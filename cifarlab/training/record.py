@@ -69,10 +69,7 @@ def evaluate_and_record(
     history: dict[str, list[float]],
 ) -> TrainResult:
     """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics."""
-    t = cfg.trainer
-    probs, test_accuracy, test_loss = evaluate_model(
-        model, data, t.eval_batch_size, t.test_time_flip, int(t.get("test_time_shift") or 0)
-    )
+    probs, test_accuracy, test_loss = evaluate_model(model, data, cfg.trainer)
     log_once(recorder, {"test/accuracy": test_accuracy, "test/loss": test_loss})
     record_reports(recorder, cfg, data, probs, history)
     best_checkpoint = state.checkpoint_dir / "best.keras"

@@ -118,3 +118,19 @@ def test_input_parallelism_is_not_part_of_a_runs_identity(compose_cfg):
     assert config_hash(compose_cfg("trainer.input_parallelism=4")) == base
     # ... what it trains on does.
     assert config_hash(compose_cfg("trainer.shuffle_buffer=100")) != base
+
+
+def test_a_shuffle_buffer_moves_each_image_by_less_than_its_size_whatever_the_global_seed():
+    # keras.utils.set_random_seed(0), as trainer.seed=0 makes it, once broke Dataset.shuffle's seed handling.
+    import keras
+
+    from cifarlab.data.pipeline import train_dataset
+
+    keras.utils.set_random_seed(0)
+    labels = np.arange(40)
+    stream = iter(train_dataset(np.zeros((40, 4, 4, 3), np.uint8), labels, 8, None, seed=0, shuffle_buffer=4, repeat=True))
+    passes = [np.concatenate([next(stream)[1].numpy() for _ in range(5)]) for _ in range(2)]
+    for order in passes:
+        assert sorted(order) == labels.tolist()  # every image once a pass
+        assert np.abs(np.argsort(order) - labels).max() < 4 and not np.array_equal(order, labels)
+    assert not np.array_equal(passes[0], passes[1])  # each pass shuffled anew

@@ -27,9 +27,9 @@ RUN_PARAMS = {
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    """One tiny FINISHED training run to evaluate."""
+    """One tiny FINISHED training run to evaluate, scored over test-time flips and 1-pixel moves."""
     workdir = tmp_path_factory.mktemp("evaluate")
-    run_cli(*TINY, cwd=workdir)
+    run_cli(*TINY, "trainer.test_time_flip=true", "trainer.test_time_shift=1", cwd=workdir)
     (run,) = all_runs(workdir / "mlruns")
     assert run.info.status == "FINISHED"
     return workdir, run
@@ -48,7 +48,7 @@ def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
     tags = run.data.tags
     assert tags["source_run_id"] == tags["evaluation_of"] == src.info.run_id
     assert src.info.run_id in tags["mlflow.note.content"]
-    # Same model, same rebuilt test split: the scores training recorded.
+    # Same model, same rebuilt test split, the run's own test-time views: the scores training recorded.
     metrics = run.data.metrics
     assert metrics["test/accuracy"] == pytest.approx(src.data.metrics["test/accuracy"], abs=1e-6)
     assert metrics["test/loss"] == pytest.approx(src.data.metrics["test/loss"], abs=1e-3)

@@ -18,7 +18,7 @@ def _columns(count: int = 3) -> np.ndarray:
 
 @pytest.mark.parametrize("flip, shift, count", [(False, 0, 1), (True, 0, 2), (False, 2, 5), (True, 2, 10)])
 def test_views_are_the_image_its_four_moves_and_their_mirrors(flip, shift, count):
-    from cifarlab.training.evaluation import views_to_average
+    from cifarlab.data.views import views_to_average
 
     images = _columns()
     views = views_to_average(images, flip, shift)
@@ -35,8 +35,11 @@ def test_views_are_the_image_its_four_moves_and_their_mirrors(flip, shift, count
 def test_evaluation_averages_the_predictions_over_every_view():
     import keras
 
+    from omegaconf import OmegaConf
+
     from cifarlab.data.base import DataSplits
-    from cifarlab.training.evaluation import evaluate_model, views_to_average
+    from cifarlab.data.views import views_to_average
+    from cifarlab.training.evaluation import evaluate_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((SIZE, SIZE, 2)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
@@ -44,7 +47,8 @@ def test_evaluation_averages_the_predictions_over_every_view():
     labels = np.arange(6) % 3
     data = DataSplits(images, labels, images, labels, images, labels, ["a", "b", "c"], "tiny")
     expected = np.mean([model.predict(v.astype("float32"), verbose=0) for v in views_to_average(images, True, 2)], 0)
-    probs, _, _ = evaluate_model(model, data, 4, test_time_flip=True, test_time_shift=2)
+    trainer = OmegaConf.create({"eval_batch_size": 4, "test_time_flip": True, "test_time_shift": 2})
+    probs, _, _ = evaluate_model(model, data, trainer)
     np.testing.assert_allclose(probs, expected, rtol=1e-5)
-    plain, _, _ = evaluate_model(model, data, 4)
+    plain, _, _ = evaluate_model(model, data, OmegaConf.create({"eval_batch_size": 4}))
     assert not np.allclose(plain, probs)  # the views do change what is scored
