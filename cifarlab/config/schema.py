@@ -179,7 +179,7 @@ TRAINER_CHECKS = (
     Check("strategy", one_of(STRATEGIES), choose_one_of(STRATEGIES)),
     Check("fast_dropout", one_of(("auto", True, False)),
           "choose auto (on where a short cached calibration measures it faster), true or false"),
-    Check("test_time_shift", lambda v: 0 <= v <= 8, "use 0 (no shifted views) or a few pixels, e.g. 2"),
+    Check("test_time_shift", lambda v: 0 <= v <= 8, "use 0 (no shifted views) or 1 to 8 pixels, e.g. 2"),
 )
 
 # Every worker must stop at the same step and make the same collective calls.
