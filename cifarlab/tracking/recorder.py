@@ -119,7 +119,16 @@ class RunRecorder(NullRecorder):
             dataset = mlflow.data.from_numpy(images, targets=labels, source=source, name=name, digest=digest)
         existing = {(d.dataset.digest, i.value) for d in self._mlflow.get_run(self.run_id).inputs.dataset_inputs
                     for i in d.tags if i.key == "mlflow.data.context"}
-        if (digest, context) not in existing:  # a resumed run logged it already
+        if (digest, context) in existing:  # a resumed run logged it already
+            return
+        try:
+            self._mlflow.log_input(dataset, context=context)
+        except self._mlflow.exceptions.MlflowException as err:
+            # Two processes adding the same dataset to one store at once: MLflow's
+            # get-or-create loses the race with "UNIQUE constraint failed"; the row
+            # exists now, so the second try links this run to it.
+            if "UNIQUE constraint" not in str(err):
+                raise
             self._mlflow.log_input(dataset, context=context)
 
     def count_resume(self) -> None:
