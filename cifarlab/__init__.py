@@ -1,6 +1,6 @@
 """cifarlab: config-driven Keras experiments for small-image classification, tracked in MLflow."""
 
-from cifarlab.quiet import quiet_tensorflow
+from cifarlab.runtime.quiet import quiet_tensorflow
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from cifarlab.cli import main
+from cifarlab.commands import main
 
 main()

@@ -6,7 +6,8 @@ A group YAML picks its builder with ``name:``; the builder receives that node on
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from cifarlab.errors import ConfigError
 

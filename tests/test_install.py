@@ -7,8 +7,7 @@ import sys
 import zipfile
 
 import pytest
-
-from conftest import REPO_ROOT, cli_env
+from helpers import REPO_ROOT, cli_env
 
 
 @pytest.mark.slow
@@ -37,9 +36,11 @@ def test_wheel_carries_configs_and_runs_from_any_directory(tmp_path):
     script = (
         "import sys; sys.argv = ['cifarlab', '--cfg', 'job', 'model=mlp'];"
         "import cifarlab, cifarlab.config.locations as loc; print('PKG', cifarlab.__file__); print('CONF', loc.conf_dir());"
-        "from cifarlab.cli import main; main()"
+        "from cifarlab.commands.train import main; main()"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=workdir, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=workdir, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"PKG {target}" in proc.stdout
     assert f"CONF {target / 'cifarlab' / '_conf'}" in proc.stdout

@@ -36,9 +36,9 @@ def test_unknown_name_lists_choices_and_nearest_match():
 
 
 def test_real_registries_are_filled():
-    # Importing cifarlab.builders alone fills every registry: it is the one place that does.
-    from cifarlab.builders import DATASETS, MODELS
+    # Importing cifarlab.training.builders alone fills every registry: it is the one place that does.
     from cifarlab.data.augment import AUGMENTATIONS
+    from cifarlab.training.builders import DATASETS, MODELS
     from cifarlab.training.callbacks import CALLBACKS
     from cifarlab.training.optim import OPTIMIZERS, SCHEDULES
 

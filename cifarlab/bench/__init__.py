@@ -1,6 +1,6 @@
 """Performance benchmark of cifarlab on this machine.
 
-    python -m cifarlab.bench [quick=true] [out=bench.json] [data_dir=DIR] [synthetic=true]
+    python -m cifarlab bench [quick=true] [out=bench.json] [data_dir=DIR] [synthetic=true]
 
 Measures, on CIFAR-shaped data (the real 5k subset in ``../shared/data/cifar10-subset``
 beside the checkout when present, or ``data_dir=``; generated 32x32x3 images otherwise):

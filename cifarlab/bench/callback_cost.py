@@ -6,9 +6,9 @@ The MLflow logger writes into a real SQLite store in the bench's scratch folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import keras
 import mlflow
@@ -39,8 +39,13 @@ def scratch_run(store: Path) -> Iterator[str]:
 
 def epoch_logs(epoch: int) -> dict[str, float]:
     """Logs whose validation accuracy improves every epoch, so the best checkpoint is written every time."""
-    return {"loss": 1.2 - 0.01 * epoch, "accuracy": 0.5 + 0.01 * epoch, "val_loss": 1.3 - 0.01 * epoch,
-            "val_accuracy": 0.45 + 0.01 * epoch, "learning_rate": 0.0025}
+    return {
+        "loss": 1.2 - 0.01 * epoch,
+        "accuracy": 0.5 + 0.01 * epoch,
+        "val_loss": 1.3 - 0.01 * epoch,
+        "val_accuracy": 0.45 + 0.01 * epoch,
+        "learning_rate": 0.0025,
+    }
 
 
 def time_epoch_ends(
@@ -75,8 +80,10 @@ def callback_epoch_seconds(
     store = workdir / "callbacks"
     with scratch_run(store) as run_id:
         ctx = CallbackContext(
-            checkpoint_dir=store / "checkpoints", backup_dir=store / "backup",
-            recorder=RunRecorder(run_id), images_per_epoch=images_per_epoch,
+            checkpoint_dir=store / "checkpoints",
+            backup_dir=store / "backup",
+            recorder=RunRecorder(run_id),
+            images_per_epoch=images_per_epoch,
         )
         callbacks = build_callbacks(cfg.callbacks, ctx)
         if not any(isinstance(cb, MlflowMetricsLogger) for cb in callbacks):

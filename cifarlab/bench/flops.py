@@ -101,7 +101,9 @@ def profiler_flops(model: keras.Model) -> float | None:
         concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
         frozen = convert_variables_to_constants_v2(concrete)
         options = (
-            tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            tf.compat.v1.profiler.ProfileOptionBuilder(
+                tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            )
             .with_empty_output()
             .build()
         )
@@ -114,8 +116,12 @@ def profiler_flops(model: keras.Model) -> float | None:
 
 
 # The dtype a run's matrix products compute in, by trainer.precision (resolved).
-COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16",
-                  "autocast_bfloat16": "bfloat16"}
+COMPUTE_DTYPES = {
+    "float32": "float32",
+    "mixed_float16": "float16",
+    "mixed_bfloat16": "bfloat16",
+    "autocast_bfloat16": "bfloat16",
+}
 
 
 def compute_dtype(precision: str) -> str:

@@ -20,14 +20,17 @@ from cifarlab.bench.rounds import measure_rounds, summarise_rounds, warm_up
 from cifarlab.bench.switches import check_accuracy, switch_speedups
 from cifarlab.bench.variants import VariantSet, build_variants
 from cifarlab.config.compose import compose_config
-from cifarlab.builders import load_dataset
 from cifarlab.data import DataSplits
+from cifarlab.training.builders import load_dataset
 
 
 def record_data(data: DataSplits, batch_size: int, m: Measurements) -> None:
     m.details["data"] = {
-        "train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test),
-        "shape": list(data.input_shape), "batch_size": batch_size,
+        "train": len(data.x_train),
+        "val": len(data.x_val),
+        "test": len(data.x_test),
+        "shape": list(data.input_shape),
+        "batch_size": batch_size,
     }
 
 
@@ -35,7 +38,8 @@ def record_flops(model: keras.Model, m: Measurements) -> dict[str, Any]:
     """cnn_bn's FLOPs per image into ``m`` (the analytic count, and the profiler's as a cross-check)."""
     flops = count_flops(model)
     m.details["flops"] = {
-        "forward_per_image": flops["forward"], "train_per_image": flops["train"],
+        "forward_per_image": flops["forward"],
+        "train_per_image": flops["train"],
         "forward_per_image_tf_profiler": profiler_flops(model),
         "per_layer_macs": flops["per_layer_macs"],
         "convention": "2 x MACs of Conv/Dense forward; x3 for forward + backward",
@@ -47,7 +51,9 @@ def record_callback_cost(plan: Plan, variants: VariantSet, workdir: Path, log: L
     """Seconds of each default callback per epoch into ``m``, the MLflow logger's as ``mlflow_log_seconds``."""
     log(f"callbacks and MLflow logger: {plan.mlflow_epochs} epochs into SQLite")
     images = len(variants.data.x_train)
-    per_callback = callback_epoch_seconds(variants.cfg, variants.default_model, images, plan.mlflow_epochs, workdir)
+    per_callback = callback_epoch_seconds(
+        variants.cfg, variants.default_model, images, plan.mlflow_epochs, workdir
+    )
     seconds = per_callback["mlflow"]
     m.details["mlflow_log_seconds"] = {"median": finite_median(seconds), "max": max(seconds), "all": seconds}
     m.details["callback_seconds_per_epoch"] = {name: finite_median(v) for name, v in per_callback.items()}
@@ -66,7 +72,9 @@ def in_process_stage(plan: Plan, overrides: list[str], workdir: Path, log: Log, 
     warm_up(variants, plan, log)
     rounds, stall_ratios = measure_rounds(variants, plan, log)
     best = summarise_rounds(rounds, stall_ratios, flops, plan, m, variants.precision)
-    switches = m.details.setdefault("switches", {})  # shared with the threads stage, which may run beside this one
+    switches = m.details.setdefault(
+        "switches", {}
+    )  # shared with the threads stage, which may run beside this one
     switches.update(switch_speedups(rounds, best, variants, plan))
     check_accuracy(plan, variants, switches, log, m)
     record_callback_cost(plan, variants, workdir, log, m)

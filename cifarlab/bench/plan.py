@@ -5,9 +5,9 @@ Nothing here imports TensorFlow: the command line and the tests read it in an in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 CHECKOUT_DIR = Path(__file__).resolve().parents[2]  # this file is <checkout>/cifarlab/bench/plan.py
 
@@ -22,9 +22,18 @@ TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "flops_utilization_float32": (None, None, "", "cnn_bn training FLOP/s / float32 matmul peak"),
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
 }
-SWITCHES = ("jit_compile", "mixed_bfloat16", "autocast_bfloat16", "threads", "steps_per_execution", "caching",
-            "input_parallelism",
-            "fused_batchnorm", "freeze_cancelled_bias", "fast_dropout")
+SWITCHES = (
+    "jit_compile",
+    "mixed_bfloat16",
+    "autocast_bfloat16",
+    "threads",
+    "steps_per_execution",
+    "caching",
+    "input_parallelism",
+    "fused_batchnorm",
+    "freeze_cancelled_bias",
+    "fast_dropout",
+)
 # Switches already on by default (tests/test_fast_training.py pins what each keeps): measured as default / switched off.
 DEFAULT_ON = ("fused_batchnorm", "freeze_cancelled_bias")
 # Switches whose default each machine decides (trainer.X=auto): measured as on / off, "default" saying what auto chose.
@@ -83,19 +92,72 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", rounds=8, warm_steps=8, measure_steps=48, window_steps=16, steps_per_execution=4, pipeline_batches=150,
-                 matmul_n=2048, matmul_repeats=6, cfg_job_runs=9, overhead_pairs=4, overhead_epochs=5,
-                 mlflow_epochs=20, accuracy_epochs=4, thread_rounds=2, stall_pairs=2),
-    "quick": Plan("quick", rounds=5, warm_steps=4, measure_steps=16, window_steps=8, steps_per_execution=4, pipeline_batches=60,
-                  matmul_n=2048, matmul_repeats=4, cfg_job_runs=5, overhead_pairs=1, overhead_epochs=3,
-                  mlflow_epochs=8, accuracy_epochs=2, thread_rounds=1, thread_settings=((2, 1),), stall_pairs=4,
-                  always_check_accuracy=False, rounds_deadline_s=200, min_rounds=3, overhead_log_model=False),
+    "full": Plan(
+        "full",
+        rounds=8,
+        warm_steps=8,
+        measure_steps=48,
+        window_steps=16,
+        steps_per_execution=4,
+        pipeline_batches=150,
+        matmul_n=2048,
+        matmul_repeats=6,
+        cfg_job_runs=9,
+        overhead_pairs=4,
+        overhead_epochs=5,
+        mlflow_epochs=20,
+        accuracy_epochs=4,
+        thread_rounds=2,
+        stall_pairs=2,
+    ),
+    "quick": Plan(
+        "quick",
+        rounds=5,
+        warm_steps=4,
+        measure_steps=16,
+        window_steps=8,
+        steps_per_execution=4,
+        pipeline_batches=60,
+        matmul_n=2048,
+        matmul_repeats=4,
+        cfg_job_runs=5,
+        overhead_pairs=1,
+        overhead_epochs=3,
+        mlflow_epochs=8,
+        accuracy_epochs=2,
+        thread_rounds=1,
+        thread_settings=((2, 1),),
+        stall_pairs=4,
+        always_check_accuracy=False,
+        rounds_deadline_s=200,
+        min_rounds=3,
+        overhead_log_model=False,
+    ),
     # tiny: 2 rounds asked, the deadline lets 1 run (tests/test_bench.py checks it).
-    "tiny": Plan("tiny", rounds=2, rounds_deadline_s=1e-9, warm_steps=2, measure_steps=2, window_steps=2, steps_per_execution=2, pipeline_batches=3,
-                 matmul_n=128, matmul_repeats=2, cfg_job_runs=1, overhead_pairs=1, overhead_epochs=2, stall_pairs=1,
-                 mlflow_epochs=2, accuracy_epochs=1, thread_rounds=1, thread_settings=((1, 1),),
-                 synthetic_per_class=20, subprocess_timeout_s=300.0, concurrent=True,
-                 model_overrides=("model.filters=[8]", "model.dropout=[0.1]", "model.dense_units=16")),
+    "tiny": Plan(
+        "tiny",
+        rounds=2,
+        rounds_deadline_s=1e-9,
+        warm_steps=2,
+        measure_steps=2,
+        window_steps=2,
+        steps_per_execution=2,
+        pipeline_batches=3,
+        matmul_n=128,
+        matmul_repeats=2,
+        cfg_job_runs=1,
+        overhead_pairs=1,
+        overhead_epochs=2,
+        stall_pairs=1,
+        mlflow_epochs=2,
+        accuracy_epochs=1,
+        thread_rounds=1,
+        thread_settings=((1, 1),),
+        synthetic_per_class=20,
+        subprocess_timeout_s=300.0,
+        concurrent=True,
+        model_overrides=("model.filters=[8]", "model.dropout=[0.1]", "model.dense_units=16"),
+    ),
 }
 
 
@@ -107,11 +169,19 @@ def default_subset() -> Path:
 def data_overrides(data_dir: Path | None, synthetic_per_class: int) -> tuple[list[str], str]:
     """Hydra overrides selecting the benchmark data, and a description of it."""
     if data_dir is not None:
-        return ["dataset=cifar10", f"dataset.data_dir={data_dir}", "dataset.download=false"], f"cifar10 at {data_dir}"
+        return [
+            "dataset=cifar10",
+            f"dataset.data_dir={data_dir}",
+            "dataset.download=false",
+        ], f"cifar10 at {data_dir}"
     n = synthetic_per_class
     return [
-        "dataset=synthetic", "dataset.image_size=32", "dataset.channels=3", "dataset.num_classes=10",
-        f"dataset.samples_per_class={n}", f"dataset.test_samples_per_class={max(2, n // 5)}",
+        "dataset=synthetic",
+        "dataset.image_size=32",
+        "dataset.channels=3",
+        "dataset.num_classes=10",
+        f"dataset.samples_per_class={n}",
+        f"dataset.test_samples_per_class={max(2, n // 5)}",
         "dataset.val_fraction=0.1",
     ], f"synthetic 32x32x3, 10 classes x {n}"
 
@@ -137,7 +207,7 @@ def round_order(names: Sequence[str], r: int) -> list[str]:
     with "memory" and "pipeline" back to back in the order of ``stall_pair(r, 0)``."""
     paired = "memory" in names and "pipeline" in names
     others = [name for name in names if not (paired and name == "memory")]
-    order = others[r % len(others):] + others[: r % len(others)] if others else []
+    order = others[r % len(others) :] + others[: r % len(others)] if others else []
     if paired:
         order.insert(order.index("pipeline") + (stall_pair(r, 0)[0] == "pipeline"), "memory")
     return order

@@ -1,6 +1,6 @@
 """Commands the benchmark runs in processes of their own, and the protocol of its workers.
 
-A worker is ``python -m cifarlab.bench --worker KIND --worker-args JSON``; it prints
+A worker is ``python -m cifarlab bench --worker KIND --worker-args JSON``; it prints
 one line, ``RESULT_PREFIX`` and its result as JSON, among whatever else it logs.
 """
 
@@ -37,13 +37,15 @@ def run_command(cmd: list[str], cwd: Path, timeout: float) -> subprocess.Complet
 
 
 def run_worker(kind: str, args: dict, cwd: Path, timeout: float) -> dict:
-    """Run ``python -m cifarlab.bench --worker kind`` and return the JSON it reports."""
+    """Run ``python -m cifarlab bench --worker kind`` and return the JSON it reports."""
     proc = run_command(
-        [sys.executable, "-m", "cifarlab.bench", "--worker", kind, "--worker-args", json.dumps(args)], cwd, timeout
+        [sys.executable, "-m", "cifarlab", "bench", "--worker", kind, "--worker-args", json.dumps(args)],
+        cwd,
+        timeout,
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     raise RuntimeError(f"worker {kind} reported nothing\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 

@@ -21,7 +21,12 @@ def met(key: str, value: float | None) -> bool | None:
 
 
 def result_json(
-    plan: Plan, m: Measurements, recommended: list[str], machine: dict[str, Any], data_description: str, seconds: float
+    plan: Plan,
+    m: Measurements,
+    recommended: list[str],
+    machine: dict[str, Any],
+    data_description: str,
+    seconds: float,
 ) -> dict[str, Any]:
     """Every measurement as it is written to JSON: the headline keys first, then targets, switches and details."""
     result: dict[str, Any] = {key: float(m.values[key]) for key in REQUIRED_KEYS}
@@ -57,8 +62,14 @@ def target_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     for key, (op, target, unit, _) in TARGETS.items():
         flag = result["met"][key]
-        rows.append((key, _fmt(result[key]) + (f" {unit}" if unit else ""),
-                     f"{op} {target:g}" if op else "-", "-" if flag is None else ("yes" if flag else "NO")))
+        rows.append(
+            (
+                key,
+                _fmt(result[key]) + (f" {unit}" if unit else ""),
+                f"{op} {target:g}" if op else "-",
+                "-" if flag is None else ("yes" if flag else "NO"),
+            )
+        )
     return rows
 
 
@@ -83,8 +94,10 @@ def switch_notes(result: dict[str, Any]) -> list[str]:
         extra = ""
         if "accuracy" in s:
             a, d = s["accuracy"], s["default_accuracy"]
-            extra = (f"; short check: train accuracy {a['train_accuracy']:.3f} vs {d['train_accuracy']:.3f} without"
-                     f", test {a['test_accuracy']:.3f} vs {d['test_accuracy']:.3f}")
+            extra = (
+                f"; short check: train accuracy {a['train_accuracy']:.3f} vs {d['train_accuracy']:.3f} without"
+                f", test {a['test_accuracy']:.3f} vs {d['test_accuracy']:.3f}"
+            )
         elif s.get("accuracy_note"):
             extra = f"; accuracy: {s['accuracy_note']}"
         lines.append(f"  {name}: {s['setting']}{extra}")
@@ -100,11 +113,13 @@ def table(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines.append("")
     features = ", ".join(name for name, has in machine.get("isa_features", {}).items() if has) or "none known"
-    lines.append(f"machine: {machine.get('cpu_model', '?')} ({features}), {machine['sched_cpus']} usable of "
-                 f"{machine['cpu_count']} CPUs, TensorFlow {machine['tf_version']}, "
-                 f"Keras {machine['keras_version']}; data: {result['data']['source']}; "
-                 f"plan: {result['plan']['name']}, {result['details']['rounds_measured']} rounds, "
-                 f"{result['bench_seconds']:.0f} s")
+    lines.append(
+        f"machine: {machine.get('cpu_model', '?')} ({features}), {machine['sched_cpus']} usable of "
+        f"{machine['cpu_count']} CPUs, TensorFlow {machine['tf_version']}, "
+        f"Keras {machine['keras_version']}; data: {result['data']['source']}; "
+        f"plan: {result['plan']['name']}, {result['details']['rounds_measured']} rounds, "
+        f"{result['bench_seconds']:.0f} s"
+    )
     lines += switch_notes(result)
     lines.append("recommended defaults: " + ("; ".join(result["recommended_defaults"]) or "none"))
     return "\n".join(lines)

@@ -27,8 +27,9 @@ def warm_up(variants: VariantSet, plan: Plan, log: Log) -> None:
 def measure(variants: VariantSet, plan: Plan, name: str) -> float:
     """Training images per second of one variant (its fastest window of steps)."""
     model, ds = variants.runs[name]
-    return fit_throughput(model, ds, plan.warm_steps, plan.measure_steps, variants.cfg.trainer.batch_size,
-                          plan.window_steps)
+    return fit_throughput(
+        model, ds, plan.warm_steps, plan.measure_steps, variants.cfg.trainer.batch_size, plan.window_steps
+    )
 
 
 def measure_peaks(plan: Plan, precision: str, row: dict[str, float]) -> None:
@@ -71,7 +72,9 @@ def measure_rounds(variants: VariantSet, plan: Plan, log: Log) -> tuple[list[dic
     stall_ratios: list[float] = []
     for r in range(plan.rounds):
         if deadline_passed(plan, r, log):
-            log(f"{plan.rounds_deadline_s:g}s deadline for the rounds passed: {r} of {plan.rounds} rounds measured")
+            log(
+                f"{plan.rounds_deadline_s:g}s deadline for the rounds passed: {r} of {plan.rounds} rounds measured"
+            )
             break
         log(f"round {r + 1}/{plan.rounds}: matmul peak, pipeline, {len(variants.runs)} training variants")
         row, ratios = measure_round(variants, plan, r)
@@ -81,7 +84,11 @@ def measure_rounds(variants: VariantSet, plan: Plan, log: Log) -> tuple[list[dic
 
 
 def summarise_rounds(
-    rounds: list[dict[str, float]], stall_ratios: list[float], flops: dict[str, Any], plan: Plan, m: Measurements,
+    rounds: list[dict[str, float]],
+    stall_ratios: list[float],
+    flops: dict[str, Any],
+    plan: Plan,
+    m: Measurements,
     precision: str = "float32",
 ) -> dict[str, float]:
     """The headline throughputs and ratios of the rounds into ``m``; the best of each measurement."""
@@ -97,7 +104,10 @@ def summarise_rounds(
     m.values["train_images_per_s"] = best["pipeline"]
     m.values["pipeline_stall_ratio"] = finite_median(stall_ratios)
     # Against the peak of the dtype the run computes in (bfloat16 under autocast), and float32's beside it.
-    for key, peak in (("flops_utilization", "matmul_flops_compute"), ("flops_utilization_float32", "matmul_flops")):
+    for key, peak in (
+        ("flops_utilization", "matmul_flops_compute"),
+        ("flops_utilization_float32", "matmul_flops"),
+    ):
         m.values[key] = finite_median([row["pipeline"] * train_flops / row[peak] for row in rounds])
     m.details["best"] = best
     m.details["median"] = median
@@ -107,9 +117,13 @@ def summarise_rounds(
         "flops_utilization_float32": best["pipeline"] * train_flops / best["matmul_flops"],
     }
     m.details["matmul_peak_gflops"] = {
-        "compute_dtype": compute_dtype(precision), "precision": precision, "n": plan.matmul_n,
-        "best": best["matmul_flops_compute"] / 1e9, "median": median["matmul_flops_compute"] / 1e9,
-        "float32_best": best["matmul_flops"] / 1e9, "float32_median": median["matmul_flops"] / 1e9,
+        "compute_dtype": compute_dtype(precision),
+        "precision": precision,
+        "n": plan.matmul_n,
+        "best": best["matmul_flops_compute"] / 1e9,
+        "median": median["matmul_flops_compute"] / 1e9,
+        "float32_best": best["matmul_flops"] / 1e9,
+        "float32_median": median["matmul_flops"] / 1e9,
     }
     m.details["train_gflops"] = best["pipeline"] * train_flops / 1e9
     return best

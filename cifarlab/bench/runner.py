@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -19,7 +20,7 @@ from cifarlab.bench.progress import Log
 from cifarlab.bench.report import result_json
 from cifarlab.bench.subprocess_stages import cfg_job_stage, overhead_stage, threads_stage
 from cifarlab.bench.switches import recommend
-from cifarlab.hardware import cpu_model, isa_features, library_versions, usable_cores
+from cifarlab.runtime.hardware import cpu_model, isa_features, library_versions, usable_cores
 
 Stage = Callable[[], None]
 

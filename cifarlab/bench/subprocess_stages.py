@@ -30,15 +30,22 @@ def cfg_job_stage(plan: Plan, workdir: Path, log: Log, m: Measurements) -> None:
 def thread_round(plan: Plan, overrides: list[str], workdir: Path, log: Log, r: int) -> dict[str, float]:
     """Round ``r``: training throughput under each thread setting (TensorFlow's default first, rotating)."""
     settings = [(0, 0), *plan.thread_settings]
-    order = settings[r % len(settings):] + settings[: r % len(settings)]
+    order = settings[r % len(settings) :] + settings[: r % len(settings)]
     row = {}
     for intra, inter in order:
         log(f"threads round {r + 1}/{plan.thread_rounds}: intra_op={intra} inter_op={inter} (subprocess)")
         out = run_worker(
             "threads",
-            {"threads": [intra, inter], "overrides": overrides, "warm_steps": plan.warm_steps,
-             "measure_steps": plan.measure_steps, "window_steps": plan.window_steps, "repeats": 3},
-            workdir, plan.subprocess_timeout_s,
+            {
+                "threads": [intra, inter],
+                "overrides": overrides,
+                "warm_steps": plan.warm_steps,
+                "measure_steps": plan.measure_steps,
+                "window_steps": plan.window_steps,
+                "repeats": 3,
+            },
+            workdir,
+            plan.subprocess_timeout_s,
         )
         row[f"intra{intra}_inter{inter}"] = max(out["images_per_s"])
     return row
@@ -74,7 +81,9 @@ def cifarlab_epochs(overrides: list[str], epochs: int, workdir: Path, timeout: f
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench")
     (run,) = client.search_runs([exp.experiment_id])
-    history = sorted(client.get_metric_history(run.info.run_id, "epoch_seconds"), key=lambda metric: metric.step)
+    history = sorted(
+        client.get_metric_history(run.info.run_id, "epoch_seconds"), key=lambda metric: metric.step
+    )
     stamps = [metric.timestamp / 1000.0 for metric in history]
     return {
         "epoch_seconds": [metric.value for metric in history],
@@ -90,14 +99,22 @@ def overhead_pair(plan: Plan, overrides: list[str], workdir: Path, log: Log, r: 
     order = ("cifarlab", "bare") if r % 2 == 0 else ("bare", "cifarlab")
     pair = {}
     for who in order:
-        log(f"overhead pair {r + 1}/{plan.overhead_pairs}: {who} run of {plan.overhead_epochs} epochs (subprocess)")
+        log(
+            f"overhead pair {r + 1}/{plan.overhead_pairs}: {who} run of {plan.overhead_epochs} epochs (subprocess)"
+        )
         folder = Path(tempfile.mkdtemp(prefix=f"{who}-", dir=workdir))
         if who == "cifarlab":
             run_overrides = [*overrides, *([] if plan.overhead_log_model else ["tracking.log_model=false"])]
-            pair[who] = cifarlab_epochs(run_overrides, plan.overhead_epochs, folder, plan.subprocess_timeout_s)
+            pair[who] = cifarlab_epochs(
+                run_overrides, plan.overhead_epochs, folder, plan.subprocess_timeout_s
+            )
         else:
-            pair[who] = run_worker("bare_fit", {"overrides": overrides, "epochs": plan.overhead_epochs}, folder,
-                                   plan.subprocess_timeout_s)
+            pair[who] = run_worker(
+                "bare_fit",
+                {"overrides": overrides, "epochs": plan.overhead_epochs},
+                folder,
+                plan.subprocess_timeout_s,
+            )
     return pair
 
 
@@ -126,7 +143,7 @@ def overhead_stage(plan: Plan, overrides: list[str], workdir: Path, log: Log, m:
         ],
         "method": "fastest steady epoch of each side over all runs (runs alternate cifarlab/bare, ABBA)",
         "note": "main value: epoch-end to epoch-end (MLflow metric timestamps vs. a bare callback), so every "
-                "callback counts; epoch_seconds as logged misses the callbacks after the MLflow logger",
+        "callback counts; epoch_seconds as logged misses the callbacks after the MLflow logger",
         "pairs": pairs,
     }
     m.details["cifarlab_epoch_seconds"] = best("cifarlab", "epoch_seconds", True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -21,7 +21,9 @@ class BatchClock(keras.callbacks.Callback):
         self.marks.append((batch, time.perf_counter()))
 
 
-def steps_per_second(marks: Sequence[tuple[int, float]], warm_steps: int, window_steps: int | None = None) -> float:
+def steps_per_second(
+    marks: Sequence[tuple[int, float]], warm_steps: int, window_steps: int | None = None
+) -> float:
     """Steps per second from (index of the last step done, time) marks, skipping ``warm_steps``.
 
     Over all timed steps; with ``window_steps``, over the fastest run of at least that
@@ -31,15 +33,21 @@ def steps_per_second(marks: Sequence[tuple[int, float]], warm_steps: int, window
     spans = [(marks[0], marks[-1])]
     if window_steps:
         spans = [
-            (first, next(last for last in marks[i + 1:] if last[0] - first[0] >= window_steps))
+            (first, next(last for last in marks[i + 1 :] if last[0] - first[0] >= window_steps))
             for i, first in enumerate(marks)
             if marks[-1][0] - first[0] >= window_steps
         ] or spans
     return max((end[0] - start[0]) / (end[1] - start[1]) for start, end in spans)
 
 
-def fit_throughput(model: keras.Model, dataset: tf.data.Dataset, warm_steps: int, measure_steps: int, batch_size: int,
-                   window_steps: int | None = None) -> float:
+def fit_throughput(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    warm_steps: int,
+    measure_steps: int,
+    batch_size: int,
+    window_steps: int | None = None,
+) -> float:
     """Images per second of ``model.fit`` on ``dataset`` after ``warm_steps`` untimed steps.
 
     Steps are timed by a batch-end callback, as cifarlab's own per-batch callbacks
@@ -50,7 +58,12 @@ def fit_throughput(model: keras.Model, dataset: tf.data.Dataset, warm_steps: int
     """
     clock = BatchClock()
     model.fit(
-        dataset, epochs=1, steps_per_epoch=warm_steps + measure_steps, callbacks=[clock], verbose=0, shuffle=False
+        dataset,
+        epochs=1,
+        steps_per_epoch=warm_steps + measure_steps,
+        callbacks=[clock],
+        verbose=0,
+        shuffle=False,
     )
     return steps_per_second(clock.marks, warm_steps, window_steps) * batch_size
 

@@ -5,8 +5,9 @@ Only public functions of the data, models and training subpackages: what is meas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -18,16 +19,21 @@ from cifarlab.bench.throughput import materialise
 from cifarlab.data import DataSplits
 from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import map_calls, prefetch_size, resolve_input_parallelism, train_dataset
-from cifarlab.builders import build_model
 from cifarlab.models.layers.dropout_choice import calibrate, calibration_enabled, resolve_fast_dropout
 from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
+from cifarlab.training.builders import build_model
 from cifarlab.training.compile import compile_model
 from cifarlab.training.evaluation import evaluate_model
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
 
 
 def cached_train_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, augment: Callable, seed: int, parallel_calls: int | None
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    augment: Callable,
+    seed: int,
+    parallel_calls: int | None,
 ) -> tf.data.Dataset:
     """cifarlab's training pipeline with ``.cache()`` after the deterministic stage (the float cast).
 
@@ -38,7 +44,9 @@ def cached_train_dataset(
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=calls).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
     # Each batch's draws from its position in the stream, as the real pipeline's (cifarlab.data.augment).
-    ds = ds.enumerate().map(lambda i, xy: (augment(xy[0], i), xy[1]), num_parallel_calls=calls, deterministic=False)
+    ds = ds.enumerate().map(
+        lambda i, xy: (augment(xy[0], i), xy[1]), num_parallel_calls=calls, deterministic=False
+    )
     return ds.prefetch(prefetch_size(parallel_calls))
 
 
@@ -73,8 +81,15 @@ def train_data(
     if parallel_calls == "config":
         parallel_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
     augment = build_augmentation(cfg.augmentation, seed=cfg.trainer.seed)
-    return train_dataset(data.x_train, data.y_train, cfg.trainer.batch_size, augment, seed=cfg.trainer.seed,
-                         repeat=True, parallel_calls=parallel_calls), augment
+    return train_dataset(
+        data.x_train,
+        data.y_train,
+        cfg.trainer.batch_size,
+        augment,
+        seed=cfg.trainer.seed,
+        repeat=True,
+        parallel_calls=parallel_calls,
+    ), augment
 
 
 class Snapshot:
@@ -104,8 +119,11 @@ def short_accuracy(snapshot: Snapshot, cfg: DictConfig, data: DataSplits, epochs
     steps = max(1, len(data.x_train) // cfg.trainer.batch_size)
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False).history
     _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer)
-    return {"train_accuracy": float(history["accuracy"][-1]), "train_loss": float(history["loss"][-1]),
-            "test_accuracy": float(test_accuracy)}
+    return {
+        "train_accuracy": float(history["accuracy"][-1]),
+        "train_loss": float(history["loss"][-1]),
+        "test_accuracy": float(test_accuracy),
+    }
 
 
 def precision_variant(precision: str, resolved: str) -> str:
@@ -131,7 +149,10 @@ def accuracy_pairs(resolved: str) -> dict[str, tuple[str, str]]:
     """Switches that change the arithmetic, each as (variant switched on, its reference)."""
     return {
         "jit_compile": ("jit_compile", "default"),
-        **{p: (precision_variant(p, resolved), precision_variant("float32", resolved)) for p in PRECISION_SWITCHES},
+        **{
+            p: (precision_variant(p, resolved), precision_variant("float32", resolved))
+            for p in PRECISION_SWITCHES
+        },
     }
 
 
@@ -160,8 +181,9 @@ def variant_runs(
 ) -> dict[str, tuple[keras.Model, tf.data.Dataset]]:
     """Measured name -> (model, dataset): the default model on each input pipeline, each variant on the pipeline."""
     pipeline, augment = train_data(cfg, data)
-    cached = cached_train_dataset(data.x_train, data.y_train, cfg.trainer.batch_size, augment, cfg.trainer.seed,
-                                  input_calls)
+    cached = cached_train_dataset(
+        data.x_train, data.y_train, cfg.trainer.batch_size, augment, cfg.trainer.seed, input_calls
+    )
     # The other input_parallelism: tf.data autotuning where the default is a fixed count, and back.
     other_input, _ = train_data(cfg, data, parallel_calls=None if input_calls is not None else 1)
     default = models["default"]
@@ -186,7 +208,15 @@ def build_variants(cfg: DictConfig, data: DataSplits, plan: Plan) -> VariantSet:
     pairs = accuracy_pairs(resolved)
     snapshots = {v: Snapshot(models[v]) for pair in pairs.values() for v in pair}
     input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
-    return VariantSet(cfg=cfg, data=data, precision=resolved, fast_dropout=bool(cfg.trainer.fast_dropout),
-                      fast_dropout_calibration=calibration, input_calls=input_calls, configs=configs,
-                      accuracy_pairs=pairs, snapshots=snapshots,
-                      runs=variant_runs(cfg, data, models, steps, input_calls))
+    return VariantSet(
+        cfg=cfg,
+        data=data,
+        precision=resolved,
+        fast_dropout=bool(cfg.trainer.fast_dropout),
+        fast_dropout_calibration=calibration,
+        input_calls=input_calls,
+        configs=configs,
+        accuracy_pairs=pairs,
+        snapshots=snapshots,
+        runs=variant_runs(cfg, data, models, steps, input_calls),
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -67,7 +68,9 @@ def parse_options(
                 continue
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}=? " if close else ""
-            raise CifarlabError(f"{key}={value!r} is not an option of {prog}; {hint}options: {', '.join(known)}")
+            raise CifarlabError(
+                f"{key}={value!r} is not an option of {prog}; {hint}options: {', '.join(known)}"
+            )
         _set(cfg, key, value)
     return cfg, rest
 

@@ -6,8 +6,9 @@ imports neither TensorFlow nor Hydra, so a bad value fails in well under a secon
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterable
+from typing import Any
 
 from omegaconf import DictConfig
 

@@ -7,7 +7,7 @@ composition errors into one line (config/hydra_errors.py) naming the key, the va
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -20,7 +20,13 @@ from cifarlab.config.presets import register_experiments
 from cifarlab.config.schema import register_configs, validate
 from cifarlab.errors import CifarlabError
 
-__all__ = ["compose_config", "describe_hydra_error", "override_key", "overridden_keys", "register_config_store"]
+__all__ = [
+    "compose_config",
+    "describe_hydra_error",
+    "override_key",
+    "overridden_keys",
+    "register_config_store",
+]
 
 
 def register_config_store() -> None:

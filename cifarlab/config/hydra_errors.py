@@ -13,7 +13,12 @@ import re
 import shlex
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
@@ -68,7 +73,9 @@ def _parser_reason(message: str) -> str:
     """The part of Hydra's parser message worth reading: no caret lines, token lists or links."""
     for line in message.splitlines():
         line = line.strip()
-        if not line or line.startswith(("Error parsing override", "See https", "LexerNoViableAltException", "^")):
+        if not line or line.startswith(
+            ("Error parsing override", "See https", "LexerNoViableAltException", "^")
+        ):
             continue
         return line.split(" expecting ", 1)[0]
     return ""

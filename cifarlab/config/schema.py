@@ -102,7 +102,10 @@ class AugmentationConfig:
 
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 # How each augmentation fills pixels from outside the image, as its TF op names them.
-FILL_MODES = {"shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"), "crop_flip": ("reflect", "symmetric", "constant")}
+FILL_MODES = {
+    "shift_flip_rotate": ("nearest", "reflect", "wrap", "constant"),
+    "crop_flip": ("reflect", "symmetric", "constant"),
+}
 
 AUGMENTATION_CHECKS = (
     Check("flip", one_of(FLIPS), choose_one_of(FLIPS)),
@@ -144,7 +147,7 @@ class TrainerConfig:
     # ... and over each image moved by this many pixels up, down, left and right (0: no moves).
     test_time_shift: int = 0
     strategy: str = "default"  # default | mirrored | multi_worker (tf.distribute)
-    # Speedups (cifarlab/models/layers/), measured by python -m cifarlab.bench:
+    # Speedups (cifarlab/models/layers/), measured by python -m cifarlab bench:
     fused_batchnorm: bool = True  # BatchNorm trains with TensorFlow's fused kernel
     freeze_cancelled_bias: bool = True  # biases that a following BatchNorm cancels get no gradient
     # Dropout masks from 16 random bits per element, not 32; auto: where a cached calibration measures it faster.
@@ -171,25 +174,43 @@ TRAINER_CHECKS = (
     Check("precision", one_of(PRECISIONS), choose_one_of(PRECISIONS)),
     Check("jit_compile", one_of(("auto", True, False)), "choose auto, true or false"),
     Check("steps_per_execution", at_least(1), "use at least 1"),
-    Check("input_parallelism", _input_threads,
-          "use auto, autotune (tf.data decides) or a positive number of threads"),
-    Check("shuffle_buffer", null_or(at_least(1)),
-          "use null (the whole training split) or a positive number of images"),
+    Check(
+        "input_parallelism",
+        _input_threads,
+        "use auto, autotune (tf.data decides) or a positive number of threads",
+    ),
+    Check(
+        "shuffle_buffer",
+        null_or(at_least(1)),
+        "use null (the whole training split) or a positive number of images",
+    ),
     Check("time_budget_s", null_or(above(0)), "use null or a positive number of seconds"),
     Check("strategy", one_of(STRATEGIES), choose_one_of(STRATEGIES)),
-    Check("fast_dropout", one_of(("auto", True, False)),
-          "choose auto (on where a short cached calibration measures it faster), true or false"),
+    Check(
+        "fast_dropout",
+        one_of(("auto", True, False)),
+        "choose auto (on where a short cached calibration measures it faster), true or false",
+    ),
     Check("test_time_shift", lambda v: 0 <= v <= 8, "use 0 (no shifted views) or 1 to 8 pixels, e.g. 2"),
 )
 
 # Every worker must stop at the same step and make the same collective calls.
 MULTI_WORKER_CHECKS = (
-    Check("steps_per_execution", lambda v: v == 1,
-          "use 1 with trainer.strategy=multi_worker (Keras's multi-step loop fails there)"),
-    Check("jit_compile", lambda v: v is not True,
-          "use auto or false with trainer.strategy=multi_worker (XLA has no CPU collectives)"),
-    Check("time_budget_s", lambda v: v is None,
-          "use null with trainer.strategy=multi_worker (workers' clocks would stop them at different steps)"),
+    Check(
+        "steps_per_execution",
+        lambda v: v == 1,
+        "use 1 with trainer.strategy=multi_worker (Keras's multi-step loop fails there)",
+    ),
+    Check(
+        "jit_compile",
+        lambda v: v is not True,
+        "use auto or false with trainer.strategy=multi_worker (XLA has no CPU collectives)",
+    ),
+    Check(
+        "time_budget_s",
+        lambda v: v is None,
+        "use null with trainer.strategy=multi_worker (workers' clocks would stop them at different steps)",
+    ),
 )
 
 
@@ -223,8 +244,12 @@ def check_tracking(tracking: DictConfig) -> None:
     if name is not None and not str(name).strip():
         raise ConfigError("tracking.register_as", name, "give a model name, e.g. tracking.register_as=cnn")
     if name is not None and not tracking.log_model:
-        raise ConfigError("tracking.register_as", name, "drop tracking.log_model=false, or drop tracking.register_as",
-                          "needs tracking.log_model=true (there is no logged model to register)")
+        raise ConfigError(
+            "tracking.register_as",
+            name,
+            "drop tracking.log_model=false, or drop tracking.register_as",
+            "needs tracking.log_model=true (there is no logged model to register)",
+        )
 
 
 @dataclass

@@ -3,7 +3,7 @@
 ``load_dataset`` finds the registered loader, holds out a stratified validation
 split with a fixed seed, and optionally keeps only a fraction of every split.
 Importing this package never imports TensorFlow. The loaders register
-themselves in ``DATASETS`` when ``cifarlab.builders`` imports them.
+themselves in ``DATASETS`` when ``cifarlab.training.builders`` imports them.
 """
 
 from __future__ import annotations

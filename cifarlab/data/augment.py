@@ -10,7 +10,7 @@ batch as the uninterrupted run did, whatever this process ran before.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -101,7 +101,9 @@ def random_affine(
             b0, b1, b2 = _mirror(keys[4], batch, b0, b1, b2, height)
         no_projection = tf.zeros_like(cos)
         transforms = tf.stack([a0, a1, a2, b0, b1, b2, no_projection, no_projection], axis=1)
-        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode=fill_mode)
+        return keras.ops.image.affine_transform(
+            images, transforms, interpolation="bilinear", fill_mode=fill_mode
+        )
 
     return _sequential([transform], seed)
 

@@ -6,9 +6,10 @@ Nothing here imports TensorFlow or Keras: picking a dataset must stay fast.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,9 +68,7 @@ def check_raw(raw: RawData, source: str) -> RawData:
         if x.ndim == 3:  # grayscale without a channel axis
             x = x[..., np.newaxis]
         if x.ndim != 4 or x.dtype != np.uint8:
-            raise DataError(
-                f"{source}: {part} images are {x.dtype} {x.shape}; expected uint8 (N, H, W, C)"
-            )
+            raise DataError(f"{source}: {part} images are {x.dtype} {x.shape}; expected uint8 (N, H, W, C)")
         if len(x) != len(y):
             raise DataError(f"{source}: {len(x)} {part} images but {len(y)} labels")
         if len(y) and (y.min() < 0 or y.max() >= len(raw.class_names)):
@@ -80,8 +79,7 @@ def check_raw(raw: RawData, source: str) -> RawData:
         splits += [x, y]
     if splits[0].shape[1:] != splits[2].shape[1:]:
         raise DataError(
-            f"{source}: train images are {splits[0].shape[1:]} but test images "
-            f"are {splits[2].shape[1:]}"
+            f"{source}: train images are {splits[0].shape[1:]} but test images are {splits[2].shape[1:]}"
         )
     return RawData(*splits, [str(c) for c in raw.class_names])
 
@@ -128,9 +126,7 @@ def stratified_split(
     return x[idx_keep], y[idx_keep], x[idx_held], y[idx_held]
 
 
-def subsample(
-    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def subsample(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep ``fraction`` of each class (at least one image of each), in the original order."""
     if fraction >= 1.0 or len(y) == 0:
         return x, y
@@ -156,5 +152,6 @@ def content_digest(*arrays: np.ndarray, names: Sequence[str] = ()) -> str:
 
 def splits_digest(data: DataSplits) -> str:
     """The digest of all three splits and the class names."""
-    return content_digest(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test,
-                          names=data.class_names)
+    return content_digest(
+        data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, names=data.class_names
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -138,9 +139,7 @@ def _read_batches(layout: _Layout, read: Reader, where: str) -> RawData:
     def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
         raw = read(name)
         if raw is None:
-            raise DataError(
-                f"{where}/{name} is missing; expected {', '.join(layout.batches)} in {where}"
-            )
+            raise DataError(f"{where}/{name} is missing; expected {', '.join(layout.batches)} in {where}")
         return layout.parse(raw, f"{where}/{name}")
 
     xs, ys = zip(*(batch(name) for name in layout.train))

@@ -63,4 +63,6 @@ def _undo(new_file: Path | None, created: list[Path]) -> None:
 
 def _reason(exc: Exception, origin: str) -> str:
     reason = " ".join(str(exc).split()) or type(exc).__name__
-    return reason.replace(f"URL fetch failure on {origin}: None -- ", "").replace(f"URL fetch failure on {origin}: ", "")
+    return reason.replace(f"URL fetch failure on {origin}: None -- ", "").replace(
+        f"URL fetch failure on {origin}: ", ""
+    )

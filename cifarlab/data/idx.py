@@ -76,9 +76,7 @@ def read_idx_folder(folder: Path, class_names: list[str]) -> RawData:
     for name, ndim in zip(IDX_FILES, (3, 1, 3, 1)):
         path = _idx_path(folder, name)
         if path is None:
-            raise DataError(
-                f"{folder / name}.gz is missing; expected {_GZ_NAMES} in {folder}"
-            )
+            raise DataError(f"{folder / name}.gz is missing; expected {_GZ_NAMES} in {folder}")
         arrays.append(parse_idx(_read_maybe_gzip(path), str(path), ndim))
     x_train, y_train, x_test, y_test = arrays
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
@@ -94,9 +92,7 @@ def read_npz(path: Path, class_names: list[str]) -> RawData:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
             if missing:
-                raise DataError(
-                    f"{path}: has no {', '.join(missing)}; expected arrays {', '.join(keys)}"
-                )
+                raise DataError(f"{path}: has no {', '.join(missing)}; expected arrays {', '.join(keys)}")
             x_train, y_train, x_test, y_test = (npz[k] for k in keys)
     except DataError:
         raise

@@ -23,7 +23,9 @@ SPLIT_FOLDERS = ("train", "test")
 
 
 def _class_folders(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -67,8 +69,7 @@ def _read_tree(
         files = _image_files(folder)
         if not files:
             raise DataError(
-                f"{folder} holds no images; expected {'/'.join(EXTENSIONS)} files "
-                f"for class {folder.name!r}"
+                f"{folder} holds no images; expected {'/'.join(EXTENSIONS)} files for class {folder.name!r}"
             )
         images += [_load_image(f, size, mode) for f in files]  # PIL decodes one file at a time
         labels += [names.index(folder.name)] * len(files)

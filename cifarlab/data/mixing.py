@@ -11,7 +11,7 @@ and partners come from TensorFlow's stateless ops under the batch's key
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 from omegaconf import DictConfig

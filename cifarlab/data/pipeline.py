@@ -26,7 +26,7 @@ parallelism measured 0.94-0.98 before. The split changes no pixel.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +34,7 @@ import tensorflow as tf
 from cifarlab.data.augment import BatchAugment
 from cifarlab.data.draws import SHUFFLE, draw_key
 from cifarlab.data.mixing import BatchMix
-from cifarlab.hardware import usable_cores
+from cifarlab.runtime.hardware import usable_cores
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEQUENTIAL_PREFETCH = 4  # batches made ahead by a single producer thread
@@ -108,8 +108,13 @@ def _pass_order(count: int, seed: int, shuffle_buffer: int | None) -> Callable[[
 
 
 def index_batches(
-    count: int, batch_size: int, seed: int, first_epoch: tf.Tensor, epoch_batches: int,
-    whole_passes: bool, shuffle_buffer: int | None = None,
+    count: int,
+    batch_size: int,
+    seed: int,
+    first_epoch: tf.Tensor,
+    epoch_batches: int,
+    whole_passes: bool,
+    shuffle_buffer: int | None = None,
 ) -> tf.data.Dataset:
     """(position, image indices) of every training batch from the first of ``first_epoch`` on.
 
@@ -128,7 +133,9 @@ def index_batches(
         first = start * batch_size  # the stream's first image, counted over all passes
         first_pass, skipped = first // count, first % count
         head = tf.data.Dataset.range(first_pass, first_pass + 1).map(lambda p: order(p)[skipped:])
-        batches = head.concatenate(tf.data.Dataset.range(first_pass + 1, INFINITE).map(order)).rebatch(batch_size)
+        batches = head.concatenate(tf.data.Dataset.range(first_pass + 1, INFINITE).map(order)).rebatch(
+            batch_size
+        )
     return tf.data.Dataset.zip(tf.data.Dataset.range(start, INFINITE), batches)
 
 

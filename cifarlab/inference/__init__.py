@@ -1,6 +1,6 @@
 """Inference: find a trained model, load it, read images for it, rebuild its run's data.
 
-Used by ``cifarlab.predict`` and ``cifarlab.evaluate``. Each module has one job:
+Used by ``cifarlab.commands.predict`` and ``cifarlab.commands.evaluate``. Each module has one job:
 
 - ``store``: the MLflow store training used (tracking URI, client, runs);
 - ``source``: which model (``run=``, ``checkpoint=``, ``model=``), found without TensorFlow;

@@ -7,8 +7,9 @@ a second to import, and most predictions ask for no figure.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from cifarlab.inference.predictions import Predictions
 MAX_GRID_IMAGES = 48
 
 
-def unlabeled_grid_figure(preds: Predictions, top_k: int, limit: int = MAX_GRID_IMAGES, dpi: int = 110) -> Any:
+def unlabeled_grid_figure(
+    preds: Predictions, top_k: int, limit: int = MAX_GRID_IMAGES, dpi: int = 110
+) -> Any:
     """Each image beside bars of its top-k class probabilities (no true labels needed)."""
     from matplotlib.figure import Figure  # see the module docstring
 
@@ -65,7 +68,9 @@ def save_grid(path: Path, preds: Predictions, top_k: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if preds.y_true is not None:
         n = min(len(preds.names), MAX_GRID_IMAGES)
-        fig = prediction_grid_figure(preds.images, preds.probs, preds.y_true, preds.class_names, n=n, seed=seed)
+        fig = prediction_grid_figure(
+            preds.images, preds.probs, preds.y_true, preds.class_names, n=n, seed=seed
+        )
     else:
         fig = unlabeled_grid_figure(preds, top_k, dpi=DPI)
     fig.savefig(path)

@@ -8,14 +8,14 @@ is reported as one warning line naming the files.
 from __future__ import annotations
 
 import glob
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifarlab.errors import CifarlabError, ConfigError, DataError
-from cifarlab.inference.store import first_line
+from cifarlab.inference.model_store import first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -30,7 +30,9 @@ def find_images(spec: str, key: str = "images") -> list[Path]:
         found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise ConfigError(
-                key, spec, "point it at PNG or JPEG files",
+                key,
+                spec,
+                "point it at PNG or JPEG files",
                 problem="is a folder with no images (subfolders searched too)",
             )
         return found
@@ -38,8 +40,12 @@ def find_images(spec: str, key: str = "images") -> list[Path]:
         found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
         if found:
             return found
-        raise ConfigError(key, spec, "check the pattern, e.g. images='photos/*.png'", problem="matches no files")
-    raise ConfigError(key, spec, "give an image file or a folder of PNG/JPEG images", problem="does not exist")
+        raise ConfigError(
+            key, spec, "check the pattern, e.g. images='photos/*.png'", problem="matches no files"
+        )
+    raise ConfigError(
+        key, spec, "give an image file or a folder of PNG/JPEG images", problem="does not exist"
+    )
 
 
 def open_image(path: Path) -> Image.Image:
@@ -90,7 +96,9 @@ def fit_image(
     img = to_mode(img, channels)
     if img.size != (width, height):
         note = "" if img.width * height == img.height * width else " (aspect ratio not kept)"
-        changes["resized"].setdefault(f"from {img.width}x{img.height} to {width}x{height}{note}", []).append(name)
+        changes["resized"].setdefault(f"from {img.width}x{img.height} to {width}x{height}{note}", []).append(
+            name
+        )
         img = img.resize((width, height), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
 
@@ -99,7 +107,9 @@ def prepare_images(paths: Sequence[str | Path], input_shape: Sequence[int]) -> t
     """Read images into a uint8 array shaped ``(N, *input_shape)``, and warnings about what was changed."""
     height, width, channels = (int(d) for d in input_shape)
     if channels not in (1, 3):
-        raise CifarlabError(f"the model takes {channels}-channel images; only 1 (grayscale) and 3 (RGB) are supported")
+        raise CifarlabError(
+            f"the model takes {channels}-channel images; only 1 (grayscale) and 3 (RGB) are supported"
+        )
     out = np.empty((len(paths), height, width, channels), dtype=np.uint8)
     changes: dict[str, dict[str, list[str]]] = {"resized": {}, "converted": {}}
     for i, path in enumerate(paths):

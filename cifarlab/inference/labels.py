@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from cifarlab.inference.store import download_run_artifact
+from cifarlab.inference.model_store import download_run_artifact
 from cifarlab.models.class_names import load_class_names
 
 CONFUSION_CSV = "reports/confusion_matrix.csv"
@@ -45,7 +45,9 @@ def class_names_from_reports(reports_dir: Path) -> list[str] | None:
 
 def checkpoint_class_names(checkpoint: Path) -> list[str] | None:
     """The names saved beside a checkpoint, else those of the run folder it sits in."""
-    run_reports = Path(checkpoint).resolve().parent.parent / "reports"  # <run>/artifacts/{checkpoints,reports}
+    run_reports = (
+        Path(checkpoint).resolve().parent.parent / "reports"
+    )  # <run>/artifacts/{checkpoints,reports}
     return load_class_names(checkpoint) or class_names_from_reports(run_reports)
 
 

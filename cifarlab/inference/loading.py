@@ -6,14 +6,15 @@ before it (arguments, MLflow look-ups, images) runs without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from cifarlab.errors import CifarlabError
+from cifarlab.inference.model_store import first_line
 from cifarlab.inference.source import ModelSource, locate_model, unreadable_checkpoint
-from cifarlab.inference.store import first_line
 
 
 @dataclass
@@ -35,7 +36,8 @@ def load_keras_model(source: ModelSource) -> Any:
     """The Keras model at ``source``; a file or URI that does not hold one fails in one line."""
     # Deferred (imports TensorFlow, which argument checks must not wait for): registers
     # cifarlab's Keras layers so checkpoints that use them deserialize.
-    import cifarlab.builders  # noqa: F401
+    import cifarlab.training.builders  # noqa: F401
+
     if source.kind == "checkpoint":
         import keras  # imports TensorFlow: only once the model is found
 
@@ -55,7 +57,9 @@ def model_input_shape(model: Any) -> tuple[int, int, int]:
     """(height, width, channels) the model takes; other shapes are not cifarlab models."""
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
-        raise CifarlabError(f"the model takes inputs shaped {shape}; cifarlab models take (height, width, channels)")
+        raise CifarlabError(
+            f"the model takes inputs shaped {shape}; cifarlab models take (height, width, channels)"
+        )
     return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 

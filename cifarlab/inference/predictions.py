@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,9 @@ def predict_files(model: LoadedModel, files: Sequence[Path], images_arg: str, ba
     return Predictions(display_names(files, images_arg), probs, model.class_names, images)
 
 
-def predict_samples(model: LoadedModel, data: SplitData, count: int, seed: int, batch_size: int) -> Predictions:
+def predict_samples(
+    model: LoadedModel, data: SplitData, count: int, seed: int, batch_size: int
+) -> Predictions:
     """Predictions for ``count`` random images of a split (the run's test images), with true labels."""
     if tuple(data.x.shape[1:]) != tuple(model.input_shape):
         raise CifarlabError(
@@ -97,7 +100,8 @@ def prediction_rows(preds: Predictions, top_k: int) -> list[dict[str, Any]]:
             record["true"] = preds.class_names[preds.y_true[row]]
             record["correct"] = bool(c_top[0] == preds.y_true[row])
         record["top_k"] = [
-            {"class": preds.class_names[c], "probability": round(float(preds.probs[row, c]), 6)} for c in c_top
+            {"class": preds.class_names[c], "probability": round(float(preds.probs[row, c]), 6)}
+            for c in c_top
         ]
         rows.append(record)
     return rows

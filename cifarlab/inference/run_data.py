@@ -7,8 +7,9 @@ validation split of that dataset. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -60,7 +61,12 @@ def apply_run_params(cfg: DictConfig, params: Mapping[str, str], overrides: Sequ
         if "dataset" not in user:
             for key, value in params.items():
                 field = key.removeprefix("dataset.")
-                if key.startswith("dataset.") and key not in user and "." not in field and field in cfg.dataset:
+                if (
+                    key.startswith("dataset.")
+                    and key not in user
+                    and "." not in field
+                    and field in cfg.dataset
+                ):
                     OmegaConf.update(cfg, key, param_value(value), merge=False)
         if "paths.data_dir" not in user and params.get("paths.data_dir") not in (None, "None"):
             cfg.paths.data_dir = params["paths.data_dir"]
@@ -79,7 +85,7 @@ def load_split(cfg: DictConfig, split: str = "test") -> SplitData:
     folder holding only ``test/`` is evaluated whole.
     """
     # Deferred: the registries' builders import TensorFlow, which predict's argument checks avoid.
-    from cifarlab.builders import DATASETS, load_dataset
+    from cifarlab.training.builders import DATASETS, load_dataset
 
     dataset = cfg.dataset
     if split == "val":

@@ -10,20 +10,30 @@ from __future__ import annotations
 import re
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.inference.labels import as_names, checkpoint_class_names, run_class_names
-from cifarlab.inference.store import RUN_ID, connect, download_run_artifact, first_line, get_run, resolve_tracking_uri
+from cifarlab.inference.model_store import (
+    RUN_ID,
+    connect,
+    download_run_artifact,
+    first_line,
+    get_run,
+    resolve_tracking_uri,
+)
 from cifarlab.models.class_names import class_names_path, load_class_names
 
 CHECKPOINT_SUFFIXES = (".keras", ".h5")
 MODEL_NAME = "model"  # the name training logs the model under
 RUN_CHECKPOINT = "checkpoints/best.keras"
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
-URI_HELP = "use models:/<name>/<version>, models:/<name>@<alias>, models:/<model id> (m-...) or runs:/<run id>/model"
+URI_HELP = (
+    "use models:/<name>/<version>, models:/<name>@<alias>, models:/<model id> (m-...) or runs:/<run id>/model"
+)
 
 
 @dataclass
@@ -47,7 +57,9 @@ def check_one_source(run: str | None, checkpoint: str | None, model_uri: str | N
         )
     if len(given) > 1:
         both = "both" if len(given) == 2 else "all"
-        raise CifarlabError(f"{' and '.join(k + '=' for k in given)} were {both} given; keep exactly one of them")
+        raise CifarlabError(
+            f"{' and '.join(k + '=' for k in given)} were {both} given; keep exactly one of them"
+        )
     return given[0]
 
 
@@ -56,7 +68,9 @@ def check_checkpoint(checkpoint: str) -> Path:
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         problem = "is a folder" if path.is_dir() else "does not exist"
-        raise ConfigError("checkpoint", checkpoint, "give the path of a .keras file, e.g. best.keras", problem)
+        raise ConfigError(
+            "checkpoint", checkpoint, "give the path of a .keras file, e.g. best.keras", problem
+        )
     if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise ConfigError(
             "checkpoint", checkpoint, "give a Keras model file ending in .keras", "is not a .keras file"
@@ -93,8 +107,13 @@ def locate_model(
     names = as_names(class_names)
     if which == "checkpoint":
         path = check_readable(check_checkpoint(str(checkpoint)))
-        return ModelSource("checkpoint", str(path), names or checkpoint_class_names(path),
-                           checkpoint_run_id(path), f"checkpoint {path}")
+        return ModelSource(
+            "checkpoint",
+            str(path),
+            names or checkpoint_class_names(path),
+            checkpoint_run_id(path),
+            f"checkpoint {path}",
+        )
     client = connect(tracking_uri or resolve_tracking_uri())
     if which == "run":
         return run_source(client, str(run), names)
@@ -104,7 +123,12 @@ def locate_model(
 def checkpoint_run_id(path: Path) -> str | None:
     """The run id when the file sits in a run's artifacts (``<run id>/artifacts/checkpoints/x``)."""
     parts = path.resolve().parts
-    if len(parts) >= 4 and parts[-2] == "checkpoints" and parts[-3] == "artifacts" and RUN_ID.match(parts[-4]):
+    if (
+        len(parts) >= 4
+        and parts[-2] == "checkpoints"
+        and parts[-3] == "artifacts"
+        and RUN_ID.match(parts[-4])
+    ):
         return parts[-4]
     return None
 
@@ -116,7 +140,9 @@ def model_info(uri: str, key: str) -> Any:
     try:
         return mlflow.models.get_model_info(uri)
     except Exception as err:  # MlflowException, OSError: the URI does not lead to a model
-        raise ConfigError(key, uri, URI_HELP, problem=f"is not a loadable model ({first_line(err)})") from None
+        raise ConfigError(
+            key, uri, URI_HELP, problem=f"is not a loadable model ({first_line(err)})"
+        ) from None
 
 
 def run_source(client: Any, run_id: str, class_names: list[str] | None) -> ModelSource:

@@ -7,7 +7,8 @@ needs no preprocessing from its caller.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
@@ -20,6 +21,6 @@ ModelBuilder = Callable[[DictConfig, tuple, int], "keras.Model"]
 MODELS: Registry[ModelBuilder] = Registry("model")
 
 
-def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> "keras.Model":
-    """Build the model named by ``cfg.name`` from its own config node (registered by ``cifarlab.builders``)."""
+def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build the model named by ``cfg.name`` from its own config node (registered by ``cifarlab.training.builders``)."""
     return MODELS.get(cfg.name)(cfg, tuple(input_shape), int(num_classes))

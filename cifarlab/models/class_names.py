@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def class_names_path(checkpoint: Path) -> Path:

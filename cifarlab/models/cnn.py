@@ -54,7 +54,9 @@ def conv_blocks(x, cfg: DictConfig):
     for block, (filter_list, rate) in enumerate(zip(cfg.blocks, dropouts), start=1):
         for conv, filters in enumerate(filter_list, start=1):
             padding = paddings[(conv - 1) % len(paddings)]
-            x = conv_act(x, filters, cfg.kernel_size, cfg.activation, f"block{block}_{conv}", padding, batchnorm)
+            x = conv_act(
+                x, filters, cfg.kernel_size, cfg.activation, f"block{block}_{conv}", padding, batchnorm
+            )
         if block < len(cfg.blocks) or cfg.get("pool_last", True):
             x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         if rate:

@@ -10,7 +10,7 @@ evaluation and reports like any classifier; its argmax is the smallest total del
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -177,7 +177,9 @@ def _median_lab(images: np.ndarray, labels: np.ndarray, num_classes: int) -> np.
 def build_delta(cfg: DictConfig, input_shape: tuple, num_classes: int) -> SmallestDelta:
     """The smallest-delta baseline; call ``fit_prototypes`` before predicting."""
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
-        raise ConfigError("model.name", cfg.name, "use it with images of 1 or 3 channels", "needs (H, W, C) images")
+        raise ConfigError(
+            "model.name", cfg.name, "use it with images of 1 or 3 channels", "needs (H, W, C) images"
+        )
     temperature = float(cfg.get("temperature", 1.0))
     if not temperature > 0:
         raise ConfigError("model.temperature", cfg.get("temperature"), "use a positive number, e.g. 1.0")

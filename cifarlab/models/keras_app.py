@@ -9,7 +9,7 @@ weights on first build; the default ``null`` starts from random weights.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers, ops

@@ -48,11 +48,20 @@ def resnet_layer(
 
 def basic_block(x, filters: int, strides: int, activation: str, weight_decay: float, name: str):
     """Two 3x3 conv layers plus the shortcut (a 1x1 strided projection when the shape changes), then act."""
-    y = resnet_layer(x, filters, f"{name}_a", strides=strides, activation=activation, weight_decay=weight_decay)
+    y = resnet_layer(
+        x, filters, f"{name}_a", strides=strides, activation=activation, weight_decay=weight_decay
+    )
     y = resnet_layer(y, filters, f"{name}_b", activation=None, weight_decay=weight_decay)
     if strides != 1 or x.shape[-1] != filters:
         x = resnet_layer(
-            x, filters, f"{name}_proj", 1, strides, activation=None, batchnorm=False, weight_decay=weight_decay
+            x,
+            filters,
+            f"{name}_proj",
+            1,
+            strides,
+            activation=None,
+            batchnorm=False,
+            weight_decay=weight_decay,
         )
     x = layers.Add(name=f"{name}_add")([x, y])
     return layers.Activation(activation, name=f"{name}_out")(x)

@@ -36,15 +36,25 @@ def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
         try:
             return mlflow.keras.load_model(uri)
         except Exception as err:  # MLflow raises several types for a missing run or model
-            raise ConfigError("model.init_from", uri, f"no logged model could be loaded ({type(err).__name__}); "
-                              "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file") from None
+            raise ConfigError(
+                "model.init_from",
+                uri,
+                f"no logged model could be loaded ({type(err).__name__}); "
+                "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file",
+            ) from None
     path = Path(uri).expanduser()
     if not path.is_file():
-        raise ConfigError("model.init_from", uri, "give an existing .keras file, runs:/<run id>, models:/<name>@<alias> or models:/<name>/<version>")
+        raise ConfigError(
+            "model.init_from",
+            uri,
+            "give an existing .keras file, runs:/<run id>, models:/<name>@<alias> or models:/<name>/<version>",
+        )
     unreadable = f"{path} is not a readable Keras model"
     fix = "give a .keras file saved by Keras (a truncated or corrupt file must be saved again)"
     if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
-        raise ConfigError("model.init_from", uri, fix, f"is not valid: {unreadable} (not a complete .keras archive)")
+        raise ConfigError(
+            "model.init_from", uri, fix, f"is not valid: {unreadable} (not a complete .keras archive)"
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras raises several types for a damaged archive

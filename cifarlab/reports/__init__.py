@@ -10,6 +10,7 @@ writes them all for one evaluation; the pieces are importable from here too.
   writer     write_reports: every file above into one folder
 """
 
+from cifarlab.reports.calibration import Calibration, calibration, reliability_figure
 from cifarlab.reports.confusion import (
     ORIENTATIONS,
     ConfusedPair,
@@ -30,7 +31,6 @@ from cifarlab.reports.figures import (
     training_curves_figure,
 )
 from cifarlab.reports.tables import classification_table, metric_safe_name
-from cifarlab.reports.calibration import Calibration, calibration, reliability_figure
 from cifarlab.reports.writer import ReportSummary, read_predictions, write_predictions, write_reports
 
 __all__ = [

@@ -54,12 +54,32 @@ def reliability_figure(result: Calibration) -> Figure:
     ax = fig.add_subplot()
     width = np.diff(result.edges)
     filled = result.counts > 0
-    ax.bar(result.edges[:-1][filled], result.accuracy[filled], width=width[filled], align="edge",
-           edgecolor="black", color="tab:blue", label="accuracy")
-    ax.bar(result.edges[:-1][filled], (result.confidence - result.accuracy)[filled], bottom=result.accuracy[filled],
-           width=width[filled], align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.bar(
+        result.edges[:-1][filled],
+        result.accuracy[filled],
+        width=width[filled],
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        label="accuracy",
+    )
+    ax.bar(
+        result.edges[:-1][filled],
+        (result.confidence - result.accuracy)[filled],
+        bottom=result.accuracy[filled],
+        width=width[filled],
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-class probability)", ylabel="accuracy",
-           title=f"Reliability diagram, ECE {result.ece:.3f} ({len(result.counts)} bins)")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (top-class probability)",
+        ylabel="accuracy",
+        title=f"Reliability diagram, ECE {result.ece:.3f} ({len(result.counts)} bins)",
+    )
     ax.legend(loc="upper left")
     return fig

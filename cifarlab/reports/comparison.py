@@ -10,8 +10,8 @@ Markdown report that puts them together.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -108,8 +108,10 @@ def class_deltas(a: RunResult, b: RunResult, class_names: Sequence[str]) -> list
     labels = list(range(len(class_names)))
     pa, ra, _, support = precision_recall_fscore_support(a.y_true, a.y_pred, labels=labels, zero_division=0)
     pb, rb, _, _ = precision_recall_fscore_support(b.y_true, b.y_pred, labels=labels, zero_division=0)
-    return [ClassDelta(str(name), float(pa[i]), float(pb[i]), float(ra[i]), float(rb[i]), int(support[i]))
-            for i, name in enumerate(class_names)]
+    return [
+        ClassDelta(str(name), float(pa[i]), float(pb[i]), float(ra[i]), float(rb[i]), int(support[i]))
+        for i, name in enumerate(class_names)
+    ]
 
 
 def changed_errors(cm_a: np.ndarray, cm_b: np.ndarray, class_names: Sequence[str], top: int = 5) -> list[str]:
@@ -118,8 +120,10 @@ def changed_errors(cm_a: np.ndarray, cm_b: np.ndarray, class_names: Sequence[str
     np.fill_diagonal(diff, 0)
     cells = [(abs(int(diff[i, j])), i, j) for i, j in zip(*np.nonzero(diff))]
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
-    return [f"{class_names[i]} predicted as {class_names[j]}: {int(cm_a[i, j])} -> {int(cm_b[i, j])}"
-            for _, i, j in cells[:top]]
+    return [
+        f"{class_names[i]} predicted as {class_names[j]}: {int(cm_a[i, j])} -> {int(cm_b[i, j])}"
+        for _, i, j in cells[:top]
+    ]
 
 
 def compare_pair(a: RunResult, b: RunResult, class_names: Sequence[str], top: int = 5) -> PairComparison:
@@ -128,8 +132,17 @@ def compare_pair(a: RunResult, b: RunResult, class_names: Sequence[str], top: in
     cm_a = confusion_matrix(a.y_true, a.y_pred, labels=labels)
     cm_b = confusion_matrix(b.y_true, b.y_pred, labels=labels)
     disc_b, disc_c = discordant_counts(a.y_true, a.y_pred, b.y_pred)
-    return PairComparison(a, b, disc_b, disc_c, mcnemar_exact(disc_b, disc_c), class_deltas(a, b, class_names),
-                          cm_a, cm_b, changed_errors(cm_a, cm_b, class_names, top))
+    return PairComparison(
+        a,
+        b,
+        disc_b,
+        disc_c,
+        mcnemar_exact(disc_b, disc_c),
+        class_deltas(a, b, class_names),
+        cm_a,
+        cm_b,
+        changed_errors(cm_a, cm_b, class_names, top),
+    )
 
 
 def confusion_difference_figure(pair: PairComparison, class_names: Sequence[str]) -> Figure:
@@ -145,10 +158,19 @@ def confusion_difference_figure(pair: PairComparison, class_names: Sequence[str]
     if k <= MAX_ANNOTATED_CLASSES:
         for (i, j), value in np.ndenumerate(diff):
             colour = "white" if abs(value) > limit / 2 else "black"
-            ax.text(j, i, f"{value:+d}" if value else "0", ha="center", va="center", color=colour,
-                    fontsize=8 if k <= 10 else 6)
+            ax.text(
+                j,
+                i,
+                f"{value:+d}" if value else "0",
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=8 if k <= 10 else 6,
+            )
     font = 9 if k <= 10 else max(4.0, 9 - (k - 10) * 0.1)
-    ax.set_xticks(range(k), labels=list(class_names), rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
+    ax.set_xticks(
+        range(k), labels=list(class_names), rotation=45, ha="right", rotation_mode="anchor", fontsize=font
+    )
     ax.set_yticks(range(k), labels=list(class_names), fontsize=font)
     ax.set_ylabel("True label")
     ax.set_xlabel("Predicted label")
@@ -165,23 +187,32 @@ def accuracy_lines(results: Sequence[RunResult]) -> list[str]:
     lines = ["| run | name | test accuracy | 95% CI (Wilson) | correct / images |", "|---|---|---|---|---|"]
     for r in results:
         low, high = wilson_interval(r.correct, r.total)
-        lines.append(f"| `{r.short}` | {r.name} | {_pct(r.accuracy)} | [{_pct(low)}, {_pct(high)}] "
-                     f"| {r.correct} / {r.total} |")
+        lines.append(
+            f"| `{r.short}` | {r.name} | {_pct(r.accuracy)} | [{_pct(low)}, {_pct(high)}] "
+            f"| {r.correct} / {r.total} |"
+        )
     return lines
 
 
 def pair_lines(pair: PairComparison, figure_name: str | None = None) -> list[str]:
     """One pair's section: McNemar, per-class deltas, the errors that changed most, the heatmap."""
     a, b = pair.a.short, pair.b.short
-    lines = [f"## `{a}` vs `{b}`", "",
-             f"Accuracy delta ({b} - {a}): {100 * pair.accuracy_delta:+.2f} points.", "",
-             f"McNemar exact test: b = {pair.discordant_b} ({a} right, {b} wrong), "
-             f"c = {pair.discordant_c} ({a} wrong, {b} right), p = {pair.p_value:.4g}.", "",
-             f"| class | precision {a} | precision {b} | Δ precision | recall {a} | recall {b} | Δ recall | images |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## `{a}` vs `{b}`",
+        "",
+        f"Accuracy delta ({b} - {a}): {100 * pair.accuracy_delta:+.2f} points.",
+        "",
+        f"McNemar exact test: b = {pair.discordant_b} ({a} right, {b} wrong), "
+        f"c = {pair.discordant_c} ({a} wrong, {b} right), p = {pair.p_value:.4g}.",
+        "",
+        f"| class | precision {a} | precision {b} | Δ precision | recall {a} | recall {b} | Δ recall | images |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in pair.classes:
-        lines.append(f"| {c.name} | {c.precision_a:.3f} | {c.precision_b:.3f} | {c.precision_b - c.precision_a:+.3f} "
-                     f"| {c.recall_a:.3f} | {c.recall_b:.3f} | {c.recall_b - c.recall_a:+.3f} | {c.support} |")
+        lines.append(
+            f"| {c.name} | {c.precision_a:.3f} | {c.precision_b:.3f} | {c.precision_b - c.precision_a:+.3f} "
+            f"| {c.recall_a:.3f} | {c.recall_b:.3f} | {c.recall_b - c.recall_a:+.3f} | {c.support} |"
+        )
     lines += ["", f"Errors that changed most ({a} -> {b}):", ""]
     lines += [f"- {text}" for text in pair.changed_errors] or ["- none: both runs made the same errors"]
     if figure_name:
@@ -189,8 +220,9 @@ def pair_lines(pair: PairComparison, figure_name: str | None = None) -> list[str
     return lines + [""]
 
 
-def comparison_markdown(results: Sequence[RunResult], pairs: Sequence[PairComparison],
-                        figure_names: Sequence[str | None] = ()) -> str:
+def comparison_markdown(
+    results: Sequence[RunResult], pairs: Sequence[PairComparison], figure_names: Sequence[str | None] = ()
+) -> str:
     """The whole report: the accuracy table, then one section per pair."""
     lines = ["# Comparison of runs", "", *accuracy_lines(results), ""]
     names = list(figure_names) + [None] * (len(pairs) - len(figure_names))

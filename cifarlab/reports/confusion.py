@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -19,9 +19,7 @@ ORIENTATIONS = ("true_rows", "pred_rows")
 
 def check_orientation(orientation: str) -> None:
     if orientation not in ORIENTATIONS:
-        raise ValueError(
-            f"orientation={orientation!r} is not valid; use one of {', '.join(ORIENTATIONS)}"
-        )
+        raise ValueError(f"orientation={orientation!r} is not valid; use one of {', '.join(ORIENTATIONS)}")
 
 
 def confusion_counts(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -86,13 +84,13 @@ class ConfusedPair:
         return self.count / self.support if self.support else 0.0
 
     def __str__(self) -> str:
-        return (f"{self.true_name} predicted as {self.pred_name}: "
-                f"{self.count} of {self.support} ({100 * self.rate:.1f}%)")
+        return (
+            f"{self.true_name} predicted as {self.pred_name}: "
+            f"{self.count} of {self.support} ({100 * self.rate:.1f}%)"
+        )
 
 
-def confused_pairs(
-    y_true, y_pred, class_names: Sequence[str], top: int = 5
-) -> list[ConfusedPair]:
+def confused_pairs(y_true, y_pred, class_names: Sequence[str], top: int = 5) -> list[ConfusedPair]:
     """The `top` most frequent (true, predicted) mistakes, largest count first.
 
     Ties are broken by rate (higher first), then true name, then predicted name.

@@ -8,8 +8,8 @@ tensorflow or keras.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -45,8 +45,7 @@ def _annotate_cells(ax, matrix: np.ndarray, normalize: bool, vmax: float, fontsi
     threshold = vmax / 2.0
     for (i, j), value in np.ndenumerate(matrix):
         colour = "white" if value > threshold else "black"
-        ax.text(j, i, _cell_text(value, normalize), ha="center", va="center",
-                color=colour, fontsize=fontsize)
+        ax.text(j, i, _cell_text(value, normalize), ha="center", va="center", color=colour, fontsize=fontsize)
 
 
 def confusion_matrix_figure(
@@ -77,8 +76,14 @@ def confusion_matrix_figure(
     tick_font = 9 if k <= 10 else max(4.0, 9 - (k - 10) * 0.1)
     if k <= MAX_ANNOTATED_CLASSES:
         _annotate_cells(ax, matrix, normalize, vmax, fontsize=8 if k <= 10 else 6)
-    ax.set_xticks(range(k), labels=list(class_names), rotation=45, ha="right",
-                  rotation_mode="anchor", fontsize=tick_font)
+    ax.set_xticks(
+        range(k),
+        labels=list(class_names),
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=tick_font,
+    )
     ax.set_yticks(range(k), labels=list(class_names), fontsize=tick_font)
     row_name, col_name = axis_names(orientation)
     ax.set_ylabel(row_name)
@@ -86,7 +91,6 @@ def confusion_matrix_figure(
     what = "normalised over true class" if normalize else "counts"
     ax.set_title(f"Confusion matrix ({what})", fontsize=11)
     return fig
-
 
 
 # --------------------------------------------------------------------------- training curves
@@ -125,8 +129,9 @@ def _plot_panel(ax, history: Mapping[str, Sequence[float]], metric: str) -> None
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
+        ax.text(
+            0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes, color="0.4"
+        )
 
 
 def training_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
@@ -216,8 +221,9 @@ def prediction_grid_figure(
     per_row = 3 if len(chosen) > 4 else max(len(chosen), 1)
     rows = max(math.ceil(len(chosen) / per_row), 1)
     bar_height = 0.16 * min(k, MAX_BARS)
-    fig = Figure(figsize=(4.2 * per_row, max(2.3, bar_height + 1.0) * rows + 0.4),
-                 dpi=DPI, layout="constrained")
+    fig = Figure(
+        figsize=(4.2 * per_row, max(2.3, bar_height + 1.0) * rows + 0.4), dpi=DPI, layout="constrained"
+    )
     grid = fig.add_gridspec(rows, 2 * per_row, width_ratios=[1.0, 1.25] * per_row)
     for slot, index in enumerate(chosen):
         r, c = divmod(slot, per_row)
@@ -227,12 +233,15 @@ def prediction_grid_figure(
         pred, true = int(np.argmax(p[index])), int(t[index])
         img_ax.set_title(
             f"pred {class_names[pred]} ({100 * p[index, pred]:.0f}%)\ntrue {class_names[true]}",
-            color=CORRECT_COLOUR if pred == true else WRONG_COLOUR, fontsize=8,
+            color=CORRECT_COLOUR if pred == true else WRONG_COLOUR,
+            fontsize=8,
         )
         _prob_bars(bar_ax, p[index], true, class_names)
-    handles = [Patch(color=CORRECT_COLOUR, label="predicted (correct)"),
-               Patch(color=WRONG_COLOUR, label="predicted (wrong)"),
-               Patch(color=TRUE_COLOUR, label="true class")]
+    handles = [
+        Patch(color=CORRECT_COLOUR, label="predicted (correct)"),
+        Patch(color=WRONG_COLOUR, label="predicted (wrong)"),
+        Patch(color=TRUE_COLOUR, label="true class"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     return fig
 
@@ -261,8 +270,7 @@ def sample_images_figure(
     cols = per_class * min(classes_per_row, k)
     rows = math.ceil(k / classes_per_row)
     cell = 1.25
-    fig = Figure(figsize=(cell * cols + 0.2, (cell + 0.3) * rows + 0.2), dpi=DPI,
-                 layout="constrained")
+    fig = Figure(figsize=(cell * cols + 0.2, (cell + 0.3) * rows + 0.2), dpi=DPI, layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     for ax in axes.flat:
         ax.set_axis_off()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,8 +21,7 @@ def class_indices(y: Sequence[int] | np.ndarray, num_classes: int, name: str) ->
     bad = (arr < 0) | (arr >= num_classes)
     if bad.any():
         raise ValueError(
-            f"{name} holds label {int(arr[bad][0])} outside 0..{num_classes - 1} "
-            f"({num_classes} classes)"
+            f"{name} holds label {int(arr[bad][0])} outside 0..{num_classes - 1} ({num_classes} classes)"
         )
     return arr
 

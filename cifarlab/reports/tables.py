@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sklearn.metrics import accuracy_score, classification_report
 
@@ -51,9 +51,7 @@ def _md_row(name: str, scores: Mapping[str, float] | None, support: float) -> st
     return f"| {name} | " + " | ".join(cells) + f" | {int(support)} |"
 
 
-def classification_table(
-    y_true, y_pred, class_names: Sequence[str]
-) -> tuple[str, dict[str, float]]:
+def classification_table(y_true, y_pred, class_names: Sequence[str]) -> tuple[str, dict[str, float]]:
     """Per-class precision/recall/F1/support as markdown, plus flat MLflow metrics.
 
     Metrics: ``test/precision/<class>``, ``test/recall/<class>``, ``test/f1/<class>``
@@ -62,9 +60,7 @@ def classification_table(
     k = len(class_names)
     safe = _safe_names(class_names)
     t, p = label_pair(y_true, y_pred, k)
-    report = classification_report(
-        t, p, labels=list(range(k)), output_dict=True, zero_division=0
-    )
+    report = classification_report(t, p, labels=list(range(k)), output_dict=True, zero_division=0)
     lines = list(_HEADER)
     metrics: dict[str, float] = {}
     for index, (name, key) in enumerate(zip(class_names, safe)):

@@ -7,9 +7,9 @@ training curves, a prediction grid and sample images.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score
@@ -53,10 +53,13 @@ class ReportSummary:
 def _write_confusion(out: Path, cm: np.ndarray, class_names: Sequence[str], orientation: str) -> list[Path]:
     normalised = normalize_over_true(cm)
     return [
-        save_figure(confusion_matrix_figure(cm, class_names, False, orientation),
-                    out / "confusion_matrix.png"),
-        save_figure(confusion_matrix_figure(cm, class_names, True, orientation),
-                    out / "confusion_matrix_normalized.png"),
+        save_figure(
+            confusion_matrix_figure(cm, class_names, False, orientation), out / "confusion_matrix.png"
+        ),
+        save_figure(
+            confusion_matrix_figure(cm, class_names, True, orientation),
+            out / "confusion_matrix_normalized.png",
+        ),
         write_confusion_csv(out / "confusion_matrix.csv", cm, class_names, orientation),
         write_confusion_csv(out / "confusion_matrix_normalized.csv", normalised, class_names, orientation),
     ]
@@ -69,8 +72,16 @@ def _write_text(out: Path, name: str, text: str) -> Path:
 
 
 def _write_optional_figures(
-    out: Path, *, probs: np.ndarray, y_true: np.ndarray, class_names: Sequence[str],
-    history, x_test, x_train, y_train, seed: int,
+    out: Path,
+    *,
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    history,
+    x_test,
+    x_train,
+    y_train,
+    seed: int,
 ) -> list[Path]:
     """The figures whose inputs were given: curves (history), grid (x_test), samples (x_train)."""
     files = []
@@ -101,7 +112,9 @@ def read_predictions(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         return stored["y_true"], stored["probs"]
 
 
-def _write_calibration(out: Path, y_true: np.ndarray, probs: np.ndarray, metrics: dict[str, float]) -> list[Path]:
+def _write_calibration(
+    out: Path, y_true: np.ndarray, probs: np.ndarray, metrics: dict[str, float]
+) -> list[Path]:
     result = calibration(y_true, probs)
     metrics["test/ece"] = result.ece
     return [save_figure(reliability_figure(result), out / "reliability_diagram.png")]
@@ -140,7 +153,14 @@ def write_reports(
     files += _write_calibration(out, t, p, metrics)
     files.append(write_predictions(out, t, p))
     files += _write_optional_figures(
-        out, probs=p, y_true=t, class_names=class_names, history=history,
-        x_test=x_test, x_train=x_train, y_train=y_train, seed=seed,
+        out,
+        probs=p,
+        y_true=t,
+        class_names=class_names,
+        history=history,
+        x_test=x_test,
+        x_train=x_train,
+        y_train=y_train,
+        seed=seed,
     )
     return ReportSummary(metrics=metrics, pairs=pairs, files=files)

@@ -92,7 +92,11 @@ def write_sweep_state(config: DictConfig, *, parent_run_id: str, sweep_hash: str
     """sweep.json for the jobs (written whole: workers sharing a sweep dir write the same one)."""
     folder = jobs_dir(config.hydra)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"parent_run_id": parent_run_id, "sweep_hash": sweep_hash, "swept_keys": swept_override_keys(config)}
+    state = {
+        "parent_run_id": parent_run_id,
+        "sweep_hash": sweep_hash,
+        "swept_keys": swept_override_keys(config),
+    }
     partial = folder.parent / f"sweep.json.{os.getpid()}"
     partial.write_text(json.dumps(state) + "\n")
     partial.replace(folder.parent / "sweep.json")

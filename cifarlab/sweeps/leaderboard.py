@@ -12,8 +12,9 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -121,9 +122,14 @@ def search_all(client: Any, experiment_ids: list[str], filter_string: str) -> li
             return runs
 
 
-def sweep_rows(client: Any, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]) -> list[Row]:
+def sweep_rows(
+    client: Any, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]
+) -> list[Row]:
     """One row per job of the sweep: its child runs, the earlier runs skipped jobs reuse, jobs without a run."""
-    rows = [_row_from_run(run) for run in search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")]
+    rows = [
+        _row_from_run(run)
+        for run in search_all(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    ]
     known = {row.run_id for row in rows}
     # Jobs skipped because an earlier run (maybe of another sweep) has their config FINISHED.
     for record in records:
@@ -135,7 +141,15 @@ def sweep_rows(client: Any, experiment_id: str, parent_run_id: str, records: lis
     # Jobs that failed before opening a run (bad config, unreachable data) still get a row.
     for record in records:
         if not record.get("run_id") and record["status"] == "failed":
-            rows.append(Row(run_id="", status="FAILED", overrides=record["overrides"], job=str(record["num"]), note="no run"))
+            rows.append(
+                Row(
+                    run_id="",
+                    status="FAILED",
+                    overrides=record["overrides"],
+                    job=str(record["num"]),
+                    note="no run",
+                )
+            )
     return rows
 
 
@@ -154,7 +168,10 @@ def val_accuracy_histories(client: Any, rows: list[Row]) -> dict[str, list[tuple
 
 def ranked(rows: list[Row]) -> list[Row]:
     """FINISHED rows with an objective first, best first; then the others, oldest first."""
-    return sorted(rows, key=lambda r: (r.objective is None or r.status != "FINISHED", -(r.objective or 0.0), r.start_time))
+    return sorted(
+        rows,
+        key=lambda r: (r.objective is None or r.status != "FINISHED", -(r.objective or 0.0), r.start_time),
+    )
 
 
 def format_number(value: float | None, digits: int = 4) -> str:
@@ -183,7 +200,9 @@ def leaderboard(rows: list[Row], keys: list[str]) -> tuple[str, str]:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     md = [
-        "| rank | job | " + " | ".join(keys or ["overrides"]) + " | best val acc | final val acc | test acc | epochs | time (s) | status | run id |",
+        "| rank | job | "
+        + " | ".join(keys or ["overrides"])
+        + " | best val acc | final val acc | test acc | epochs | time (s) | status | run id |",
         "|" + "---|" * (9 + max(len(keys), 1)),
     ]
     for rank, row in enumerate(rows, start=1):
@@ -295,14 +314,24 @@ def config_leaderboard(groups: list[ConfigGroup], keys: list[str]) -> tuple[str,
     writer = csv.writer(out)
     writer.writerow(GROUP_COLUMNS)
     md = [
-        "| rank | " + " | ".join(config_keys or ["config"]) + " | n | jobs | best val acc (mean ± std) | test acc (mean ± std) | seeds | run ids |",
+        "| rank | "
+        + " | ".join(config_keys or ["config"])
+        + " | n | jobs | best val acc (mean ± std) | test acc (mean ± std) | seeds | run ids |",
         "|" + "---|" * (7 + max(len(config_keys), 1)),
     ]
     for rank, group in enumerate(groups, start=1):
         val, test = group.stats("best_val_accuracy"), group.stats("test_accuracy")
         run_ids = [r.run_id for r in group.rows if r.run_id]
         writer.writerow(
-            [rank, group.label, group.n, len(group.rows), *map(format_number, (*val, *test)), " ".join(group.seeds), " ".join(run_ids)]
+            [
+                rank,
+                group.label,
+                group.n,
+                len(group.rows),
+                *map(format_number, (*val, *test)),
+                " ".join(group.seeds),
+                " ".join(run_ids),
+            ]
         )
         cells = [str(v) for v in group.params.values()] or [group.label]
         md.append(
@@ -322,7 +351,9 @@ def job_label(row: Row, keys: list[str]) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def val_accuracy_figure(rows: list[Row], histories: dict[str, list[tuple[int, float]]], keys: list[str]) -> Figure:
+def val_accuracy_figure(
+    rows: list[Row], histories: dict[str, list[tuple[int, float]]], keys: list[str]
+) -> Figure:
     """Validation accuracy per epoch, one line per job."""
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
@@ -369,21 +400,31 @@ def objective_figure(rows: list[Row], keys: list[str]) -> Figure:
             if positive and len(positive) == len(numbers) and max(positive) / min(positive) >= 20:
                 ax.set_xscale("log")
             if best is not None:
-                ax.scatter([numbers[scored.index(best)]], [best.objective], s=120, facecolors="none", edgecolors="red")
+                ax.scatter(
+                    [numbers[scored.index(best)]],
+                    [best.objective],
+                    s=120,
+                    facecolors="none",
+                    edgecolors="red",
+                )
         elif scored:
             categories = sorted({str(v) for v in raw})
             ax.scatter([categories.index(str(v)) for v in raw], y)
             ax.set_xticks(range(len(categories)), categories, rotation=20, fontsize="small")
             if best is not None:
                 ax.scatter(
-                    [categories.index(str(raw[scored.index(best)]))], [best.objective], s=120, facecolors="none", edgecolors="red"
+                    [categories.index(str(raw[scored.index(best)]))],
+                    [best.objective],
+                    s=120,
+                    facecolors="none",
+                    edgecolors="red",
                 )
         ax.set_xlabel(key)
         ax.set_ylabel("best val accuracy")
         ax.grid(alpha=0.3)
     for ax in axes[len(keys) :]:
         ax.set_visible(False)
-    fig.suptitle("Best validation accuracy against each swept parameter (red ring: best job)", fontsize="medium")
+    fig.suptitle(
+        "Best validation accuracy against each swept parameter (red ring: best job)", fontsize="medium"
+    )
     return fig
-
-

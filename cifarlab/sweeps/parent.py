@@ -1,7 +1,7 @@
 """The parent MLflow run of a sweep: open or reopen it, mark it KILLED if abandoned, close it with its report
 (and with no child left RUNNING by a process that died).
 
-Runs in the process that runs the sweeper (``cifarlab.sweeps.record.SweepRecord``).
+Runs in the process that runs the sweeper (``cifarlab.sweeps.sweep_callback.SweepRecord``).
 Everything goes through ``MlflowClient`` with an explicit tracking URI, never
 the fluent API: with Hydra's basic launcher the jobs run in this same process
 and each makes its own run the active one.
@@ -30,7 +30,7 @@ from cifarlab.training.lease import Lease
 
 PARENT_TAGS = {"sweep_role": "parent"}
 CHAMPION = "champion"  # the alias a sweep with tracking.register_as sets on its best model
-MODEL_NAME = "model"  # the name training logs the model under (cifarlab.training.record)
+MODEL_NAME = "model"  # the name training logs the model under (cifarlab.training.recording)
 JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
 ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same instant be seen
 
@@ -74,14 +74,19 @@ def open_parent(config: DictConfig, sweep_hash: str) -> str:
         run_id, was = earlier[0].info.run_id, earlier[0].info.status
         client.update_run(run_id, status="RUNNING")
         # RUNNING: another worker of this search runs it, or its last worker was killed.
-        print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
+        print(
+            f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True
+        )
         return run_id
     mine = _create_parent(client, config, experiment_id, sweep_hash)
     time.sleep(ELECTION_WAIT_S)  # a worker that searched at the same moment has created its own by now
     first = _parents(client, experiment_id, sweep_hash)[0].info.run_id
     if first != mine:
         client.delete_run(mine)
-        print(f"cifarlab: sweep: joined parent run {first} (another worker of this sweep created it)", flush=True)
+        print(
+            f"cifarlab: sweep: joined parent run {first} (another worker of this sweep created it)",
+            flush=True,
+        )
         return first
     print(f"cifarlab: sweep: parent run {mine} in experiment '{config.tracking.experiment}'", flush=True)
     return mine
@@ -115,7 +120,9 @@ def abandon_parent(config: DictConfig, run_id: str) -> None:
     if client.get_run(run_id).info.status != "RUNNING":
         return
     if _others_running(config, client, run_id):
-        print(f"cifarlab: sweep: stopped; parent run {run_id} stays RUNNING for the other workers", flush=True)
+        print(
+            f"cifarlab: sweep: stopped; parent run {run_id} stays RUNNING for the other workers", flush=True
+        )
         return
     client.set_terminated(run_id, status="KILLED")
     print(
@@ -153,7 +160,9 @@ def _lease_holder(config: DictConfig, run: Any) -> Any:
 def _running_children(config: DictConfig, client: MlflowClient, parent_run_id: str) -> list:
     experiment_id = client.get_experiment_by_name(config.tracking.experiment).experiment_id
     return search_all(
-        client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        client,
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
     )
 
 
@@ -169,11 +178,18 @@ def end_stale_children(config: DictConfig, client: MlflowClient, parent_run_id: 
     for run in _running_children(config, client, parent_run_id):
         if _lease_holder(config, run) is not None:
             continue
-        client.set_tag(run.info.run_id, "error", "its process died before it could end the run; marked KILLED by its sweep")
+        client.set_tag(
+            run.info.run_id,
+            "error",
+            "its process died before it could end the run; marked KILLED by its sweep",
+        )
         client.set_terminated(run.info.run_id, status="KILLED")
         ended.append(run.info.run_id)
     if ended:
-        print(f"cifarlab: sweep: {len(ended)} child run(s) left RUNNING by a dead process marked KILLED", flush=True)
+        print(
+            f"cifarlab: sweep: {len(ended)} child run(s) left RUNNING by a dead process marked KILLED",
+            flush=True,
+        )
     return ended
 
 
@@ -208,7 +224,12 @@ class SweepOutcome:
         return configs[0] if repeated and configs[0].n else None
 
 
-LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard_by_config.csv", "leaderboard_by_config.md")
+LEADERBOARD_FILES = (
+    "leaderboard.csv",
+    "leaderboard.md",
+    "leaderboard_by_config.csv",
+    "leaderboard_by_config.md",
+)
 
 
 def _outcome(
@@ -226,7 +247,11 @@ def _outcome(
 def _write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> dict[str, Any]:
     """Leaderboard, figures, the Optuna report and sweep_summary.json in ``folder``; the summary."""
     best = outcome.best
-    summary: dict[str, Any] = {"jobs": outcome.jobs, **outcome.counts, "best_run_id": best.run_id if best else None}
+    summary: dict[str, Any] = {
+        "jobs": outcome.jobs,
+        **outcome.counts,
+        "best_run_id": best.run_id if best else None,
+    }
     csv_text, md_text = leaderboard.leaderboard(outcome.rows, outcome.keys)
     (folder / "leaderboard.csv").write_text(csv_text)
     (folder / "leaderboard.md").write_text(md_text)
@@ -237,7 +262,9 @@ def _write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> di
         summary["best_config"] = _config_summary(outcome.best_config)
     figure = leaderboard.val_accuracy_figure(outcome.rows, outcome.histories, outcome.keys)
     figure.savefig(folder / "val_accuracy_per_epoch.png", dpi=110)
-    leaderboard.objective_figure(outcome.rows, outcome.keys).savefig(folder / "objective_vs_params.png", dpi=110)
+    leaderboard.objective_figure(outcome.rows, outcome.keys).savefig(
+        folder / "objective_vs_params.png", dpi=110
+    )
     if is_optuna(config):
         summary["optuna"] = study.study_report(config, folder)
     (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -269,7 +296,9 @@ def _tag_best_config(client: MlflowClient, parent_run_id: str, group: ConfigGrou
             client.log_metric(parent_run_id, f"best_config/{key}", float(summary[key]))
 
 
-def _tag_best(client: MlflowClient, parent_run_id: str, outcome: SweepOutcome, summary: dict[str, Any]) -> None:
+def _tag_best(
+    client: MlflowClient, parent_run_id: str, outcome: SweepOutcome, summary: dict[str, Any]
+) -> None:
     """Job counts, the best run and its parameters as tags of the parent; its accuracies as metrics."""
     rows, best = outcome.rows, outcome.best
     tags = {
@@ -301,16 +330,24 @@ def _print_outcome(outcome: SweepOutcome, parent_run_id: str) -> None:
     )
     if best is not None:
         label = job_label(best, outcome.keys)
-        print(f"cifarlab: sweep: best job run {best.run_id} (val accuracy {best.objective:.4f}): {label}", flush=True)
+        print(
+            f"cifarlab: sweep: best job run {best.run_id} (val accuracy {best.objective:.4f}): {label}",
+            flush=True,
+        )
     group = outcome.best_config
     mean, std = group.stats("best_val_accuracy") if group is not None else (None, None)
     if group is not None and mean is not None:
         spread = f" ± {std:.4f}" if std is not None else ""
-        print(f"cifarlab: sweep: best config by mean over n={group.n} (val accuracy {mean:.4f}{spread}): {group.label}", flush=True)
+        print(
+            f"cifarlab: sweep: best config by mean over n={group.n} (val accuracy {mean:.4f}{spread}): {group.label}",
+            flush=True,
+        )
     print(f"cifarlab: sweep: leaderboard and figures in parent run {parent_run_id}", flush=True)
 
 
-def close_parent(config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None = None) -> dict[str, Any]:
+def close_parent(
+    config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None = None
+) -> dict[str, Any]:
     """Leaderboard, figures, best run on the parent; end it FINISHED; print this worker's job counts.
 
     The leaderboard covers every child of the parent, whichever worker ran it; each
@@ -362,10 +399,16 @@ def _model_version(client: MlflowClient, config: DictConfig, name: str, run_id: 
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
     model = logged[0]
-    return str(client.create_model_version(name, f"models:/{model.model_id}", run_id, model_id=model.model_id).version)
+    return str(
+        client.create_model_version(
+            name, f"models:/{model.model_id}", run_id, model_id=model.model_id
+        ).version
+    )
 
 
-def _register_champion(client: MlflowClient, config: DictConfig, parent_run_id: str, outcome: SweepOutcome) -> None:
+def _register_champion(
+    client: MlflowClient, config: DictConfig, parent_run_id: str, outcome: SweepOutcome
+) -> None:
     """The sweep's best model as a version of ``tracking.register_as``, with the alias ``champion``."""
     name, best = str(config.tracking.register_as), _champion_row(outcome)
     version = _model_version(client, config, name, best.run_id) if best is not None else None

@@ -24,10 +24,11 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -37,7 +38,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from cifarlab.errors import CifarlabError
-from cifarlab.locks import exclusive
+from cifarlab.runtime.locks import exclusive
 from cifarlab.sweeps.space import Space, check_repeats, grid, search_space, sweep_lines
 from cifarlab.sweeps.storage import SQLITE, open_storage, resolve_storage, shown
 
@@ -62,7 +63,7 @@ class SearchSettings:
     max_retry: int = 3
 
     @classmethod
-    def from_config(cls, sweeper: DictConfig) -> "SearchSettings":
+    def from_config(cls, sweeper: DictConfig) -> SearchSettings:
         """From the ``hydra.sweeper`` node of a composed config."""
         defaults = cls(storage=None, study_name=None)
         return cls(
@@ -127,7 +128,9 @@ def identity_lines(fixed: dict[str, str]) -> list[str]:
     return sorted(line for name, line in fixed.items() if not name.startswith(NOT_IDENTITY))
 
 
-def open_study(settings: SearchSettings, space: Space, fixed: dict[str, str], storage: Any = None) -> optuna.Study:
+def open_study(
+    settings: SearchSettings, space: Space, fixed: dict[str, str], storage: Any = None
+) -> optuna.Study:
     """Create or load the study; one-line CifarlabError if it is another search or below its trials."""
     settings.check()
     study = optuna.create_study(
@@ -146,7 +149,9 @@ def open_study(settings: SearchSettings, space: Space, fixed: dict[str, str], st
     return study
 
 
-def _check_same_search(study: optuna.Study, settings: SearchSettings, space: Space, fixed: dict[str, str]) -> None:
+def _check_same_search(
+    study: optuna.Study, settings: SearchSettings, space: Space, fixed: dict[str, str]
+) -> None:
     where = f"study '{study.study_name}' in {shown(settings.storage or 'memory')}"
     fix = "rerun with the same search to resume it, or set hydra.sweeper.study_name=<new name>"
     if study.direction.name.lower() != settings.direction.lower():
@@ -161,7 +166,9 @@ def _check_same_search(study: optuna.Study, settings: SearchSettings, space: Spa
         if earlier is None:
             study.set_user_attr(attr, now)
         elif earlier != now:
-            raise CifarlabError(f"{where} was run with {what} ({_differs(earlier, now)}): its trials are not comparable; {fix}")
+            raise CifarlabError(
+                f"{where} was run with {what} ({_differs(earlier, now)}): its trials are not comparable; {fix}"
+            )
 
 
 def _differs(earlier: Any, now: Any) -> str:
@@ -223,10 +230,13 @@ def fail_and_retry(study: optuna.Study, number: int, max_retry: int | None) -> N
     with optuna_quiet():
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         retry(study, study.get_trials(deepcopy=False)[number])
-    print(f"cifarlab: optuna: trial {number} could not finish here: marked FAIL, its parameters queued again", flush=True)
+    print(
+        f"cifarlab: optuna: trial {number} could not finish here: marked FAIL, its parameters queued again",
+        flush=True,
+    )
 
 
-def claim(trial: optuna.Trial, heartbeat: "Heartbeat") -> None:
+def claim(trial: optuna.Trial, heartbeat: Heartbeat) -> None:
     """Mark the trial as this worker's and start beating for it."""
     heartbeat.add(trial._trial_id)
     trial.set_user_attr(WORKER_ATTR, worker_name())

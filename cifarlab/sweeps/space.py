@@ -8,7 +8,8 @@ official hydra-optuna-sweeper's syntax). The sweeper and the sweep's preflight
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -20,10 +21,10 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from cifarlab.errors import CifarlabError
 
 SEED_KEY = "trainer.seed"  # what hydra.sweeper.repeats varies
-Space = Dict[str, Tuple[str, BaseDistribution]]  # param name -> (override key, distribution)
+Space = dict[str, tuple[str, BaseDistribution]]  # param name -> (override key, distribution)
 
 
-def _choices(override: Override) -> List[Any]:
+def _choices(override: Override) -> list[Any]:
     choices = []
     for value in override.sweep_iterator(transformer=Transformer.encode):
         if not isinstance(value, (str, int, float, bool, type(None))):
@@ -58,10 +59,10 @@ def distribution(override: Override) -> BaseDistribution:
     raise HydraException(f"{override.input_line}: cifarlab_optuna supports choice, range and interval sweeps")
 
 
-def search_space(lines: Sequence[str], parser: OverridesParser) -> Tuple[Space, Dict[str, str]]:
+def search_space(lines: Sequence[str], parser: OverridesParser) -> tuple[Space, dict[str, str]]:
     """Sweep overrides -> {param: (override key, distribution)}; the others -> {key: override line}."""
     space: Space = {}
-    fixed: Dict[str, str] = {}
+    fixed: dict[str, str] = {}
     for override in parser.parse_overrides(list(lines)):
         key = override.get_key_element()
         name = key.lstrip("+~")
@@ -94,7 +95,7 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     raise TypeError(f"unsupported distribution {dist!r}")
 
 
-def grid(dist: BaseDistribution, name: str) -> List[Any]:
+def grid(dist: BaseDistribution, name: str) -> list[Any]:
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
     if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None and not dist.log:
@@ -103,7 +104,7 @@ def grid(dist: BaseDistribution, name: str) -> List[Any]:
     raise HydraException(f"hydra/sweeper/sampler=grid needs choice or range for {name}, not an interval")
 
 
-def sweep_lines(params: Optional[DictConfig], arguments: Sequence[str]) -> List[str]:
+def sweep_lines(params: Optional[DictConfig], arguments: Sequence[str]) -> list[str]:
     """``hydra.sweeper.params`` as override lines, then the command line's (which win)."""
     return [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
 
@@ -115,7 +116,9 @@ def check_repeats(repeats: int, space: Space) -> None:
             "hydra.sweeper.params.optimizer.lr='tag(log, interval(1e-4, 1e-1))'"
         )
     if repeats < 1:
-        raise CifarlabError(f"hydra.sweeper.repeats={repeats}: no run per trial; set hydra.sweeper.repeats=1 or more")
+        raise CifarlabError(
+            f"hydra.sweeper.repeats={repeats}: no run per trial; set hydra.sweeper.repeats=1 or more"
+        )
     if repeats > 1 and SEED_KEY in space:
         raise CifarlabError(
             f"hydra.sweeper.repeats={repeats} with {SEED_KEY} swept: repeats sets the seed itself; "

@@ -21,7 +21,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from cifarlab.errors import CifarlabError
-from cifarlab.locks import exclusive
+from cifarlab.runtime.locks import exclusive
 
 SQLITE = "sqlite:///"
 DRIVERS = {  # the dialect's default driver -> what to pip install

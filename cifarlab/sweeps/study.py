@@ -9,7 +9,7 @@ every epoch; when the pruner says stop, the callback marks the trial, calls
 ``RunPruned``: the run ends FINISHED with the tag ``pruned=true`` (the leaderboard
 shows it PRUNED), and the sweeper tells Optuna the trial was PRUNED.
 
-Nothing here talks to MLflow: the job's hooks (``cifarlab.sweeps.hooks``) tag its run.
+Nothing here talks to MLflow: the job's hooks (``cifarlab.sweeps.job_hooks``) tag its run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -122,7 +123,9 @@ def _evaluator() -> optuna.importance.BaseImportanceEvaluator:
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
-def _save_plots(study: optuna.Study, importances: dict[str, float] | None, error: str | None, folder: Path) -> None:
+def _save_plots(
+    study: optuna.Study, importances: dict[str, float] | None, error: str | None, folder: Path
+) -> None:
     """optuna_history.png and optuna_param_importances.png, drawn by optuna.visualization.matplotlib."""
     # Deferred: it imports pyplot, which only the sweep's end draws with.
     from matplotlib import pyplot as plt

@@ -4,7 +4,7 @@ joblib's loky workers outlive a sweep process killed with ``kill -9``: each goes
 on training the job it has to its end, idle ones linger for minutes. A job whose
 parent process is the sweep's starts ``watch_sweep``'s thread; once its parent
 is another (the sweep died, the worker was re-parented) it sends its own
-process SIGTERM, which ends the job's run KILLED (``cifarlab.interrupts``) so
+process SIGTERM, which ends the job's run KILLED (``cifarlab.runtime.interrupts``) so
 that the sweep's rerun resumes it, and the worker exits (at once when between
 jobs, after at most ``GRACE_S`` seconds otherwise).
 
@@ -23,7 +23,7 @@ import time
 
 from hydra.core.utils import run_job
 
-from cifarlab.interrupts import stop_on_sigterm
+from cifarlab.runtime.interrupts import stop_on_sigterm
 
 POLL_S = 1.0
 GRACE_S = 30.0  # for the job to end its run KILLED; then the worker exits regardless
@@ -42,7 +42,9 @@ def watch_sweep(sweep_pid: int) -> None:
     _in_job.set()
     if not _watching.is_set():
         _watching.set()
-        threading.Thread(target=_watch, args=(sweep_pid,), name="cifarlab-sweep-watchdog", daemon=True).start()
+        threading.Thread(
+            target=_watch, args=(sweep_pid,), name="cifarlab-sweep-watchdog", daemon=True
+        ).start()
 
 
 def job_ended() -> None:

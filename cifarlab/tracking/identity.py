@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,7 +43,9 @@ def config_hash(cfg: DictConfig, data_digest: str | None = None) -> str:
     if data_digest is not None:
         identity["data_digest"] = data_digest
     if isinstance(identity.get("trainer"), dict):
-        identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS}
+        identity["trainer"] = {
+            k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS
+        }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

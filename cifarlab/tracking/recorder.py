@@ -5,7 +5,7 @@
 
 MLflow and Keras are imported inside the functions that use them, on purpose:
 this package is imported on the config path too (a sweep's Hydra callback,
-``cifarlab.results``), where importing them would cost seconds.
+``cifarlab.commands.results``), where importing them would cost seconds.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import time
 import traceback
 import types
 import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -45,8 +46,9 @@ class NullRecorder:
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_keras_model(self, model: Any, **kwargs: Any) -> None: ...
-    def log_dataset(self, images: Any, labels: Any, *, name: str, context: str,
-                    source: str | None, digest: str) -> None: ...
+    def log_dataset(
+        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
+    ) -> None: ...
 
     def metric_history(self, key: str) -> dict[int, float]:
         return {}
@@ -109,16 +111,21 @@ class RunRecorder(NullRecorder):
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
         return {m.step: m.value for m in history}
 
-    def log_dataset(self, images: Any, labels: Any, *, name: str, context: str,
-                    source: str | None, digest: str) -> None:
+    def log_dataset(
+        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
+    ) -> None:
         """One split as an MLflow dataset input (the run list's Dataset column), ``context`` its split."""
         import mlflow.data
 
         with warnings.catch_warnings():  # MLflow registers its local source twice and warns about it
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_numpy(images, targets=labels, source=source, name=name, digest=digest)
-        existing = {(d.dataset.digest, i.value) for d in self._mlflow.get_run(self.run_id).inputs.dataset_inputs
-                    for i in d.tags if i.key == "mlflow.data.context"}
+        existing = {
+            (d.dataset.digest, i.value)
+            for d in self._mlflow.get_run(self.run_id).inputs.dataset_inputs
+            for i in d.tags
+            if i.key == "mlflow.data.context"
+        }
         if (digest, context) in existing:  # a resumed run logged it already
             return
         try:
@@ -182,7 +189,7 @@ def open_run(
     """Start (or reopen) the run; end it FINISHED, or FAILED / KILLED with the error attached.
 
     No failure leaves a run RUNNING: any exception, Ctrl-C and SIGTERM (see
-    ``cifarlab.interrupts``) end it before they propagate. A server that stops
+    ``cifarlab.runtime.interrupts``) end it before they propagate. A server that stops
     answering ends the process in one line instead, the run left for the rerun.
     """
     if not cfg.tracking.enabled:
@@ -231,8 +238,10 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
             f"when the server is back, rerun the same command to resume run {recorder.run_id}"
         ) from None
     # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "FINISHED"; signals end KILLED.
-    status = getattr(err, "run_status", None) or ("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-    setattr(err, "run_id", recorder.run_id)  # for the CLI's closing line
+    status = getattr(err, "run_status", None) or (
+        "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+    )
+    err.run_id = recorder.run_id  # for the CLI's closing line
     try:
         recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
         recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError
-from cifarlab.locks import exclusive
+from cifarlab.runtime.locks import exclusive
 
 
 def tracking_uri(cfg: DictConfig) -> str:

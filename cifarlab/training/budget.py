@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
@@ -28,8 +28,9 @@ MAX_STRETCH = 4  # a stretched schedule runs at most this many times the configu
 STRETCH_FROM = 1.05
 
 
-def target_epochs(time_left: float, recent_epoch_seconds: list[float], plan_left: float, fit_left: int,
-                  stretched: bool) -> tuple[int, bool]:
+def target_epochs(
+    time_left: float, recent_epoch_seconds: list[float], plan_left: float, fit_left: int, stretched: bool
+) -> tuple[int, bool]:
     """How many more epochs the schedule should take, and whether it may take more than planned.
 
     ``time_left``: seconds of the budget left; ``recent_epoch_seconds``: the last epochs'
@@ -104,7 +105,7 @@ class BudgetFittedSchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "BudgetFittedSchedule":
+    def from_config(cls, config: dict) -> BudgetFittedSchedule:
         schedule = keras.optimizers.schedules.deserialize(config["schedule"])
         return cls(schedule, config["planned_steps"])
 
@@ -128,7 +129,11 @@ class TimeBudget(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, seconds: float, verbose: bool = True, clock: Callable[[], float] = time.perf_counter, spent: float = 0.0
+        self,
+        seconds: float,
+        verbose: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
+        spent: float = 0.0,
     ) -> None:
         super().__init__()
         self.seconds = seconds
@@ -194,8 +199,13 @@ class TimeBudget(keras.callbacks.Callback):
         recent = self._epochs[1:][-3:]
         steps_per_epoch = max(1.0, sum(steps for _, steps in recent) / len(recent))
         plan_left = self.schedule.plan_steps_left(step) / steps_per_epoch
-        target, stretch = target_epochs(self.seconds - self.elapsed(), [seconds for seconds, _ in recent], plan_left,
-                                        self.params["epochs"] - (epoch + 1), self.schedule.stretched())
+        target, stretch = target_epochs(
+            self.seconds - self.elapsed(),
+            [seconds for seconds, _ in recent],
+            plan_left,
+            self.params["epochs"] - (epoch + 1),
+            self.schedule.stretched(),
+        )
         self.schedule.fit(step, step + round(target * steps_per_epoch), stretch=stretch)
         fitted = epoch + 1 + math.ceil(self.schedule.steps_left(step) / steps_per_epoch - 1e-6)
         self.fitted_epochs = fitted

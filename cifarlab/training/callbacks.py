@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import keras
 from omegaconf import DictConfig
 
-from cifarlab.models.class_names import save_class_names
 from cifarlab.errors import CifarlabError
+from cifarlab.models.class_names import save_class_names
 from cifarlab.registry import Registry
-from cifarlab.training.metric_names import keras_metric_name, monitor_mode, tracked_metric_name
 from cifarlab.tracking.recorder import NullRecorder
+from cifarlab.training.metric_names import keras_metric_name, monitor_mode, tracked_metric_name
 
 
 @dataclass
@@ -145,8 +145,10 @@ class CrashSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_train_begin(logs)
 
     def _fall_back_to_previous_backup(self) -> None:
-        pairs = ((self._prev_weights_path, self._weights_path),
-                 (self._prev_training_metadata_path, self._training_metadata_path))
+        pairs = (
+            (self._prev_weights_path, self._weights_path),
+            (self._prev_training_metadata_path, self._training_metadata_path),
+        )
         if all(Path(prev).is_file() for prev, _ in pairs):
             for prev, latest in pairs:
                 shutil.copyfile(prev, latest)

@@ -16,7 +16,10 @@ def soft_labels(cfg: DictConfig) -> bool:
 
     One answer for the whole run, so every stage's loss and labels agree.
     """
-    augmentations = [cfg.augmentation, *(s.augmentation for s in cfg.get("stages") or [] if s.get("augmentation"))]
+    augmentations = [
+        cfg.augmentation,
+        *(s.augmentation for s in cfg.get("stages") or [] if s.get("augmentation")),
+    ]
     return bool(cfg.trainer.label_smoothing) or any(mixup_alpha(a) > 0 for a in augmentations)
 
 
@@ -33,7 +36,9 @@ def compile_model(
         freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
     if soft_labels(cfg):
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # against the mixed label's larger share
+        accuracy = keras.metrics.CategoricalAccuracy(
+            name="accuracy"
+        )  # against the mixed label's larger share
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")

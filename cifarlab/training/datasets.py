@@ -6,10 +6,10 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from cifarlab.builders import build_augmentation
 from cifarlab.data.base import DataSplits
 from cifarlab.data.mixing import build_mixing
 from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
+from cifarlab.training.builders import build_augmentation
 from cifarlab.training.compile import soft_labels
 
 
@@ -39,8 +39,15 @@ def stage_datasets(
     t = cfg.trainer
     augment = build_augmentation(augmentation, seed=t.seed)
     mix = build_mixing(augmentation, data.num_classes, seed=t.seed)
-    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, first_epoch=first_epoch,
-                             mix=mix, **pipeline_settings(cfg))
+    train_ds = train_dataset(
+        data.x_train,
+        data.y_train,
+        t.batch_size,
+        augment,
+        first_epoch=first_epoch,
+        mix=mix,
+        **pipeline_settings(cfg),
+    )
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     if soft_labels(cfg):
         one_hot = lambda x, y: (x, keras.ops.one_hot(y, data.num_classes))  # noqa: E731

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from cifarlab.data.base import DataSplits
 from cifarlab.tracking import git_commit
-from cifarlab.training.hooks import RunHooks
+from cifarlab.training.run_hooks import RunHooks
 
 
 def run_tags(cfg: DictConfig, config_hash: str, hooks: RunHooks) -> dict[str, str]:
@@ -57,7 +57,9 @@ def model_summary(model: keras.Model) -> str:
     return "\n".join(lines)
 
 
-def print_summary(test_accuracy: float, test_loss: float, run_id: str | None, experiment: str, uri: str) -> None:
+def print_summary(
+    test_accuracy: float, test_loss: float, run_id: str | None, experiment: str, uri: str
+) -> None:
     """The closing lines: test accuracy, the MLflow run, and how to open the UI on its store."""
     print(f"cifarlab: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f})", flush=True)
     if not run_id:
@@ -66,7 +68,9 @@ def print_summary(test_accuracy: float, test_loss: float, run_id: str | None, ex
     if uri.startswith(("http://", "https://")):
         print(f"cifarlab: open {uri}/#/experiments to compare runs", flush=True)
     else:
-        print(f"cifarlab: compare runs with: mlflow ui --backend-store-uri {_relative_store(uri)}", flush=True)
+        print(
+            f"cifarlab: compare runs with: mlflow ui --backend-store-uri {_relative_store(uri)}", flush=True
+        )
 
 
 def _relative_store(uri: str) -> str:

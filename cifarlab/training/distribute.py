@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from cifarlab.errors import ConfigError
 
-
 _multi_worker: tf.distribute.Strategy | None = None
 
 
@@ -27,7 +26,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                 _multi_worker = tf.distribute.MultiWorkerMirroredStrategy()
             except (RuntimeError, ValueError) as err:
                 raise ConfigError(
-                    "trainer.strategy", name,
+                    "trainer.strategy",
+                    name,
                     f"TF_CONFIG must describe the cluster and this process's task ({str(err).splitlines()[0]})",
                     problem="could not start",
                 ) from None

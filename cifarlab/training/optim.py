@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from omegaconf import DictConfig
@@ -52,8 +52,14 @@ def step(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> Learn
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Linear rise from ``peak / div_factor`` to ``peak``, then linear fall to ``peak * final_fraction``."""
 
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int, div_factor: float = 25.0,
-                 final_fraction: float = 0.0) -> None:
+    def __init__(
+        self,
+        peak: float,
+        warmup_steps: int,
+        total_steps: int,
+        div_factor: float = 25.0,
+        final_fraction: float = 0.0,
+    ) -> None:
         self.peak, self.warmup_steps, self.total_steps = peak, max(1, warmup_steps), max(2, total_steps)
         self.div_factor, self.final_fraction = div_factor, final_fraction
 

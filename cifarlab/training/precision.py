@@ -9,7 +9,7 @@
   run fastest in float32 (TensorFlow's bfloat16 element-wise kernels are slow on CPUs).
 - ``auto``: ``autocast_bfloat16`` on CPUs with bfloat16 units, ``mixed_bfloat16`` on
   GPUs of compute capability 8.0+, ``float32`` elsewhere, where bfloat16 would be
-  emulated. ``python -m cifarlab.bench`` measures each against float32 with a short
+  emulated. ``python -m cifarlab bench`` measures each against float32 with a short
   accuracy check. Runs record what they used as the ``precision_policy`` parameter.
 """
 
@@ -81,9 +81,17 @@ def global_policy(precision: str) -> str:
 
 # Layers whose work is a matrix product: the ones autocast_bfloat16 runs in bfloat16.
 MATMUL_LAYERS = (
-    layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Conv1DTranspose, layers.Conv2DTranspose,
-    layers.Conv3DTranspose, layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D,
-    layers.Dense, layers.EinsumDense,
+    layers.Conv1D,
+    layers.Conv2D,
+    layers.Conv3D,
+    layers.Conv1DTranspose,
+    layers.Conv2DTranspose,
+    layers.Conv3DTranspose,
+    layers.DepthwiseConv2D,
+    layers.SeparableConv1D,
+    layers.SeparableConv2D,
+    layers.Dense,
+    layers.EinsumDense,
 )
 
 
@@ -120,6 +128,10 @@ def apply_precision(model: keras.Model, precision: str) -> keras.Model:
     for layer in _all_layers(model):
         if isinstance(layer, layers.BatchNormalization) and len(layer._inbound_nodes) == 1:
             producers = [parent.operation for parent in layer._inbound_nodes[0].parent_nodes]
-            if producers and all(id(p) in half for p in producers) and not _produces_model_output(layer, model):
+            if (
+                producers
+                and all(id(p) in half for p in producers)
+                and not _produces_model_output(layer, model)
+            ):
                 layer.dtype_policy = "mixed_bfloat16"
     return model

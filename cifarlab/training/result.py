@@ -17,7 +17,7 @@ class TrainResult:
     skipped: bool = False
 
     @classmethod
-    def from_run(cls, run: Any) -> "TrainResult":
+    def from_run(cls, run: Any) -> TrainResult:
         """The result an earlier FINISHED MLflow run recorded (for skipped sweep jobs)."""
         m = run.data.metrics
         return cls(

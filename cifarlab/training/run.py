@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from cifarlab import tracking
 from cifarlab.training.describe import print_summary, run_tags
 from cifarlab.training.distribute import is_chief, make_strategy
-from cifarlab.training.hooks import RunHooks
 from cifarlab.training.multi_worker import adapt_model
-from cifarlab.training.record import evaluate_and_record, record_datasets, record_setup
+from cifarlab.training.recording import evaluate_and_record, record_datasets, record_setup
 from cifarlab.training.result import TrainResult
+from cifarlab.training.run_hooks import RunHooks
 from cifarlab.training.setup import prepare
 from cifarlab.training.stages import FitContext, fit_stages, fit_without_gradients, recorded_history
 from cifarlab.training.state import RunState, claimed_state

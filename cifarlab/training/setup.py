@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import keras
 from omegaconf import DictConfig
 
-from cifarlab.builders import build_augmentation, build_model, load_dataset
 from cifarlab.data import data_source
 from cifarlab.data.base import DataSplits, splits_digest
 from cifarlab.models.layers.dropout_choice import resolve_fast_dropout
 from cifarlab.models.layers.swap import has_plain_dropout, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
+from cifarlab.training.builders import build_augmentation, build_model, load_dataset
 from cifarlab.training.describe import plan_line
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
 
@@ -41,7 +41,9 @@ def prepare(cfg: DictConfig, tracking_uri: str) -> Prepared:
         set_frozen(model, cfg.model.freeze)
     model = apply_precision(_fast_layers(cfg, model), precision)
     print(plan_line(cfg, data, precision), flush=True)
-    return Prepared(data, model, report, precision, splits_digest(data), data_source(cfg.dataset, cfg.paths.data_dir))
+    return Prepared(
+        data, model, report, precision, splits_digest(data), data_source(cfg.dataset, cfg.paths.data_dir)
+    )
 
 
 def _init_from(cfg: DictConfig, model: keras.Model, tracking_uri: str) -> TransferReport | None:

@@ -19,13 +19,18 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models.transfer import set_frozen
 from cifarlab.tracking import NullRecorder
 from cifarlab.training.budget import TimeBudget
-from cifarlab.training.callbacks import CallbackContext, StopOnNonFiniteLoss, TrainingDiverged, build_callbacks
+from cifarlab.training.callbacks import (
+    CallbackContext,
+    StopOnNonFiniteLoss,
+    TrainingDiverged,
+    build_callbacks,
+)
 from cifarlab.training.compile import compile_model
 from cifarlab.training.datasets import stage_datasets, steps_per_epoch
 from cifarlab.training.epoch_draws import EpochDraws
-from cifarlab.training.hooks import RunHooks
 from cifarlab.training.metric_names import tracked_metric_name
 from cifarlab.training.optim import plateau_callback
+from cifarlab.training.run_hooks import RunHooks
 from cifarlab.training.state import RunState
 
 
@@ -74,8 +79,12 @@ def fit_stages(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str
             if budget is not None:
                 budget.follow(learning_rate)
         if len(stages) > 1:
-            print(f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True)
-        if budget is not None and index == len(stages) - 1:  # room for the budget to stretch the schedule into
+            print(
+                f"cifarlab: stage {index + 1}/{len(stages)} '{stage.name}': {stage.epochs} epochs", flush=True
+            )
+        if (
+            budget is not None and index == len(stages) - 1
+        ):  # room for the budget to stretch the schedule into
             stage = OmegaConf.merge(stage, {"epochs": budget.epochs_to_run(stage.epochs)})
         history = _fit_stage(cfg, model, ctx, stage, index, epoch, budget)
         for name, values in history.items():
@@ -172,7 +181,9 @@ def fit_without_gradients(cfg: DictConfig, model: keras.Model, ctx: FitContext) 
     model.fit_prototypes(data.x_train, data.y_train)
     probs = model.predict(eval_dataset(data.x_val, data.y_val, cfg.trainer.eval_batch_size), verbose=0)
     val_accuracy = float(np.mean(probs.argmax(axis=1) == data.y_val))
-    ctx.recorder.log_metrics({"val/accuracy": val_accuracy, "epoch_seconds": time.perf_counter() - started}, step=0)
+    ctx.recorder.log_metrics(
+        {"val/accuracy": val_accuracy, "epoch_seconds": time.perf_counter() - started}, step=0
+    )
     if hasattr(model, "typical_images_figure"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "typical_images.png"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import keras
 
@@ -74,8 +74,11 @@ def claimed_state(state_dir: str | Path, config_hash: str, chief: bool) -> Itera
     lease = Lease(root / "lease.json")
     owner = lease.acquire()
     if owner is not None:
-        print(f"cifarlab: this config is being trained by {owner.describe()}; "
-              "starting a separate run (it will not be resumed)", flush=True)
+        print(
+            f"cifarlab: this config is being trained by {owner.describe()}; "
+            "starting a separate run (it will not be resumed)",
+            flush=True,
+        )
         private = RunState(Path(tempfile.mkdtemp(prefix="cifarlab-run-")), shared=False)
         try:
             yield private

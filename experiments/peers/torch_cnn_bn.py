@@ -67,7 +67,9 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x[:, :, 3 + dy : 35 + dy, 3 + dx : 35 + dx]
 
 
-def train(images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int, bfloat16: bool = True) -> list[float]:
+def train(
+    images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int, bfloat16: bool = True
+) -> list[float]:
     """Train; return each epoch's images per second."""
     model = cnn_bn().to(memory_format=torch.channels_last)
     optimizer = torch.optim.NAdam(model.parameters(), lr=0.0025, eps=1e-7)
@@ -81,7 +83,9 @@ def train(images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int, 
         model.train()
         for first in range(0, len(order) - batch_size + 1, batch_size):
             index = order[first : first + batch_size]
-            x = augment(x_all[index].float().div_(255), generator).contiguous(memory_format=torch.channels_last)
+            x = augment(x_all[index].float().div_(255), generator).contiguous(
+                memory_format=torch.channels_last
+            )
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
                 loss = loss_fn(model(x), y_all[index])
             optimizer.zero_grad(set_to_none=True)

@@ -23,23 +23,33 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-
-import optuna
 from optuna.trial import TrialState
 
 from cifarlab.sweeps import search
+
 # The job's side: its trial comes in TRIAL_ENV; its pruning callback sets PRUNED_ATTR on the trial.
 from cifarlab.sweeps.job import TRIAL_ENV
-from cifarlab.sweeps.space import SEED_KEY, Space, check_repeats, format_value, grid, search_space, suggest, sweep_lines
+from cifarlab.sweeps.space import (
+    SEED_KEY,
+    Space,
+    check_repeats,
+    format_value,
+    grid,
+    search_space,
+    suggest,
+    sweep_lines,
+)
 from cifarlab.sweeps.storage import resolve_storage
 from cifarlab.sweeps.study import PRUNED_ATTR
 
@@ -85,8 +95,8 @@ class OptunaSweeperImpl:
         self.n_jobs = n_jobs
         self.params = params
         self.lock = threading.Lock()
-        self.in_flight: Dict[int, optuna.Trial] = {}  # trial number -> trial, of this worker
-        self.errors: List[BaseException] = []
+        self.in_flight: dict[int, optuna.Trial] = {}  # trial number -> trial, of this worker
+        self.errors: list[BaseException] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -98,7 +108,11 @@ class OptunaSweeperImpl:
     # --- the study ---------------------------------------------------------------------------
 
     def _sampler(self, n_existing: int, space: Space) -> Any:
-        cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True) if OmegaConf.is_config(self.sampler_cfg) else dict(self.sampler_cfg)
+        cfg = (
+            OmegaConf.to_container(self.sampler_cfg, resolve=True)
+            if OmegaConf.is_config(self.sampler_cfg)
+            else dict(self.sampler_cfg)
+        )
         if cfg.get("seed") is not None:
             # Reseeded at each ask with the trials so far: a resumed study does not repeat its
             # first draws, and workers asking one after another draw different trials.
@@ -124,7 +138,7 @@ class OptunaSweeperImpl:
 
     # --- the sweep ---------------------------------------------------------------------------
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.space, self.fixed = search_space(sweep_lines(self.params, arguments), parser)
@@ -156,11 +170,16 @@ class OptunaSweeperImpl:
             f"({type(sampler).__name__}, {type(self.study.pruner).__name__})"
         )
         if not self.storage:
-            _say("no hydra.sweeper.storage: jobs cannot report epochs, so no pruning, and no other worker can join")
+            _say(
+                "no hydra.sweeper.storage: jobs cannot report epochs, so no pruning, and no other worker can join"
+            )
 
     def _run_workers(self, n_jobs: int) -> None:
         """``n_jobs`` ask-run-tell loops: n_jobs - 1 threads and this one (which gets Ctrl-C)."""
-        threads = [threading.Thread(target=self._guarded_loop, daemon=True, name=f"optuna-{i}") for i in range(1, n_jobs)]
+        threads = [
+            threading.Thread(target=self._guarded_loop, daemon=True, name=f"optuna-{i}")
+            for i in range(1, n_jobs)
+        ]
         for thread in threads:
             thread.start()
         self._loop()
@@ -196,7 +215,7 @@ class OptunaSweeperImpl:
                 self.in_flight.pop(trial.number, None)
             failures_allowed -= state == TrialState.FAIL
 
-    def _ask(self) -> Tuple[optuna.Trial, List[List[str]]]:
+    def _ask(self) -> tuple[optuna.Trial, list[list[str]]]:
         self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)), self.space)
         with search.optuna_quiet():
             trial = self.study.ask()
@@ -211,7 +230,7 @@ class OptunaSweeperImpl:
                 search.fail_and_retry(self.study, number, self.settings.max_retry)
             self.in_flight.clear()
 
-    def _job_overrides(self, trial: optuna.Trial, space: Space, fixed: Dict[str, str]) -> List[str]:
+    def _job_overrides(self, trial: optuna.Trial, space: Space, fixed: dict[str, str]) -> list[str]:
         lines = list(fixed.values())
         for name, (key, dist) in space.items():
             lines.append(f"{key}={format_value(suggest(trial, name, dist))}")
@@ -219,7 +238,7 @@ class OptunaSweeperImpl:
             lines.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial._trial_id}")
         return lines
 
-    def _repeat_overrides(self, trial: optuna.Trial, space: Space, fixed: Dict[str, str]) -> List[List[str]]:
+    def _repeat_overrides(self, trial: optuna.Trial, space: Space, fixed: dict[str, str]) -> list[list[str]]:
         """The trial's jobs: one, or ``repeats`` with trainer.seed=<composed seed>+i."""
         lines = self._job_overrides(trial, space, fixed)
         if self.repeats == 1:
@@ -247,7 +266,10 @@ class OptunaSweeperImpl:
         failed = any(v is None or not math.isfinite(v) for v in values)
         value = None if failed else sum(values) / len(values)  # type: ignore[arg-type]
         if len(returns) > 1:
-            seeds = [str(OmegaConf.select(ret.cfg, SEED_KEY)) if ret.cfg is not None else str(i) for i, ret in enumerate(returns)]
+            seeds = [
+                str(OmegaConf.select(ret.cfg, SEED_KEY)) if ret.cfg is not None else str(i)
+                for i, ret in enumerate(returns)
+            ]
             trial.set_user_attr(REPEATS_ATTR, dict(zip(seeds, values)))
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
         # The job wrote to the trial from its own process: read it back from storage, not the cache.
@@ -257,7 +279,11 @@ class OptunaSweeperImpl:
         elif value is None or not math.isfinite(value):
             state, line = TrialState.FAIL, "FAILED"
         else:
-            each = f" (mean of {len(values)}: {', '.join(f'{v:.4f}' for v in values)})" if len(values) > 1 else ""
+            each = (
+                f" (mean of {len(values)}: {', '.join(f'{v:.4f}' for v in values)})"
+                if len(values) > 1
+                else ""
+            )
             state, line = TrialState.COMPLETE, f"value {value:.4f}{each}"
         try:
             study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
@@ -269,7 +295,11 @@ class OptunaSweeperImpl:
         return state
 
     def _write_results(self, study: optuna.Study) -> None:
-        results: Dict[str, Any] = {"name": "cifarlab_optuna", "study_name": study.study_name, "storage": self.storage}
+        results: dict[str, Any] = {
+            "name": "cifarlab_optuna",
+            "study_name": study.study_name,
+            "storage": self.storage,
+        }
         try:
             best = study.best_trial
         except ValueError:

@@ -20,7 +20,7 @@ Nothing here imports Optuna: Hydra imports this module on every start.
 # No `from __future__ import annotations`: Hydra execs plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -90,10 +90,10 @@ class CifarlabOptunaSweeperConf:
     # The sweeper gets sampler and pruner as configs: it reseeds the sampler on resume,
     # gives the grid sampler its grid, and its jobs build the same pruner.
     _recursive_: bool = False
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
     sampler: Any = MISSING
-    # Epoch-level pruning of a job (cifarlab.sweeps.hooks.job_callbacks); nop switches it off.
+    # Epoch-level pruning of a job (cifarlab.sweeps.job_hooks.job_callbacks); nop switches it off.
     pruner: Any = MISSING
     # The job's return value (best validation accuracy) is maximised.
     direction: str = "maximize"
@@ -120,7 +120,7 @@ class CifarlabOptunaSweeperConf:
     grace_period: int = 60
     max_retry: int = 3
     # Search space: dotted key -> sweep expression (see the module docstring).
-    params: Optional[Dict[str, str]] = None
+    params: Optional[dict[str, str]] = None
 
 
 _PROVIDER = "cifarlab_optuna_sweeper"

@@ -10,8 +10,7 @@ import math
 import statistics
 
 import pytest
-
-from conftest import run_cli
+from helpers import run_cli
 
 
 def test_flop_counter_matches_a_hand_count():
@@ -41,15 +40,21 @@ def test_flop_counter_counts_cnn_bn_convs_and_dense():
     from omegaconf import OmegaConf
 
     from cifarlab.bench.flops import count_flops
-    from cifarlab.builders import build_model
+    from cifarlab.training.builders import build_model
 
-    cfg = OmegaConf.load(__import__("cifarlab.config.locations", fromlist=["x"]).conf_dir() / "model" / "cnn_bn.yaml")
+    cfg = OmegaConf.load(
+        __import__("cifarlab.config.locations", fromlist=["x"]).conf_dir() / "model" / "cnn_bn.yaml"
+    )
     model = build_model(cfg, (32, 32, 3), 10)
     expected = (
-        32 * 32 * 32 * 27 + 32 * 32 * 32 * 288  # block 1 at 32x32
-        + 16 * 16 * 64 * 288 + 16 * 16 * 64 * 576  # block 2 at 16x16
-        + 8 * 8 * 128 * 576 + 8 * 8 * 128 * 1152  # block 3 at 8x8
-        + 2048 * 64 + 64 * 10  # head and logits
+        32 * 32 * 32 * 27
+        + 32 * 32 * 32 * 288  # block 1 at 32x32
+        + 16 * 16 * 64 * 288
+        + 16 * 16 * 64 * 576  # block 2 at 16x16
+        + 8 * 8 * 128 * 576
+        + 8 * 8 * 128 * 1152  # block 3 at 8x8
+        + 2048 * 64
+        + 64 * 10  # head and logits
     )
     assert count_flops(model)["macs"] == expected
 
@@ -100,26 +105,60 @@ def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
 
 def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     out = tmp_path / "bench.json"
-    run_cli("--tiny", "--synthetic", "--out", str(out), "--workdir", str(tmp_path / "work"),
-            cwd=tmp_path, module="cifarlab.bench", timeout=600)
+    run_cli(
+        "--tiny",
+        "--synthetic",
+        "--out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+        command="bench",
+        timeout=600,
+    )
     result = json.loads(out.read_text())
     from cifarlab.bench.plan import REQUIRED_KEYS, TARGETS
 
     for key in REQUIRED_KEYS:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
-    for key in ("pipeline_images_per_s", "train_images_per_s", "pipeline_stall_ratio", "framework_overhead_ratio",
-                "cfg_job_seconds", "flops_utilization", "mlflow_overhead_ratio", "speedup_jit_compile",
-                "speedup_mixed_bfloat16", "speedup_autocast_bfloat16", "speedup_threads", "speedup_steps_per_execution", "speedup_caching",
-                "speedup_fused_batchnorm", "speedup_freeze_cancelled_bias"):
+    for key in (
+        "pipeline_images_per_s",
+        "train_images_per_s",
+        "pipeline_stall_ratio",
+        "framework_overhead_ratio",
+        "cfg_job_seconds",
+        "flops_utilization",
+        "mlflow_overhead_ratio",
+        "speedup_jit_compile",
+        "speedup_mixed_bfloat16",
+        "speedup_autocast_bfloat16",
+        "speedup_threads",
+        "speedup_steps_per_execution",
+        "speedup_caching",
+        "speedup_fused_batchnorm",
+        "speedup_freeze_cancelled_bias",
+    ):
         assert key in result
     assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
     assert result["targets"]["pipeline_stall_ratio"] == {
-        "op": ">=", "value": 0.97, "unit": "", "description": TARGETS["pipeline_stall_ratio"][3]
+        "op": ">=",
+        "value": 0.97,
+        "unit": "",
+        "description": TARGETS["pipeline_stall_ratio"][3],
     }
     machine = result["machine"]
-    assert machine["cpu_count"] >= 1 and machine["sched_cpus"] >= 1 and machine["tf_version"] and machine["cpu_model"]
+    assert (
+        machine["cpu_count"] >= 1
+        and machine["sched_cpus"] >= 1
+        and machine["tf_version"]
+        and machine["cpu_model"]
+    )
     assert set(machine["isa_features"]) >= {"avx2", "avx512f", "avx512_bf16", "amx", "vnni"}
-    assert machine["libraries"]["tensorflow"] and machine["libraries"]["mlflow"] and "torch" in machine["libraries"]
+    assert (
+        machine["libraries"]["tensorflow"]
+        and machine["libraries"]["mlflow"]
+        and "torch" in machine["libraries"]
+    )
     # FLOP utilisation against the peak of the dtype the run computes in, float32's beside it.
     from cifarlab.bench.flops import compute_dtype
     from cifarlab.training.precision import resolve_precision
@@ -127,9 +166,12 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     peaks = result["details"]["matmul_peak_gflops"]
     assert peaks["compute_dtype"] == compute_dtype(resolve_precision("auto"))
     train_gflops = result["details"]["train_gflops"]
-    assert result["details"]["ratio_of_bests"]["flops_utilization"] == pytest.approx(train_gflops / peaks["best"])
+    assert result["details"]["ratio_of_bests"]["flops_utilization"] == pytest.approx(
+        train_gflops / peaks["best"]
+    )
     assert result["details"]["ratio_of_bests"]["flops_utilization_float32"] == pytest.approx(
-        train_gflops / peaks["float32_best"])
+        train_gflops / peaks["float32_best"]
+    )
     # fast_dropout=auto with calibration off (the tests): Keras's Dropout is the default, FastDropout measured against it.
     assert result["switches"]["fast_dropout"]["default"] is False
     assert result["switches"]["fast_dropout"]["calibration"] is None
@@ -142,16 +184,24 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     assert len(stall_ratios) == 1 + result["plan"]["stall_pairs"] == 2
     assert result["pipeline_stall_ratio"] == pytest.approx(statistics.median(stall_ratios))
     # The precision precision=auto picks here is reported as the default, measured against float32.
-    precision_defaults = {p for p in ("mixed_bfloat16", "autocast_bfloat16") if result["switches"][p]["default"]}
+    precision_defaults = {
+        p for p in ("mixed_bfloat16", "autocast_bfloat16") if result["switches"][p]["default"]
+    }
     assert precision_defaults == ({resolve_precision("auto")} - {"float32"})
 
 
 def test_machine_info_reads_the_isa_features_from_the_cpu_flags(monkeypatch):
-    from cifarlab import hardware
+    from cifarlab.runtime import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f", "amx_tile", "avx512_vnni", "sse2"})
-    assert hardware.isa_features() == {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx": True,
-                                       "vnni": True, "arm_bf16": False}
+    assert hardware.isa_features() == {
+        "avx2": True,
+        "avx512f": True,
+        "avx512_bf16": False,
+        "amx": True,
+        "vnni": True,
+        "arm_bf16": False,
+    }
     key = hardware.machine_key("2.99")
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
     assert hardware.machine_key("2.99") != key  # another CPU's calibration is not this one's

@@ -10,17 +10,19 @@ import subprocess
 import sys
 
 import pytest
+from helpers import cli_env
 
-from cifarlab.bench.cli import chosen_data, chosen_plan, main, parse_bench_args
 from cifarlab.bench.report import met
-from conftest import cli_env
+from cifarlab.commands.bench import chosen_data, chosen_plan, main, parse_bench_args
 
 
 def test_legacy_flags_and_key_value_give_the_same_options(tmp_path):
     legacy = parse_bench_args(["--quick", "--out", "x.json", "--data-dir", str(tmp_path), "--workdir=w"])
     keys = parse_bench_args(["quick=true", "out=x.json", f"data_dir={tmp_path}", "workdir=w"])
     assert legacy == keys
-    assert keys.quick is True and keys.out == "x.json" and keys.data_dir == str(tmp_path) and keys.workdir == "w"
+    assert (
+        keys.quick is True and keys.out == "x.json" and keys.data_dir == str(tmp_path) and keys.workdir == "w"
+    )
     assert parse_bench_args(["--synthetic", "--tiny"]) == parse_bench_args(["synthetic=true", "tiny=true"])
 
 
@@ -32,14 +34,17 @@ def test_options_choose_the_plan_and_the_data(tmp_path):
     assert chosen_data(parse_bench_args([f"data_dir={tmp_path}"])) == tmp_path.resolve()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["qick=true"], "did you mean quick=?"),
-    (["quick=maybe"], "quick='maybe' is not valid"),
-    (["--fast"], "unknown flag '--fast'"),
-    (["--out"], "--out needs a value"),
-    (["data_dir=/no/such/folder"], "data_dir=/no/such/folder is not a folder"),
-    (["--worker", "threads", "--worker-args", "{bad"], "--worker-args is not JSON"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["qick=true"], "did you mean quick=?"),
+        (["quick=maybe"], "quick='maybe' is not valid"),
+        (["--fast"], "unknown flag '--fast'"),
+        (["--out"], "--out needs a value"),
+        (["data_dir=/no/such/folder"], "data_dir=/no/such/folder is not a folder"),
+        (["--worker", "threads", "--worker-args", "{bad"], "--worker-args is not JSON"),
+    ],
+)
 def test_a_wrong_argument_fails_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -49,12 +54,15 @@ def test_a_wrong_argument_fails_in_one_line(argv, message, capsys):
 
 
 def test_help_lists_every_option_without_importing_tensorflow(tmp_path):
-    code = ("import sys; from cifarlab.bench.cli import main; main(['--help']); "
-            "assert 'tensorflow' not in sys.modules, 'the bench CLI imported TensorFlow for --help'")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from cifarlab.commands.bench import main; main(['--help']); "
+        "assert 'tensorflow' not in sys.modules, 'the bench CLI imported TensorFlow for --help'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("``python -m cifarlab.bench``")
+    assert proc.stdout.startswith("``python -m cifarlab bench``")
     assert "options (defaults):" in proc.stdout
     for option in ("quick=False", "out=bench.json", "data_dir=None", "synthetic=False"):
         assert f"  {option}\n" in proc.stdout

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import all_runs, cli_env, run_cli
 from PIL import Image
-
-from conftest import all_runs, cli_env, run_cli
 
 # TensorFlow's C++ logging writes these to stderr before Python can quiet it.
 TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
@@ -59,7 +58,9 @@ CONFIG_ERRORS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("overrides, expected", CONFIG_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    "overrides, expected", CONFIG_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
 def test_config_errors_are_one_line_before_any_run(tmp_path, overrides, expected):
     proc = run_cli(*overrides, cwd=tmp_path, check=False, timeout=120)
     assert expected in error_line(proc)
@@ -83,8 +84,11 @@ def write_pngs(root: Path, counts: dict[str, int]) -> None:
     [
         ({"cat": 6}, "has training images of one class only ('cat'); a classifier needs at least 2"),
         ({"train/cat": 6, "test/cat": 2}, "has training images of one class only ('cat')"),
-        ({"test/cat": 2, "test/dog": 2}, "has no training images (a folder with only test/ can be evaluated, not "
-                                         "trained on); add train/<class>/ folders"),
+        (
+            {"test/cat": 2, "test/dog": 2},
+            "has no training images (a folder with only test/ can be evaluated, not "
+            "trained on); add train/<class>/ folders",
+        ),
     ],
     ids=["one-class-folder", "one-class-train-test", "test-only"],
 )
@@ -111,6 +115,6 @@ def test_failed_download_leaves_no_data_dir_and_no_run(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     line = error_line(proc)
-    assert "could not download" in line and f"set dataset.data_dir=" in line, line
+    assert "could not download" in line and "set dataset.data_dir=" in line, line
     assert not (tmp_path / "typo").exists()
     assert_no_run(tmp_path / "mlruns")

@@ -9,13 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import all_runs, cli_env, run_cli
 
+from cifarlab.config.locations import conf_dir
 from cifarlab.config.schema import validate
 from cifarlab.errors import ConfigError
-from cifarlab.config.locations import conf_dir
-from conftest import all_runs, cli_env, run_cli
 
-GROUPS = ["dataset", "model", "optimizer", "augmentation", "callbacks", "trainer", "tracking", "paths", "debug"]
+GROUPS = [
+    "dataset",
+    "model",
+    "optimizer",
+    "augmentation",
+    "callbacks",
+    "trainer",
+    "tracking",
+    "paths",
+    "debug",
+]
 
 
 def options(group: str) -> list[str]:
@@ -35,7 +45,7 @@ def test_every_option_composes_and_validates(compose_cfg, group):
 
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_builds_and_outputs_probabilities(compose_cfg, option):
-    from cifarlab.builders import build_model
+    from cifarlab.training.builders import build_model
 
     cfg = compose_cfg(f"model={option}")
     shape = (28, 28, 1) if option == "dense" else (32, 32, 3)
@@ -61,7 +71,9 @@ def test_every_schedule_builds(compose_cfg, schedule):
     from cifarlab.training.optim import SCHEDULES
 
     cfg = compose_cfg(
-        f"optimizer.schedule.name={schedule}", "optimizer.schedule.step_epochs=1", "optimizer.schedule.gamma=0.5"
+        f"optimizer.schedule.name={schedule}",
+        "optimizer.schedule.step_epochs=1",
+        "optimizer.schedule.gamma=0.5",
     )
     lr = SCHEDULES.get(schedule)(cfg.optimizer.schedule, 0.1, 10, 3)
     peak = max(float(lr(step)) for step in range(30)) if callable(lr) else lr
@@ -101,8 +113,8 @@ def test_every_augmentation_keeps_batch_shape(compose_cfg, option):
 
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_every_callbacks_option_builds(compose_cfg, option, tmp_path):
-    from cifarlab.training.callbacks import CallbackContext, build_callbacks
     from cifarlab.tracking.recorder import NullRecorder
+    from cifarlab.training.callbacks import CallbackContext, build_callbacks
 
     cfg = compose_cfg(f"callbacks={option}")
     ctx = CallbackContext(tmp_path / "ckpt", tmp_path / "backup", NullRecorder(), images_per_epoch=10)
@@ -170,7 +182,7 @@ def test_cli_rejects_bad_values_in_one_line_without_tensorflow(tmp_path, overrid
         f"""
         import sys
         sys.argv = ["cifarlab", {override!r}]
-        from cifarlab.cli import main
+        from cifarlab.commands.train import main
         try:
             main()
         except SystemExit as exit:
@@ -182,7 +194,12 @@ def test_cli_rejects_bad_values_in_one_line_without_tensorflow(tmp_path, overrid
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "TF_NOT_IMPORTED" in proc.stdout
@@ -198,7 +215,7 @@ def test_cfg_job_prints_config_without_importing_tensorflow(tmp_path):
         """
         import sys
         sys.argv = ["cifarlab", "--cfg", "job", "model=mlp", "trainer.epochs=3"]
-        from cifarlab.cli import main
+        from cifarlab.commands.train import main
         try:
             main()
         except SystemExit:
@@ -207,7 +224,12 @@ def test_cfg_job_prints_config_without_importing_tensorflow(tmp_path):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "name: mlp" in proc.stdout and "epochs: 3" in proc.stdout

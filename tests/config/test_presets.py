@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifarlab.config.schema import validate
 from cifarlab.config.locations import experiments_dir
+from cifarlab.config.schema import validate
 
 PRESETS = sorted(p.stem for p in experiments_dir().glob("*.yaml"))
 INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
@@ -13,14 +13,21 @@ INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
 
 def test_the_published_presets_are_all_there():
     assert {
-        "delta_cifar10", "mlp_cifar10", "cnn_deep_cifar10", "cnn_bn_nadam", "cnn_basic_two_stage",
-        "tf_cifar_100ep", "dense_fashion", "resnet20_cifar10", "resnet9_cifar10",
+        "delta_cifar10",
+        "mlp_cifar10",
+        "cnn_deep_cifar10",
+        "cnn_bn_nadam",
+        "cnn_basic_two_stage",
+        "tf_cifar_100ep",
+        "dense_fashion",
+        "resnet20_cifar10",
+        "resnet9_cifar10",
     } <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_records_its_claim_and_builds(compose_cfg, preset):
-    from cifarlab.builders import build_model
+    from cifarlab.training.builders import build_model
 
     cfg = compose_cfg(f"experiment={preset}")
     validate(cfg)
@@ -46,7 +53,7 @@ def test_preset_values_can_still_be_overridden(compose_cfg):
 
 
 def test_cnn_bn_preset_has_the_published_parameter_count(compose_cfg):
-    from cifarlab.builders import build_model
+    from cifarlab.training.builders import build_model
 
     cfg = compose_cfg("experiment=cnn_bn_nadam")
     assert build_model(cfg.model, (32, 32, 3), 10).count_params() == cfg.claim.params == 420842

@@ -11,7 +11,9 @@ SIZE = 32
 
 
 def _augment_copies(image: np.ndarray, copies: int, **params) -> np.ndarray:
-    settings = dict(flip="none", height_shift=0.0, width_shift=0.0, rotation_degrees=0.0, fill_mode="constant")
+    settings = dict(
+        flip="none", height_shift=0.0, width_shift=0.0, rotation_degrees=0.0, fill_mode="constant"
+    )
     augment = random_affine(**{**settings, **params}, seed=7)
     batch = np.repeat(image[None, :, :, None], copies, axis=0).astype("float32")
     return np.asarray(augment(batch))[..., 0]
@@ -69,14 +71,24 @@ def test_rotations_turn_about_the_centre_within_the_configured_angle():
 
 def test_flip_shift_and_rotation_compose_into_reachable_positions():
     shift, degrees = 0.1, 17.0
-    centroids = _centroids(_augment_copies(_blob(), 256, flip="horizontal", height_shift=shift,
-                                           width_shift=shift, rotation_degrees=degrees))
+    centroids = _centroids(
+        _augment_copies(
+            _blob(), 256, flip="horizontal", height_shift=shift, width_shift=shift, rotation_degrees=degrees
+        )
+    )
     angles = np.radians(np.linspace(-degrees, degrees, 341))
     reachable = []  # every position the blob reaches with no shift: both flips, all angles
     for x in (SOURCE[0], SIZE - 1 - SOURCE[0]):
         dx, dy = x - CENTRE, SOURCE[1] - CENTRE
-        reachable.append(np.stack([CENTRE + dx * np.cos(angles) - dy * np.sin(angles),
-                                   CENTRE + dx * np.sin(angles) + dy * np.cos(angles)], 1))
+        reachable.append(
+            np.stack(
+                [
+                    CENTRE + dx * np.cos(angles) - dy * np.sin(angles),
+                    CENTRE + dx * np.sin(angles) + dy * np.cos(angles),
+                ],
+                1,
+            )
+        )
     offsets = np.abs(centroids[:, None, :] - np.concatenate(reachable)[None, :, :]).max(axis=2)
     # Each result is some flip and rotation of the source, then a shift within range.
     assert (offsets.min(axis=1) <= shift * SIZE + 0.25).all()

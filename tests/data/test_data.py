@@ -15,12 +15,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from cifarlab.config.schema import DatasetConfig
-from cifarlab.builders import DATASETS, load_dataset
 from cifarlab.data import DataSplits
 from cifarlab.data.cifar10 import CLASS_NAMES, load_cifar10
 from cifarlab.data.idx import FASHION_CLASSES, MNIST_CLASSES
 from cifarlab.data.safe_pickle import safe_load_path
 from cifarlab.errors import ConfigError, DataError, UnsafePickleError
+from cifarlab.training.builders import DATASETS, load_dataset
 
 SUBSET = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10-subset"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -478,7 +478,9 @@ def test_synthetic_grayscale_and_bad_value():
     assert raw.x_train.shape == (120, 8, 8, 1)
     with pytest.raises(ConfigError, match="dataset.num_classes"):
         DATASETS.get("synthetic")(make_cfg(num_classes=0), None)
-    with pytest.raises(ConfigError, match=r"dataset.num_classes=1 is not valid; use a whole number of at least 2"):
+    with pytest.raises(
+        ConfigError, match=r"dataset.num_classes=1 is not valid; use a whole number of at least 2"
+    ):
         DATASETS.get("synthetic")(make_cfg(num_classes=1), None)
 
 
@@ -548,7 +550,9 @@ def test_one_class_cannot_be_trained_on(tmp_path):
     write_images(tmp_path, {"cat": 4})
     with pytest.raises(DataError) as exc:
         load_dataset(make_cfg(name="image_folder", data_dir=str(tmp_path), image_size=8), "/unused")
-    assert_one_line_naming(exc, f"dataset.data_dir={str(tmp_path)!r}", "one class only ('cat')", "add a folder")
+    assert_one_line_naming(
+        exc, f"dataset.data_dir={str(tmp_path)!r}", "one class only ('cat')", "add a folder"
+    )
 
 
 # ---------------------------------------------------------------- downloads

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from cifarlab.config.schema import DatasetConfig
-from cifarlab.builders import DATASETS, load_dataset
 from cifarlab.errors import DataError
+from cifarlab.training.builders import DATASETS, load_dataset
 
 
 def write_pngs(root: Path, counts: dict[str, int], size: int = 8) -> None:
@@ -24,7 +24,8 @@ def write_pngs(root: Path, counts: dict[str, int], size: int = 8) -> None:
 
 def folder_cfg(data_dir: Path, **extra):
     return OmegaConf.merge(
-        OmegaConf.structured(DatasetConfig), {"name": "image_folder", "data_dir": str(data_dir), "image_size": 8, **extra}
+        OmegaConf.structured(DatasetConfig),
+        {"name": "image_folder", "data_dir": str(data_dir), "image_size": 8, **extra},
     )
 
 
@@ -42,7 +43,9 @@ def test_test_folder_alone_is_all_test_and_not_a_class(tmp_path):
 
 def test_test_folder_alone_cannot_be_trained_on(tmp_path):
     write_pngs(tmp_path / "test", {"cat": 3, "dog": 2})
-    with pytest.raises(DataError, match=r"has no training images \(a folder with only test/ can be evaluated"):
+    with pytest.raises(
+        DataError, match=r"has no training images \(a folder with only test/ can be evaluated"
+    ):
         load_dataset(folder_cfg(tmp_path), "/unused")
 
 

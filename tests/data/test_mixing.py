@@ -57,7 +57,9 @@ def test_the_training_pipeline_mixes_after_augmenting_and_keeps_the_epoch_stream
     from cifarlab.training.compile import soft_labels
     from cifarlab.training.datasets import stage_datasets
 
-    cfg = compose_cfg("dataset=synthetic", "augmentation=flip", "augmentation.mixup_alpha=0.4", "trainer.batch_size=4")
+    cfg = compose_cfg(
+        "dataset=synthetic", "augmentation=flip", "augmentation.mixup_alpha=0.4", "trainer.batch_size=4"
+    )
     assert soft_labels(cfg)  # one-hot labels and a categorical loss, with no label smoothing
     images = np.random.default_rng(0).integers(0, 255, (12, 8, 8, 3), dtype=np.uint8)
     labels = np.arange(12) % 3

@@ -20,7 +20,7 @@ def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_call
     # Without augmentation: each label exactly once, with its own image, cast to float.
     dataset = train_dataset(images, labels, 4, None, seed=0, parallel_calls=parallel_calls)
     if parallel_calls == 1:  # one producer thread: its ops spread over every core it may use
-        from cifarlab.hardware import usable_cores
+        from cifarlab.runtime.hardware import usable_cores
 
         assert dataset.options().threading.max_intra_op_parallelism == usable_cores()
     plain = list(dataset)
@@ -48,13 +48,20 @@ def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
     from cifarlab.data import DataSplits
     from cifarlab.training.datasets import pipeline_settings, stage_datasets, steps_per_epoch
 
-    cfg = compose_cfg("dataset=synthetic", "augmentation=none", "trainer.batch_size=5", "trainer.shuffle_buffer=1",
-                      "trainer.input_parallelism=3")
+    cfg = compose_cfg(
+        "dataset=synthetic",
+        "augmentation=none",
+        "trainer.batch_size=5",
+        "trainer.shuffle_buffer=1",
+        "trainer.input_parallelism=3",
+    )
     settings = pipeline_settings(cfg)
     assert settings["parallel_calls"] == 3 and settings["shuffle_buffer"] == 1
     images = np.zeros((20, 8, 8, 3), np.uint8)
     labels = np.arange(20) % 4
-    data = DataSplits(images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny")
+    data = DataSplits(
+        images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny"
+    )
     assert steps_per_epoch(cfg, data) == 4
     train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
     in_order = labels.reshape(4, 5).tolist()
@@ -77,19 +84,30 @@ def test_the_stream_from_epoch_k_is_the_uninterrupted_stream_from_epoch_k(steps_
     labels = np.arange(10)
     augment = random_affine("horizontal", 0.2, 0.2, 10.0, "nearest", seed=5)
     first_epoch = tf.Variable(0, dtype=tf.int64)
-    stream = train_dataset(images, labels, 4, augment, seed=3, repeat=True, first_epoch=first_epoch,
-                           steps_per_epoch=steps_per_epoch, parallel_calls=2)
+    stream = train_dataset(
+        images,
+        labels,
+        4,
+        augment,
+        seed=3,
+        repeat=True,
+        first_epoch=first_epoch,
+        steps_per_epoch=steps_per_epoch,
+        parallel_calls=2,
+    )
     batches = batches_per_epoch(10, 4, steps_per_epoch)
     iterator = iter(stream)
     uninterrupted = [next(iterator) for _ in range(4 * batches)]
     first_epoch.assign(2)  # read when the next iterator starts, as BackupAndRestore's resumed fit does
     iterator = iter(stream)
     resumed = [next(iterator) for _ in range(2 * batches)]
-    for (x, y), (x_resumed, y_resumed) in zip(uninterrupted[2 * batches:], resumed):
+    for (x, y), (x_resumed, y_resumed) in zip(uninterrupted[2 * batches :], resumed):
         np.testing.assert_array_equal(y, y_resumed)
         np.testing.assert_array_equal(x, x_resumed)
     # Every epoch its own order.
-    orders = [np.concatenate([y for _, y in uninterrupted[e * batches:(e + 1) * batches]]) for e in range(4)]
+    orders = [
+        np.concatenate([y for _, y in uninterrupted[e * batches : (e + 1) * batches]]) for e in range(4)
+    ]
     assert len({tuple(o) for o in orders}) == 4
     if steps_per_epoch is None:  # an epoch is one pass: every image once
         assert all(sorted(o) == list(range(10)) for o in orders)
@@ -128,7 +146,11 @@ def test_a_shuffle_buffer_moves_each_image_by_less_than_its_size_whatever_the_gl
 
     keras.utils.set_random_seed(0)
     labels = np.arange(40)
-    stream = iter(train_dataset(np.zeros((40, 4, 4, 3), np.uint8), labels, 8, None, seed=0, shuffle_buffer=4, repeat=True))
+    stream = iter(
+        train_dataset(
+            np.zeros((40, 4, 4, 3), np.uint8), labels, 8, None, seed=0, shuffle_buffer=4, repeat=True
+        )
+    )
     passes = [np.concatenate([next(stream)[1].numpy() for _ in range(5)]) for _ in range(2)]
     for order in passes:
         assert sorted(order) == labels.tolist()  # every image once a pass

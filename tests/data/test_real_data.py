@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import SHARED_CIFAR, all_runs, mlflow_client, run_cli
+from helpers import SHARED_CIFAR, all_runs, mlflow_client, run_cli
 
 pytestmark = [
     pytest.mark.real_data,
@@ -28,7 +27,9 @@ def test_short_real_cifar10_run_beats_chance(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset.name"] == "cifar10"
     assert run.data.metrics["test/accuracy"] > 0.2  # ten classes: chance is 0.1
-    artifacts = {a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")}
+    artifacts = {
+        a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")
+    }
     assert "reports/confusion_matrix.png" in artifacts
 
 
@@ -49,8 +50,12 @@ def test_code_running_pickle_in_batch_folder_is_refused_before_any_run(tmp_path)
         pickle.dump({b"data": Exploit(), b"labels": [0]}, f, protocol=2)
 
     proc = run_cli(
-        "dataset=cifar10", f"dataset.data_dir={tmp_path / 'cifar'}", "model=mlp", "trainer.epochs=1",
-        cwd=tmp_path, check=False,
+        "dataset=cifar10",
+        f"dataset.data_dir={tmp_path / 'cifar'}",
+        "model=mlp",
+        "trainer.epochs=1",
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode != 0
     assert not marker.exists()
@@ -60,7 +65,13 @@ def test_code_running_pickle_in_batch_folder_is_refused_before_any_run(tmp_path)
 
 
 def test_missing_data_dir_fails_in_one_line_before_any_run(tmp_path):
-    proc = run_cli("dataset=cifar10", "dataset.data_dir=/no/such/dir", "dataset.download=false", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "dataset=cifar10",
+        "dataset.data_dir=/no/such/dir",
+        "dataset.download=false",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0
     error = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
     assert len(error) == 1 and "/no/such/dir" in error[0], proc.stderr[-2000:]

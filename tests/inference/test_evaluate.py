@@ -1,15 +1,15 @@
-"""``python -m cifarlab.evaluate``: a trained run's model, scored again and recorded as a linked run."""
+"""``python -m cifarlab evaluate``: a trained run's model, scored again and recorded as a linked run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, mlflow_client, run_cli
 from PIL import Image
 
-from conftest import TINY, all_runs, mlflow_client, run_cli
-from cifarlab.errors import CifarlabError
-from cifarlab.evaluate import parse_args
+from cifarlab.commands.evaluate import parse_args
 from cifarlab.config.compose import compose_config
+from cifarlab.errors import CifarlabError
 from cifarlab.inference.run_data import apply_run_params
 
 # What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
@@ -41,7 +41,7 @@ def new_runs(workdir, source_run, experiment="cifarlab"):
 
 def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
     workdir, src = source
-    proc = run_cli(f"run={src.info.run_id}", module="cifarlab.evaluate", cwd=workdir)
+    proc = run_cli(f"run={src.info.run_id}", command="evaluate", cwd=workdir)
     (run,) = new_runs(workdir, src)
     assert run.info.status == "FINISHED"
     assert run.info.run_id in proc.stdout and "test accuracy" in proc.stdout
@@ -68,8 +68,12 @@ def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
 def test_val_split_into_another_experiment_keeps_the_runs_dataset(source, tmp_path):
     workdir, src = source
     run_cli(
-        f"run={src.info.run_id}", "split=val", "tracking.experiment=evals", f"output_dir={tmp_path / 'reports'}",
-        module="cifarlab.evaluate", cwd=workdir,
+        f"run={src.info.run_id}",
+        "split=val",
+        "tracking.experiment=evals",
+        f"output_dir={tmp_path / 'reports'}",
+        command="evaluate",
+        cwd=workdir,
     )
     (run,) = all_runs(workdir / "mlruns", "evals")
     assert run.data.tags["source_run_id"] == src.info.run_id and run.data.tags["split"] == "val"
@@ -82,13 +86,14 @@ def test_val_split_into_another_experiment_keeps_the_runs_dataset(source, tmp_pa
 def test_unknown_run_and_misfit_dataset_fail_without_a_new_run(source):
     workdir, src = source
     before = len(all_runs(workdir / "mlruns"))
-    proc = run_cli("run=0123456789abcdef0123456789abcdef", module="cifarlab.evaluate", cwd=workdir, check=False)
+    proc = run_cli("run=0123456789abcdef0123456789abcdef", command="evaluate", cwd=workdir, check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cifarlab: error: run='0123456789abcdef0123456789abcdef' is not a run" in proc.stderr
 
-    proc = run_cli(f"run={src.info.run_id}", "dataset.image_size=8", module="cifarlab.evaluate", cwd=workdir,
-                   check=False)
+    proc = run_cli(
+        f"run={src.info.run_id}", "dataset.image_size=8", command="evaluate", cwd=workdir, check=False
+    )
     assert proc.returncode != 0
     assert "cifarlab: error:" in proc.stderr and "the model takes (16, 16, 3)" in proc.stderr
     assert len(all_runs(workdir / "mlruns")) == before
@@ -96,7 +101,9 @@ def test_unknown_run_and_misfit_dataset_fail_without_a_new_run(source):
 
 def test_run_params_rebuild_the_dataset_unless_overridden():
     cfg = apply_run_params(compose_config([]), RUN_PARAMS)
-    assert cfg.dataset.name == "synthetic" and cfg.dataset.val_fraction == 0.2 and cfg.dataset.image_size == 16
+    assert (
+        cfg.dataset.name == "synthetic" and cfg.dataset.val_fraction == 0.2 and cfg.dataset.image_size == 16
+    )
     assert cfg.dataset.data_dir is None and cfg.paths.data_dir == "/data/keras"
 
     overrides = ["dataset.val_fraction=0.5", "paths.data_dir=/elsewhere"]
@@ -145,8 +152,13 @@ def test_image_folder_is_evaluated_on_all_of_test(source, tmp_path, with_train):
         write_pngs(tmp_path / "train", {name: 3 for name in classes})
     experiment = f"folder-{'train-test' if with_train else 'test'}"
     proc = run_cli(
-        f"run={src.info.run_id}", "dataset=image_folder", f"dataset.data_dir={tmp_path}", "dataset.image_size=16",
-        f"tracking.experiment={experiment}", module="cifarlab.evaluate", cwd=workdir,
+        f"run={src.info.run_id}",
+        "dataset=image_folder",
+        f"dataset.data_dir={tmp_path}",
+        "dataset.image_size=16",
+        f"tracking.experiment={experiment}",
+        command="evaluate",
+        cwd=workdir,
     )
     assert "on 14 test images of image_folder" in proc.stdout
     (run,) = all_runs(workdir / "mlruns", experiment)

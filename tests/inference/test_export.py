@@ -1,11 +1,11 @@
-"""cifarlab.export: a run's model as a SavedModel and a LiteRT file, each reloaded and run on uint8 images."""
+"""cifarlab.commands.export: a run's model as a SavedModel and a LiteRT file, each reloaded and run on uint8 images."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, run_cli
 
-from conftest import TINY, all_runs, run_cli
 
 @pytest.fixture(scope="module")  # trains a model and converts it twice: the tests using it are slow
 def exported(tmp_path_factory):
@@ -14,14 +14,14 @@ def exported(tmp_path_factory):
     (run,) = all_runs(workdir / "mlruns")
     run_id = run.info.run_id
     for fmt, out in (("saved_model", "out/sm"), ("litert", "out/model.tflite")):
-        proc = run_cli(f"run={run_id}", f"format={fmt}", f"out={out}", module="cifarlab.export", cwd=workdir)
+        proc = run_cli(f"run={run_id}", f"format={fmt}", f"out={out}", command="export", cwd=workdir)
         assert f"exported as {fmt}" in proc.stdout
     return workdir, run_id
 
 
 def reference(workdir, run_id, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities of the logged Keras model, and of its float32 build that the exports hold."""
-    from cifarlab.inference.export import float32_model
+    from cifarlab.inference.formats import float32_model
     from cifarlab.inference.loading import load_model
 
     model = load_model(run=run_id, tracking_uri=f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
@@ -81,7 +81,7 @@ def test_litert_file_runs_on_uint8_images(exported):
     ],
 )
 def test_bad_format_or_out_is_one_line_before_anything_loads(tmp_path, args, expected):
-    proc = run_cli("run=0123456789abcdef0123456789abcdef", *args, module="cifarlab.export", cwd=tmp_path, check=False)
+    proc = run_cli("run=0123456789abcdef0123456789abcdef", *args, command="export", cwd=tmp_path, check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cifarlab: error: ") and expected in lines[0]
@@ -91,8 +91,14 @@ def test_bad_format_or_out_is_one_line_before_anything_loads(tmp_path, args, exp
 @pytest.mark.slow
 def test_unknown_run_is_one_line(exported):
     workdir, _ = exported
-    proc = run_cli("run=0123456789abcdef0123456789abcdef", "format=litert", "out=m.tflite",
-                   module="cifarlab.export", cwd=workdir, check=False)
+    proc = run_cli(
+        "run=0123456789abcdef0123456789abcdef",
+        "format=litert",
+        "out=m.tflite",
+        command="export",
+        cwd=workdir,
+        check=False,
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cifarlab: error: run='0123456789abcdef0123456789abcdef'")

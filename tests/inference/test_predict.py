@@ -1,4 +1,4 @@
-"""``python -m cifarlab.predict``: a trained run's model names a class for each of your images."""
+"""``python -m cifarlab predict``: a trained run's model names a class for each of your images."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 from PIL import Image
 
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from cifarlab.commands.predict import parse_args, validate
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.images import find_images, prepare_images
 from cifarlab.models.class_names import save_class_names
-from cifarlab.predict import parse_args, validate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,8 +55,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_folder_predictions_table_csv_and_grid(trained):
     workdir, run_id, names, class_names = trained
     proc = run_cli(
-        f"run={run_id}", "images=images", "output=out/preds.csv", "grid=grid.png",
-        module="cifarlab.predict", cwd=workdir,
+        f"run={run_id}",
+        "images=images",
+        "output=out/preds.csv",
+        "grid=grid.png",
+        command="predict",
+        cwd=workdir,
     )
     table = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.endswith("%")}
     assert sorted(table) == names  # notes.txt is not an image
@@ -82,8 +86,13 @@ def test_checkpoint_from_a_downloaded_run_writes_json(trained, tmp_path):
     client = mlflow_client(workdir / "mlruns")
     ckpt = Path(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path)))
     proc = run_cli(
-        f"checkpoint={ckpt}", "images=images", f"output={tmp_path / 'preds.json'}", "top_k=4",
-        "class_names=w,x,y,z", module="cifarlab.predict", cwd=workdir,
+        f"checkpoint={ckpt}",
+        "images=images",
+        f"output={tmp_path / 'preds.json'}",
+        "top_k=4",
+        "class_names=w,x,y,z",
+        command="predict",
+        cwd=workdir,
     )
     assert f"by checkpoint {ckpt}" in proc.stdout
     rows = json.loads((tmp_path / "preds.json").read_text())
@@ -96,7 +105,7 @@ def test_checkpoint_from_a_downloaded_run_writes_json(trained, tmp_path):
 
 def test_samples_predicts_the_runs_test_images_with_true_labels(trained):
     workdir, run_id, _, class_names = trained
-    proc = run_cli(f"run={run_id}", "samples=5", "output=samples.json", module="cifarlab.predict", cwd=workdir)
+    proc = run_cli(f"run={run_id}", "samples=5", "output=samples.json", command="predict", cwd=workdir)
     rows = json.loads((workdir / "samples.json").read_text())
     assert len(rows) == 5 and all(r["file"].startswith("test[") for r in rows)
     assert all(r["true"] in class_names and r["correct"] == (r["true"] == r["predicted"]) for r in rows)
@@ -114,15 +123,16 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 def test_missing_images_folder_is_one_line_error(trained):
     workdir, run_id, _, _ = trained
-    proc = run_cli(f"run={run_id}", "images=no_such_folder", module="cifarlab.predict", cwd=workdir, check=False)
+    proc = run_cli(f"run={run_id}", "images=no_such_folder", command="predict", cwd=workdir, check=False)
     line = one_line_error(proc)
     assert "images='no_such_folder'" in line and "does not exist" in line
 
 
 def test_unknown_run_is_one_line_error(trained):
     workdir, _, _, _ = trained
-    proc = run_cli("run=0123456789abcdef0123456789abcdef", "images=images", module="cifarlab.predict",
-                   cwd=workdir, check=False)
+    proc = run_cli(
+        "run=0123456789abcdef0123456789abcdef", "images=images", command="predict", cwd=workdir, check=False
+    )
     line = one_line_error(proc)
     assert "run='0123456789abcdef0123456789abcdef' is not a run" in line
 
@@ -151,7 +161,7 @@ def test_argument_errors_do_not_import_tensorflow(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        from cifarlab import predict
+        from cifarlab.commands import predict
         try:
             predict.main(["run=0123456789abcdef0123456789abcdef", "images=missing"])
         except SystemExit as exit:
@@ -159,7 +169,9 @@ def test_argument_errors_do_not_import_tensorflow(tmp_path):
         print("tensorflow" in sys.modules, "keras" in sys.modules)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
+    )
     assert proc.stdout.split() == ["exit", "1", "False", "False"], proc.stderr
 
 
@@ -201,15 +213,20 @@ def test_checkpoint_names_its_classes_from_the_file_saved_beside_it(trained, tmp
     client = mlflow_client(workdir / "mlruns")
     ckpt = Path(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path)))
     save_class_names(ckpt, ["ant", "bee", "cow", "doe"])
-    proc = run_cli(f"checkpoint={ckpt}", "images=images", "top_k=4", module="cifarlab.predict", cwd=workdir)
+    proc = run_cli(f"checkpoint={ckpt}", "images=images", "top_k=4", command="predict", cwd=workdir)
     assert table_classes(proc.stdout) <= {"ant", "bee", "cow", "doe"} and "class_" not in proc.stdout
 
-    proc = run_cli(f"checkpoint={ckpt}", "images=images", "class_names=w,x,y,z",  # the argument wins
-                   module="cifarlab.predict", cwd=workdir)
+    proc = run_cli(
+        f"checkpoint={ckpt}",
+        "images=images",
+        "class_names=w,x,y,z",  # the argument wins
+        command="predict",
+        cwd=workdir,
+    )
     assert table_classes(proc.stdout) <= set("wxyz")
 
     ckpt.with_name("best.classes.json").unlink()  # no names saved: generic ones, as before
-    proc = run_cli(f"checkpoint={ckpt}", "images=images", module="cifarlab.predict", cwd=workdir)
+    proc = run_cli(f"checkpoint={ckpt}", "images=images", command="predict", cwd=workdir)
     assert table_classes(proc.stdout) <= {f"class_{i}" for i in range(4)}
 
 
@@ -219,7 +236,7 @@ def test_truncated_checkpoint_is_one_line_naming_the_file(trained, tmp_path):
     whole = Path(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path))).read_bytes()
     cut = tmp_path / "cut.keras"
     cut.write_bytes(whole[: len(whole) // 2])
-    proc = run_cli(f"checkpoint={cut}", "images=images", module="cifarlab.predict", cwd=workdir, check=False)
+    proc = run_cli(f"checkpoint={cut}", "images=images", command="predict", cwd=workdir, check=False)
     line = one_line_error(proc)
     assert f"{cut} is not a readable Keras model" in line
 
@@ -229,7 +246,7 @@ def test_a_zip_that_is_no_keras_model_is_one_error_line(trained, tmp_path):
     fake = tmp_path / "fake.keras"
     with zipfile.ZipFile(fake, "w") as archive:
         archive.writestr("notes.txt", "not a model")
-    proc = run_cli(f"checkpoint={fake}", "images=images", module="cifarlab.predict", cwd=workdir, check=False)
+    proc = run_cli(f"checkpoint={fake}", "images=images", command="predict", cwd=workdir, check=False)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error: ")]
     assert len(errors) == 1 and f"{fake} is not a readable Keras model" in errors[0]

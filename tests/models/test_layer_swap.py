@@ -7,13 +7,16 @@ import tensorflow as tf
 from keras import layers
 from omegaconf import OmegaConf
 
-from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
-from cifarlab.builders import build_model
 from cifarlab.models.layers.fused_batchnorm import FusedBatchNormalization
+from cifarlab.models.layers.swap import freeze_cancelled_biases, standard_layers, use_fused_batchnorm
+from cifarlab.training.builders import build_model
 
 
 def _pair(momentum=0.9, **kwargs):
-    plain, fused = layers.BatchNormalization(momentum=momentum, **kwargs), FusedBatchNormalization(momentum=momentum, **kwargs)
+    plain, fused = (
+        layers.BatchNormalization(momentum=momentum, **kwargs),
+        FusedBatchNormalization(momentum=momentum, **kwargs),
+    )
     for layer in (plain, fused):
         layer.build((None, 6, 6, 5))
     rng = np.random.default_rng(0)
@@ -47,7 +50,9 @@ def test_fused_batchnorm_trains_exactly_like_keras(kwargs):
 
 
 def test_fused_batchnorm_under_mixed_bfloat16_matches_keras():
-    plain, fused = (cls(dtype="mixed_bfloat16") for cls in (layers.BatchNormalization, FusedBatchNormalization))
+    plain, fused = (
+        cls(dtype="mixed_bfloat16") for cls in (layers.BatchNormalization, FusedBatchNormalization)
+    )
     x = tf.random.normal((4, 6, 6, 5), seed=4)
     y_plain, y_fused = plain(x, training=True), fused(x, training=True)
     assert y_fused.dtype == y_plain.dtype == tf.bfloat16
@@ -55,8 +60,18 @@ def test_fused_batchnorm_under_mixed_bfloat16_matches_keras():
 
 
 def _cnn_bn():
-    cfg = OmegaConf.create({"name": "cnn_bn", "filters": [8, 16], "dropout": 0.1, "kernel_size": 3,
-                            "dense_units": 16, "dense_batchnorm": True, "dense_dropout": 0.1, "activation": "elu"})
+    cfg = OmegaConf.create(
+        {
+            "name": "cnn_bn",
+            "filters": [8, 16],
+            "dropout": 0.1,
+            "kernel_size": 3,
+            "dense_units": 16,
+            "dense_batchnorm": True,
+            "dense_dropout": 0.1,
+            "activation": "elu",
+        }
+    )
     keras.utils.set_random_seed(0)
     return build_model(cfg, (16, 16, 3), 4)
 
@@ -167,8 +182,8 @@ def test_fast_dropout_leaves_noise_shape_to_keras():
 
 
 def test_swap_to_fast_dropout_and_back_keeps_names_and_predictions():
-    from cifarlab.models.layers.swap import use_fast_dropout
     from cifarlab.models.layers.fast_dropout import FastDropout
+    from cifarlab.models.layers.swap import use_fast_dropout
 
     model = _cnn_bn()
     x = np.random.default_rng(2).integers(0, 255, size=(6, 16, 16, 3)).astype("float32")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from cifarlab.errors import ConfigError, DataError
 from cifarlab.config.locations import conf_dir
-from cifarlab.builders import build_model
+from cifarlab.errors import ConfigError, DataError
+from cifarlab.training.builders import build_model
 
 CIFAR_SHAPE = (32, 32, 3)
 
@@ -64,7 +64,12 @@ def test_cnn_deep_has_the_published_layers():
 def test_cnn_basic_is_the_keras_example_with_batchnorm():
     model = build_model(model_cfg("cnn_basic"), CIFAR_SHAPE, 10)
     keras_example = (  # 32 -> 32 (same) -> 30 (valid) -> 15 -> 15 -> 13 -> 6
-        conv(3, 3, 32) + conv(3, 32, 32) + conv(3, 32, 64) + conv(3, 64, 64) + dense(6 * 6 * 64, 512) + dense(512, 10)
+        conv(3, 3, 32)
+        + conv(3, 32, 32)
+        + conv(3, 32, 64)
+        + conv(3, 64, 64)
+        + dense(6 * 6 * 64, 512)
+        + dense(512, 10)
     )
     assert keras_example == 1_250_858
     assert model.count_params() == keras_example + bn(32) * 2 + bn(64) * 2
@@ -105,7 +110,16 @@ def test_resnet_depth_must_be_6n_plus_2():
 
 def test_resnet9_builds_and_width_scales_it():
     full = build_model(model_cfg("resnet9"), CIFAR_SHAPE, 10)
-    assert [c.filters for c in layers_of(full, keras.layers.Conv2D)] == [64, 128, 128, 128, 256, 512, 512, 512]
+    assert [c.filters for c in layers_of(full, keras.layers.Conv2D)] == [
+        64,
+        128,
+        128,
+        128,
+        256,
+        512,
+        512,
+        512,
+    ]
     assert len(layers_of(full, keras.layers.Add)) == 2
     assert full.count_params() == 6_577_610
     half = build_model(model_cfg("resnet9", width=0.5), CIFAR_SHAPE, 10)
@@ -137,7 +151,9 @@ def test_keras_app_applies_the_backbones_own_preprocessing():
 
     pixels = np.array([[0.0, 127.5, 255.0]])
     # MobileNetV2 maps 0-255 to [-1, 1]; ResNet50 subtracts the ImageNet BGR means.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(BackbonePreprocess("MobileNetV2")(pixels)), [[-1, 0, 1]])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(BackbonePreprocess("MobileNetV2")(pixels)), [[-1, 0, 1]]
+    )
     caffe = keras.ops.convert_to_numpy(BackbonePreprocess("ResNet50")(pixels))
     np.testing.assert_allclose(caffe, [[255.0 - 103.939, 127.5 - 116.779, 0.0 - 123.68]], rtol=1e-5)
 
@@ -231,7 +247,7 @@ def test_srgb_to_lab_known_colours():
 
 @pytest.fixture(scope="module")
 def synthetic():
-    from cifarlab.builders import load_dataset
+    from cifarlab.training.builders import load_dataset
 
     cfg = OmegaConf.create(
         {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 
 import pytest
-from conftest import TINY, all_runs, run_cli
+from helpers import TINY, all_runs, run_cli
 
 
 def _truncated(path):

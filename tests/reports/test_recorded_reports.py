@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import TINY, all_runs, mlflow_client, run_cli
+from helpers import TINY, all_runs, mlflow_client, run_cli
 
 
 def test_each_test_metric_is_logged_once(tmp_path):

@@ -73,9 +73,7 @@ def test_top_confused_pair_string_exact():
     pairs = confused_pairs(Y_TRUE, Y_PRED, NAMES, top=5)
     assert str(pairs[0]) == "cat predicted as dog: 3 of 5 (60.0%)"
     # bird->dog (1 of 3) and dog->cat (1 of 4) tie on count: the higher rate comes first.
-    assert [(p.true_name, p.pred_name) for p in pairs] == [
-        ("cat", "dog"), ("bird", "dog"), ("dog", "cat")
-    ]
+    assert [(p.true_name, p.pred_name) for p in pairs] == [("cat", "dog"), ("bird", "dog"), ("dog", "cat")]
     assert all(p.true_name != p.pred_name and p.count > 0 for p in pairs)
 
 
@@ -137,8 +135,9 @@ def test_bad_orientation_raises_value_error(tmp_path):
     with pytest.raises(ValueError, match="true_rows, pred_rows"):
         confusion_matrix_figure(EXPECTED_CM, NAMES, normalize=False, orientation="sideways")
     with pytest.raises(ValueError, match="true_rows"):
-        write_reports(tmp_path, y_true=Y_TRUE, probs=one_hot_probs(Y_PRED),
-                      class_names=NAMES, orientation="columns")
+        write_reports(
+            tmp_path, y_true=Y_TRUE, probs=one_hot_probs(Y_PRED), class_names=NAMES, orientation="columns"
+        )
 
 
 @pytest.mark.parametrize("orientation", ["true_rows", "pred_rows"])
@@ -157,18 +156,35 @@ def test_confusion_figure_axis_labels(orientation):
 
 
 def test_write_reports_files_csv_and_metrics(tmp_path, images):
-    history = {"train/loss": [1.0, 0.7, 0.5], "val/loss": [1.1, 0.9, 0.8],
-               "train/accuracy": [0.4, 0.6, 0.7], "val/accuracy": [0.35, 0.5, 0.58]}
+    history = {
+        "train/loss": [1.0, 0.7, 0.5],
+        "val/loss": [1.1, 0.9, 0.8],
+        "train/accuracy": [0.4, 0.6, 0.7],
+        "val/accuracy": [0.35, 0.5, 0.58],
+    }
     summary = write_reports(
-        tmp_path / "out", y_true=Y_TRUE, probs=one_hot_probs(Y_PRED), class_names=NAMES,
-        history=history, x_test=images, x_train=images, y_train=Y_TRUE,
+        tmp_path / "out",
+        y_true=Y_TRUE,
+        probs=one_hot_probs(Y_PRED),
+        class_names=NAMES,
+        history=history,
+        x_test=images,
+        x_train=images,
+        y_train=Y_TRUE,
     )
     out = tmp_path / "out"
     expected = {
-        "confusion_matrix.png", "confusion_matrix_normalized.png", "confusion_matrix.csv",
-        "confusion_matrix_normalized.csv", "classification_report.md", "confused_pairs.md",
-        "training_curves.png", "prediction_grid.png", "sample_images.png",
-        "reliability_diagram.png", "test_predictions.npz",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "confusion_matrix.csv",
+        "confusion_matrix_normalized.csv",
+        "classification_report.md",
+        "confused_pairs.md",
+        "training_curves.png",
+        "prediction_grid.png",
+        "sample_images.png",
+        "reliability_diagram.png",
+        "test_predictions.npz",
     }
     assert {p.name for p in summary.files} == expected
     for name in expected:
@@ -192,8 +208,9 @@ def test_write_reports_files_csv_and_metrics(tmp_path, images):
 
 
 def test_pred_rows_csv_is_transpose(tmp_path):
-    write_reports(tmp_path, y_true=Y_TRUE, probs=one_hot_probs(Y_PRED), class_names=NAMES,
-                  orientation="pred_rows")
+    write_reports(
+        tmp_path, y_true=Y_TRUE, probs=one_hot_probs(Y_PRED), class_names=NAMES, orientation="pred_rows"
+    )
     header, index, counts = read_csv(tmp_path / "confusion_matrix.csv")
     assert header[0] == "predicted\\true" and header[1:] == NAMES and index == NAMES
     np.testing.assert_array_equal(counts, EXPECTED_CM.T)
@@ -209,8 +226,15 @@ def test_pred_rows_csv_is_transpose(tmp_path):
 
 def test_write_reports_accepts_column_labels_and_gray_images(tmp_path):
     gray = (np.random.default_rng(1).random((Y_TRUE.size, 12, 12, 1)) * 255).astype(np.uint8)
-    summary = write_reports(tmp_path, y_true=Y_TRUE[:, None], probs=one_hot_probs(Y_PRED),
-                            class_names=NAMES, x_test=gray, x_train=gray, y_train=Y_TRUE[:, None])
+    summary = write_reports(
+        tmp_path,
+        y_true=Y_TRUE[:, None],
+        probs=one_hot_probs(Y_PRED),
+        class_names=NAMES,
+        x_test=gray,
+        x_train=gray,
+        y_train=Y_TRUE[:, None],
+    )
     assert summary.metrics["test/accuracy"] == pytest.approx(7 / 12)
     assert_png(tmp_path / "prediction_grid.png")
     assert_png(tmp_path / "sample_images.png")
@@ -218,8 +242,7 @@ def test_write_reports_accepts_column_labels_and_gray_images(tmp_path):
 
 def test_write_reports_rejects_probs_of_wrong_width(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
-        write_reports(tmp_path, y_true=Y_TRUE, probs=np.ones((Y_TRUE.size, 4)) / 4,
-                      class_names=NAMES)
+        write_reports(tmp_path, y_true=Y_TRUE, probs=np.ones((Y_TRUE.size, 4)) / 4, class_names=NAMES)
 
 
 def test_prediction_grid_title_colours(images):
@@ -227,8 +250,9 @@ def test_prediction_grid_title_colours(images):
     fig = prediction_grid_figure(images, probs, Y_TRUE, NAMES, n=Y_TRUE.size, seed=0)
     titles = [ax.title for ax in fig.axes if ax.get_title()]
     assert len(titles) == Y_TRUE.size
-    right = [t for t in titles if t.get_text().split("\n")[0].split()[1]
-             == t.get_text().split("\n")[1].split()[1]]
+    right = [
+        t for t in titles if t.get_text().split("\n")[0].split()[1] == t.get_text().split("\n")[1].split()[1]
+    ]
     assert len(right) == 7
     assert all(t.get_color() == CORRECT_COLOUR for t in right)
     wrong = [t for t in titles if t not in right]
@@ -271,6 +295,7 @@ def test_import_does_not_pull_in_tensorflow_or_pyplot():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

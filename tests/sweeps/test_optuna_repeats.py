@@ -7,8 +7,7 @@ import statistics
 from collections import defaultdict
 
 import pytest
-
-from conftest import all_runs, mlflow_client, run_cli
+from helpers import all_runs, mlflow_client, run_cli
 
 REPEATS = ("-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=1", "augmentation=none",
            "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2", "tracking.log_model=false")  # fmt: skip
@@ -36,7 +35,9 @@ def test_each_trial_runs_twice_with_two_seeds_and_is_told_the_mean(tmp_path):
         assert len({tuple(r.data.params[k] for k in PARAMS) for r in trial_runs}) == 1
         assert sorted(r.data.params["trainer.seed"] for r in trial_runs) == ["42", "43"]
 
-    study = optuna.load_study(study_name="mlp_optuna", storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="mlp_optuna", storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     for trial in study.trials:
         values = [r.data.metrics["val/best_accuracy"] for r in by_trial[str(trial.number)]]
@@ -46,7 +47,9 @@ def test_each_trial_runs_twice_with_two_seeds_and_is_told_the_mean(tmp_path):
 
     # The parent's leaderboard by config: one row per trial, n = 2.
     parent_id = parents[0].info.run_id
-    path = mlflow_client(tmp_path / "mlruns").download_artifacts(parent_id, "leaderboard_by_config.csv", str(tmp_path))
+    path = mlflow_client(tmp_path / "mlruns").download_artifacts(
+        parent_id, "leaderboard_by_config.csv", str(tmp_path)
+    )
     with open(path) as f:
         table = list(csv.DictReader(f))
     assert [r["n"] for r in table] == ["2", "2"]

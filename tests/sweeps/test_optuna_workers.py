@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import all_runs, cli_env, mlflow_client, run_cli
+from helpers import all_runs, cli_env, mlflow_client, run_cli
 
 SEARCH = ["-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=2"]
 # Trials long enough to be killed mid-trial; a short heartbeat so a dead one is noticed in seconds.
@@ -96,13 +95,17 @@ def test_a_killed_workers_trial_is_failed_and_run_again_by_the_other(tmp_path, h
     victim, survivor = _start(args, tmp_path, "victim"), _start(args, tmp_path, "survivor")
     deadline = time.monotonic() + 180
     while "Epoch 2/6" not in (tmp_path / "victim.out").read_text():  # mid-trial
-        assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "victim.out").read_text()[-3000:]
+        assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "victim.out").read_text()[
+            -3000:
+        ]
         time.sleep(0.1)
     victim.send_signal(how)
     code = victim.wait(timeout=60)
     if how == signal.SIGTERM:  # it ends its trial's run KILLED, hands the trial back, and says so in one line
         out = (tmp_path / "victim.out").read_text()
-        assert code == 143 and "Traceback" not in out and "stays RUNNING for the other workers" in out, out[-3000:]
+        assert code == 143 and "Traceback" not in out and "stays RUNNING for the other workers" in out, out[
+            -3000:
+        ]
     assert survivor.wait(timeout=300) == 0, (tmp_path / "survivor.out").read_text()[-3000:]
 
     trials = _study(tmp_path).trials
@@ -159,7 +162,11 @@ def test_n_trials_below_the_trials_done_is_refused(two_trial_study):
 @pytest.mark.slow
 def test_a_study_name_reused_with_another_search_space_is_refused(two_trial_study):
     line = _refused(two_trial_study, "hydra.sweeper.n_trials=3", "trainer.batch_size=choice(16,32)")
-    assert "another search space" in line and "trainer.batch_size" in line and "hydra.sweeper.study_name=" in line
+    assert (
+        "another search space" in line
+        and "trainer.batch_size" in line
+        and "hydra.sweeper.study_name=" in line
+    )
     assert len(_study(two_trial_study).trials) == 2
 
 
@@ -193,7 +200,9 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
     by_trial = {int(c.data.tags["optuna_trial"]): c for c in children}
     assert [by_trial[n].data.params["trainer.epochs"] for n in range(3)] == ["30", "1", "1"]
     long = by_trial[0]
-    started_during = [n for n in (1, 2) if long.info.start_time + 1000 < by_trial[n].info.start_time < long.info.end_time]
+    started_during = [
+        n for n in (1, 2) if long.info.start_time + 1000 < by_trial[n].info.start_time < long.info.end_time
+    ]
     assert started_during, [(c.info.start_time, c.info.end_time) for c in by_trial.values()]
 
 
@@ -204,7 +213,9 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
 def test_workers_command_starts_k_workers_of_one_search(tmp_path):
     from optuna.trial import TrialState
 
-    proc = run_cli("workers=2", "cluster=local", *SEARCH[1:], "hydra.sweeper.n_trials=4", cwd=tmp_path, module="cifarlab.workers")
+    proc = run_cli(
+        "workers=2", "cluster=local", *SEARCH[1:], "hydra.sweeper.n_trials=4", cwd=tmp_path, command="workers"
+    )
     assert "all 2 ended, exit codes [0, 0]" in proc.stdout
     trials = _study(tmp_path).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4 == len(trials)
@@ -219,9 +230,15 @@ def test_workers_command_refuses_bad_options_in_one_line(tmp_path):
         (["workers=0", "hparams_search=mlp_optuna"], "workers=0"),
         (["cluster=pbs", "hparams_search=mlp_optuna"], "cluster='pbs' is not one of local, slurm"),
     ):
-        proc = run_cli(*args, cwd=tmp_path, module="cifarlab.workers", check=False)
-        assert proc.returncode == 1 and proc.stderr.strip().startswith("cifarlab: error:") and expected in proc.stderr
+        proc = run_cli(*args, cwd=tmp_path, command="workers", check=False)
+        assert (
+            proc.returncode == 1
+            and proc.stderr.strip().startswith("cifarlab: error:")
+            and expected in proc.stderr
+        )
         assert len(proc.stderr.strip().splitlines()) == 1
     if shutil.which("srun") is None:
-        proc = run_cli("cluster=slurm", "hparams_search=mlp_optuna", cwd=tmp_path, module="cifarlab.workers", check=False)
+        proc = run_cli(
+            "cluster=slurm", "hparams_search=mlp_optuna", cwd=tmp_path, command="workers", check=False
+        )
         assert proc.returncode == 1 and "cluster=local" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,8 +11,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from helpers import all_runs, mlflow_client, run_cli
 
-from conftest import all_runs, mlflow_client, run_cli
 from cifarlab.sweeps.leaderboard import Row, config_groups, config_leaderboard
 
 KEYS = ["trainer.seed", "optimizer"]
@@ -104,7 +104,10 @@ def test_seed_sweep_leaderboard_by_config_has_mean_and_std_over_three_seeds(tmp_
         assert row["n"] == "3" and len(members) == 3
         assert {m.data.params["optimizer.name"] for m in members} == {row["params"].split("=")[1]}
         assert {m.data.params["trainer.seed"] for m in members} == {"1", "2", "3"}
-        for metric, column in (("val/best_accuracy", "best_val_accuracy"), ("test/accuracy", "test_accuracy")):
+        for metric, column in (
+            ("val/best_accuracy", "best_val_accuracy"),
+            ("test/accuracy", "test_accuracy"),
+        ):
             values = [m.data.metrics[metric] for m in members]
             assert float(row[f"{column}_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-4)
             assert float(row[f"{column}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-4)
@@ -120,4 +123,4 @@ def test_seed_sweep_leaderboard_by_config_has_mean_and_std_over_three_seeds(tmp_
     parent = client.get_run(parent.info.run_id)
     assert parent.data.tags["best_config"] == table[0]["params"] and parent.data.tags["best_config.n"] == "3"
     assert parent.data.metrics["best_config/val_accuracy_mean"] == pytest.approx(means[0], abs=1e-4)
-    assert f"best config by mean over n=3" in proc.stdout and table[0]["params"] in proc.stdout
+    assert "best config by mean over n=3" in proc.stdout and table[0]["params"] in proc.stdout

@@ -6,7 +6,6 @@ of the sweep's process, the real SQLite store read back through MlflowClient.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,14 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 from omegaconf import OmegaConf
 
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
-
 EPOCHS = 40  # long enough to be killed mid-job, short enough to resume in seconds
-JOB = [*(o for o in TINY if not o.startswith("trainer.epochs=")), f"trainer.epochs={EPOCHS}",
-       "callbacks.early_stopping.enabled=false", "tracking.log_model=false",
-       "dataset.samples_per_class=300"]  # fmt: skip  (epochs slow enough that both workers are caught mid-job)
+JOB = [
+    *(o for o in TINY if not o.startswith("trainer.epochs=")),
+    f"trainer.epochs={EPOCHS}",
+    "callbacks.early_stopping.enabled=false",
+    "tracking.log_model=false",
+    "dataset.samples_per_class=300",
+]  # fmt: skip  (epochs slow enough that both workers are caught mid-job)
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -76,7 +78,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _kill_sweep_mid_job(args: list[str], cwd: Path, jobs_training: int, signum: int = signal.SIGKILL) -> list[int]:
+def _kill_sweep_mid_job(
+    args: list[str], cwd: Path, jobs_training: int, signum: int = signal.SIGKILL
+) -> list[int]:
     """Start the sweep, send it ``signum`` once ``jobs_training`` jobs are mid-training; its child pids."""
     proc = _start(args, cwd)
     store = cwd / "mlruns"
@@ -174,7 +178,9 @@ def test_sweep_end_kills_children_a_dead_process_left_running(tmp_path):
     lease = Lease(tmp_path / "state" / "live0" / "lease.json")
     assert lease.acquire() is None  # this process trains "live0"
     try:
-        config = OmegaConf.create({"tracking": {"experiment": "cifarlab"}, "paths": {"state_dir": str(tmp_path / "state")}})
+        config = OmegaConf.create(
+            {"tracking": {"experiment": "cifarlab"}, "paths": {"state_dir": str(tmp_path / "state")}}
+        )
         assert end_stale_children(config, client, parent) == [dead]
     finally:
         lease.release()

@@ -18,8 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 # TINY, without logging a model: seconds per job.
 JOB = [*TINY, "tracking.log_model=false"]
@@ -76,12 +75,17 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
 def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     from omegaconf import OmegaConf
 
-    from cifarlab.sweeps.hooks import parent_run_id
-    from cifarlab.sweeps.record import sweep_hash
+    from cifarlab.sweeps.job_hooks import parent_run_id
+    from cifarlab.sweeps.sweep_callback import sweep_hash
 
     def config(*task):
         return OmegaConf.create(
-            {"hydra": {"sweeper": {"_target_": "x.Sweeper", "n_trials": 3}, "overrides": {"task": list(task)}}}
+            {
+                "hydra": {
+                    "sweeper": {"_target_": "x.Sweeper", "n_trials": 3},
+                    "overrides": {"task": list(task)},
+                }
+            }
         )
 
     same = sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp"))
@@ -112,9 +116,14 @@ def test_study_report_draws_optunas_plots_and_names_the_best_trial(tmp_path):
     folder = tmp_path / "report"
     folder.mkdir()
     report = study_report(config, folder)
-    assert report["best_trial"] == 1 and report["best_run_id"] == "run1" and report["states"] == {"COMPLETE": 4}
+    assert (
+        report["best_trial"] == 1 and report["best_run_id"] == "run1" and report["states"] == {"COMPLETE": 4}
+    )
     assert set(report["importances"]) == {"optimizer.lr", "model.units"}
-    assert json.loads((folder / "best_params.json").read_text())["best_params"] == {"optimizer.lr": 1e-2, "model.units": 64}
+    assert json.loads((folder / "best_params.json").read_text())["best_params"] == {
+        "optimizer.lr": 1e-2,
+        "model.units": 64,
+    }
     for name in ("optuna_history.png", "optuna_param_importances.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -194,12 +203,17 @@ def test_sweep_has_parent_children_and_leaderboard(failing_sweep):
     assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
     best = next(c for c in children if c.info.status == "FINISHED")
     assert rows[0]["run_id"] == best.info.run_id and rows[0]["status"] == "FINISHED"
-    assert float(rows[0]["best_val_accuracy"]) == pytest.approx(best.data.metrics["val/best_accuracy"], abs=1e-4)
+    assert float(rows[0]["best_val_accuracy"]) == pytest.approx(
+        best.data.metrics["val/best_accuracy"], abs=1e-4
+    )
     assert rows[0]["params"] == "optimizer.lr=0.001" and rows[0]["epochs"] == "2"
     assert parent.data.tags["best_run_id"] == best.info.run_id
-    assert {"leaderboard.csv", "leaderboard.md", "val_accuracy_per_epoch.png", "objective_vs_params.png"} <= _artifacts(
-        store, parent.info.run_id
-    )
+    assert {
+        "leaderboard.csv",
+        "leaderboard.md",
+        "val_accuracy_per_epoch.png",
+        "objective_vs_params.png",
+    } <= _artifacts(store, parent.info.run_id)
     assert f"parent run {parent.info.run_id}" in proc.stdout
 
 
@@ -234,9 +248,13 @@ def test_rerun_skips_finished_jobs_reruns_failed_ones_under_the_same_parent(fail
     finished = [c for c in children if c.info.status == "FINISHED"]
     failed = [c for c in children if c.info.status == "FAILED"]
     first_children = _children(runs_first, parent.info.run_id)
-    assert [c.info.run_id for c in finished] == [c.info.run_id for c in first_children if c.info.status == "FINISHED"]
+    assert [c.info.run_id for c in finished] == [
+        c.info.run_id for c in first_children if c.info.status == "FINISHED"
+    ]
     (failed_first,) = [c for c in first_children if c.info.status == "FAILED"]
-    assert [c.info.run_id for c in failed] == [failed_first.info.run_id]  # the failed job ran again, in its run
+    assert [c.info.run_id for c in failed] == [
+        failed_first.info.run_id
+    ]  # the failed job ran again, in its run
     assert failed[0].data.tags.get("resumed") == "1"
     assert len(runs) == len(runs_first)
     assert "reopened parent run" in proc.stdout
@@ -269,7 +287,9 @@ def test_joblib_runs_jobs_in_parallel_with_nothing_lost(tmp_path):
             assert sorted(m.step for m in client.get_metric_history(child.info.run_id, key)) == [0, 1], key
         assert {"test/accuracy", "val/best_accuracy", "epochs_run"} <= set(child.data.metrics)
     assert {c.info.run_name for c in children} == {
-        f"mlp-synthetic optimizer={name} optimizer.lr={lr}" for name in ("adam", "nadam") for lr in ("0.001", "0.003")
+        f"mlp-synthetic optimizer={name} optimizer.lr={lr}"
+        for name in ("adam", "nadam")
+        for lr in ("0.001", "0.003")
     }  # each job named by its swept overrides, in one process or another
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "no two jobs overlapped"
@@ -284,7 +304,9 @@ def test_submitit_local_runs_a_one_job_sweep_with_its_parent(tmp_path):
     (child,) = _children(runs, parent.info.run_id)
     assert child.info.status == "FINISHED" and parent.info.status == "FINISHED"
     assert parent.data.tags["best_run_id"] == child.info.run_id
-    assert list((tmp_path / "mlruns" / "multirun").glob("*/*/.submitit/*/*_result.pkl"))  # ran through submitit
+    assert list(
+        (tmp_path / "mlruns" / "multirun").glob("*/*/.submitit/*/*_result.pkl")
+    )  # ran through submitit
     assert "0 jobs skipped (already FINISHED), 1 ran, 0 failed" in proc.stdout
 
 
@@ -337,7 +359,10 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
     for trial in trials:
         run = by_run[trial.user_attrs["mlflow_run_id"]]
         assert run.data.tags["optuna_trial"] == str(trial.number)
-        assert run.info.run_name.startswith("mlp-synthetic optimizer.lr=") and "trainer.batch_size=" in run.info.run_name
+        assert (
+            run.info.run_name.startswith("mlp-synthetic optimizer.lr=")
+            and "trainer.batch_size=" in run.info.run_name
+        )
         assert run.data.params["optimizer.lr"] == repr(trial.params["optimizer.lr"])
         if trial.state == TrialState.COMPLETE:
             assert trial.value == pytest.approx(run.data.metrics["val/best_accuracy"])
@@ -345,9 +370,12 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
     tags = parent_after.data.tags
     best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert float(tags["best_val_accuracy"]) == pytest.approx(best.value, abs=1e-4)
-    assert {"optuna_history.png", "optuna_param_importances.png", "best_params.json", "leaderboard.csv"} <= _artifacts(
-        workdir / "mlruns", parent.info.run_id
-    )
+    assert {
+        "optuna_history.png",
+        "optuna_param_importances.png",
+        "best_params.json",
+        "leaderboard.csv",
+    } <= _artifacts(workdir / "mlruns", parent.info.run_id)
     assert all(f"best.{k}" in tags for k in ("optimizer.lr", "trainer.batch_size", "model.hidden_units"))
 
 
@@ -404,7 +432,9 @@ def mlflow_server(tmp_path):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                    raise AssertionError(
+                        "mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:]
+                    )
                 time.sleep(0.5)
         yield uri, server
     finally:
@@ -433,7 +463,9 @@ def test_run_round_trips_through_a_tracking_server(tmp_path, mlflow_server):
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_id in proc.stdout
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")] == [0, 1]
-    assert {"config", "reports", "model_summary.txt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config", "reports", "model_summary.txt"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
     local = client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path))
     assert "name: synthetic" in Path(local).read_text()
     assert any((tmp_path / "art").rglob("model_summary.txt"))  # the server stored the artifacts

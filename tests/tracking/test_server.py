@@ -12,10 +12,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY, cli_env, run_cli
+from helpers import TINY, cli_env, run_cli
 
-ARGS = [*TINY, "dataset.samples_per_class=1500", "model.hidden_units=[512]", "trainer.epochs=30",
-        "callbacks.early_stopping.enabled=false", "tracking.log_model=false"]
+ARGS = [
+    *TINY,
+    "dataset.samples_per_class=1500",
+    "model.hidden_units=[512]",
+    "trainer.epochs=30",
+    "callbacks.early_stopping.enabled=false",
+    "tracking.log_model=false",
+]
 
 
 def _free_port() -> int:
@@ -25,11 +31,30 @@ def _free_port() -> int:
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
-    server = subprocess.Popen(cmd, cwd=root, env=cli_env(), stdout=subprocess.DEVNULL,
-                              stderr=open(root / "server.log", "a"), start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'server.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    server = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "a"),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -59,8 +84,14 @@ def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tm
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     server = _start_server(tmp_path, port)
-    train = subprocess.Popen([sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"], cwd=tmp_path,
-                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not (_runs(uri) and _runs(uri)[0].data.metrics.get("train/loss") is not None):

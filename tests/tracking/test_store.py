@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import TINY, all_runs, cli_env, mlflow_client
+from helpers import TINY, all_runs, cli_env, mlflow_client
 
 OPEN_STORE = textwrap.dedent(
     """
@@ -21,8 +21,10 @@ OPEN_STORE = textwrap.dedent(
 
 
 def _start_together(commands: list[list[str]], cwd) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(c, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in commands]
+    procs = [
+        subprocess.Popen(c, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     results = []
     for cmd, proc in zip(commands, procs):
         out, err = proc.communicate(timeout=600)
@@ -34,7 +36,9 @@ def test_eight_processes_create_a_new_store_at_once(tmp_path):
     # Without the lock, MLflow's schema migration races ("duplicate column name: step").
     store = tmp_path / "mlruns"
     results = _start_together([[sys.executable, "-c", OPEN_STORE, str(store)]] * 8, tmp_path)
-    assert all(r.returncode == 0 for r in results), "\n".join(r.stderr[-1500:] for r in results if r.returncode)
+    assert all(r.returncode == 0 for r in results), "\n".join(
+        r.stderr[-1500:] for r in results if r.returncode
+    )
     assert len({r.stdout.strip() for r in results}) == 1  # one experiment, the same id for everyone
     client = mlflow_client(store)
     assert sorted(e.name for e in client.search_experiments()) == ["Default", "cifarlab"]
@@ -44,6 +48,8 @@ def test_eight_processes_create_a_new_store_at_once(tmp_path):
 def test_eight_runs_started_at_once_on_a_new_store_all_finish(tmp_path):
     args = [*TINY, "trainer.epochs=1", "tracking.log_model=false"]
     results = _start_together([[sys.executable, "-m", "cifarlab", *args]] * 8, tmp_path)
-    assert all(r.returncode == 0 for r in results), "\n".join(r.stderr[-1500:] for r in results if r.returncode)
+    assert all(r.returncode == 0 for r in results), "\n".join(
+        r.stderr[-1500:] for r in results if r.returncode
+    )
     runs = all_runs(tmp_path / "mlruns")
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}

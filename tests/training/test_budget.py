@@ -3,11 +3,16 @@
 import keras
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, mlflow_client, run_cli
 
-from cifarlab.training.budget import MAX_STRETCH, BudgetFittedSchedule, TimeBudget, fit_to_budget, target_epochs
+from cifarlab.training.budget import (
+    MAX_STRETCH,
+    BudgetFittedSchedule,
+    TimeBudget,
+    fit_to_budget,
+    target_epochs,
+)
 from cifarlab.training.optim import OneCycle
-
-from conftest import TINY, all_runs, mlflow_client, run_cli
 
 PEAK = 0.1
 
@@ -46,7 +51,12 @@ def test_fitting_stretches_the_plan_only_when_told_it_may():
     assert _lr(fitted, 180) == pytest.approx(_lr(plan, 100))  # the whole anneal, by step 180
     assert _lr(fitted, 40) == pytest.approx(_lr(plan, 30))  # the peak, half as fast
     assert _lr(fitted, 100) == pytest.approx(_lr(plan, 60))
-    assert fitted.stretched() and fitted.steps_left(20) == pytest.approx(160) and not fitted.finished(179) and fitted.finished(180)
+    assert (
+        fitted.stretched()
+        and fitted.steps_left(20) == pytest.approx(160)
+        and not fitted.finished(179)
+        and fitted.finished(180)
+    )
     fitted.fit(step=20, end_step=10_000, stretch=True)  # never more than MAX_STRETCH times slower
     assert fitted.steps_left(20) == pytest.approx(80 * MAX_STRETCH)
 
@@ -73,8 +83,14 @@ def test_every_registered_schedule_can_be_squeezed(name):
     from cifarlab.config.schema import ScheduleConfig
     from cifarlab.training.optim import build_schedule
 
-    cfg = OmegaConf.create({"lr": PEAK, "schedule": OmegaConf.structured(ScheduleConfig(
-        name=name, warmup_epochs=2, step_epochs=3, gamma=0.5, final_lr_fraction=0.01))})
+    cfg = OmegaConf.create(
+        {
+            "lr": PEAK,
+            "schedule": OmegaConf.structured(
+                ScheduleConfig(name=name, warmup_epochs=2, step_epochs=3, gamma=0.5, final_lr_fraction=0.01)
+            ),
+        }
+    )
     plan = build_schedule(cfg, steps_per_epoch=10, epochs=10)
     fitted = fit_to_budget(plan, planned_steps=100)
     before = _lr(fitted, 40)
@@ -119,13 +135,21 @@ class _Rates(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-def _fit_under_budget(budget_s: float, epoch_seconds: float, epochs: int = 20, steps: int = 4, spent: float = 0.0,
-                      room: bool = False):
+def _fit_under_budget(
+    budget_s: float,
+    epoch_seconds: float,
+    epochs: int = 20,
+    steps: int = 4,
+    spent: float = 0.0,
+    room: bool = False,
+):
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(steps * 8, 5)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
-    schedule = fit_to_budget(OneCycle(PEAK, warmup_steps=3 * steps, total_steps=epochs * steps), epochs * steps)
+    schedule = fit_to_budget(
+        OneCycle(PEAK, warmup_steps=3 * steps, total_steps=epochs * steps), epochs * steps
+    )
     model.compile(keras.optimizers.SGD(schedule), "sparse_categorical_crossentropy")
     clock = _Clock(epoch_seconds)
     budget = TimeBudget(budget_s, verbose=False, clock=clock, spent=spent)
@@ -182,9 +206,16 @@ def test_cli_budget_run_anneals_before_it_stops(tmp_path):
     # rising at every epoch. Fitted, it peaks and falls (to 0 when the squeezed schedule ends first).
     # Early stopping off: on these easy data it would end the run when val accuracy stalls, wherever the
     # schedule then is, and how far that is depends on the machine's speed.
-    args = [*TINY, "trainer.epochs=100000", "trainer.time_budget_s=8", "tracking.log_model=false",
-            "callbacks.early_stopping.enabled=false",
-            "optimizer=sgd", "optimizer.lr=0.05", "optimizer.schedule.name=one_cycle"]
+    args = [
+        *TINY,
+        "trainer.epochs=100000",
+        "trainer.time_budget_s=8",
+        "tracking.log_model=false",
+        "callbacks.early_stopping.enabled=false",
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+        "optimizer.schedule.name=one_cycle",
+    ]
     run_cli(*args, cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED" and "test/accuracy" in run.data.metrics
@@ -196,9 +227,17 @@ def test_cli_budget_run_anneals_before_it_stops(tmp_path):
 def test_cli_budget_run_with_time_to_spare_trains_more_epochs(tmp_path):
     # 3 configured epochs of tiny data take a second or two; a 60 s budget stretches the
     # one-cycle schedule over up to MAX_STRETCH times as many (fit's room), annealed to its end.
-    args = [*TINY, "trainer.epochs=3", "trainer.time_budget_s=60", "tracking.log_model=false",
-            "callbacks.early_stopping.enabled=false", "callbacks.checkpoint.enabled=false",
-            "optimizer=sgd", "optimizer.lr=0.05", "optimizer.schedule.name=one_cycle"]
+    args = [
+        *TINY,
+        "trainer.epochs=3",
+        "trainer.time_budget_s=60",
+        "tracking.log_model=false",
+        "callbacks.early_stopping.enabled=false",
+        "callbacks.checkpoint.enabled=false",
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+        "optimizer.schedule.name=one_cycle",
+    ]
     run_cli(*args, cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")
     history = mlflow_client(tmp_path / "mlruns").get_metric_history(run.info.run_id, "lr")

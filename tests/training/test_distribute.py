@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 
 def test_mirrored_strategy_trains_and_records_one_run(tmp_path):
@@ -35,16 +34,32 @@ def test_two_workers_on_loopback_train_one_run_recorded_by_the_chief(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     store = tmp_path / "mlruns"
     tiny_cnn_bn = ["model=cnn_bn", "model.filters=[8]", "model.dropout=[0.1]", "model.dense_units=16"]
-    args = [*(a for a in TINY if not a.startswith("model")), *tiny_cnn_bn,
-            "trainer.strategy=multi_worker", "trainer.epochs=3", "tracking.log_model=false",
-            f"paths.mlruns_dir={store}"]
+    args = [
+        *(a for a in TINY if not a.startswith("model")),
+        *tiny_cnn_bn,
+        "trainer.strategy=multi_worker",
+        "trainer.epochs=3",
+        "tracking.log_model=false",
+        f"paths.mlruns_dir={store}",
+    ]
     workers = []
     for index in range(2):
-        env = {**cli_env(), "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        env = {
+            **cli_env(),
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
         folder = tmp_path / f"worker{index}"
         folder.mkdir()
-        workers.append(subprocess.Popen([sys.executable, "-m", "cifarlab", *args], cwd=folder, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cifarlab", *args],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for worker in workers:
@@ -63,14 +78,20 @@ def test_two_workers_on_loopback_train_one_run_recorded_by_the_chief(tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")] == [0, 1, 2]
     assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
     # Both workers report the same global test accuracy; checkpoints are the chief's alone.
-    accuracies = [line for output in outputs for line in output.splitlines() if "cifarlab: test accuracy" in line]
+    accuracies = [
+        line for output in outputs for line in output.splitlines() if "cifarlab: test accuracy" in line
+    ]
     assert len(set(accuracies)) == 1
-    assert "best.keras" in {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert "best.keras" in {
+        a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "checkpoints")
+    }
     assert f"MLflow run {run.info.run_id}" in outputs[0] and "MLflow run" not in outputs[1]
 
 
 def test_multi_worker_refuses_a_time_budget_in_one_line(tmp_path):
-    proc = run_cli(*TINY, "trainer.strategy=multi_worker", "trainer.time_budget_s=60", cwd=tmp_path, check=False)
+    proc = run_cli(
+        *TINY, "trainer.strategy=multi_worker", "trainer.time_budget_s=60", cwd=tmp_path, check=False
+    )
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
     assert len(errors) == 1 and "trainer.time_budget_s=60" in errors[0] and "multi_worker" in errors[0]

@@ -34,7 +34,6 @@ def test_views_are_the_image_its_four_moves_and_their_mirrors(flip, shift, count
 
 def test_evaluation_averages_the_predictions_over_every_view():
     import keras
-
     from omegaconf import OmegaConf
 
     from cifarlab.data.base import DataSplits
@@ -42,11 +41,15 @@ def test_evaluation_averages_the_predictions_over_every_view():
     from cifarlab.training.evaluation import evaluate_model
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((SIZE, SIZE, 2)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
+    model = keras.Sequential(
+        [keras.Input((SIZE, SIZE, 2)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
+    )
     images = np.random.default_rng(0).integers(0, 255, (6, SIZE, SIZE, 2), dtype=np.uint8)
     labels = np.arange(6) % 3
     data = DataSplits(images, labels, images, labels, images, labels, ["a", "b", "c"], "tiny")
-    expected = np.mean([model.predict(v.astype("float32"), verbose=0) for v in views_to_average(images, True, 2)], 0)
+    expected = np.mean(
+        [model.predict(v.astype("float32"), verbose=0) for v in views_to_average(images, True, 2)], 0
+    )
     trainer = OmegaConf.create({"eval_batch_size": 4, "test_time_flip": True, "test_time_shift": 2})
     probs, _, _ = evaluate_model(model, data, trainer)
     np.testing.assert_allclose(probs, expected, rtol=1e-5)

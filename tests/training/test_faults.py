@@ -9,17 +9,27 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 # Slow enough epochs (a few thousand images) that a signal lands mid-epoch.
-SLOW = [*TINY, "dataset.samples_per_class=1500", "model.hidden_units=[512]",
-        "callbacks.early_stopping.enabled=false", "tracking.log_model=false"]
+SLOW = [
+    *TINY,
+    "dataset.samples_per_class=1500",
+    "model.hidden_units=[512]",
+    "callbacks.early_stopping.enabled=false",
+    "tracking.log_model=false",
+]
 
 
 def _start(args: list[str], cwd: Path, log_name: str) -> tuple[subprocess.Popen, Path]:
     log = cwd / log_name
-    proc = subprocess.Popen([sys.executable, "-m", "cifarlab", *args], cwd=cwd, env=cli_env(),
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     return proc, log
 
 
@@ -68,7 +78,9 @@ def test_kill_during_evaluation_only_redoes_the_evaluation(tmp_path):
     args = [*TINY, "trainer.epochs=3", "callbacks.early_stopping.enabled=false"]
     proc, _ = _start(args, tmp_path, "first.log")
     # Fitting is over once the trained weights are kept; Keras has deleted its backup by then.
-    _wait_for(lambda: _state(tmp_path) is not None and (_state(tmp_path) / "trained.weights.h5").exists(), proc)
+    _wait_for(
+        lambda: _state(tmp_path) is not None and (_state(tmp_path) / "trained.weights.h5").exists(), proc
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     if not all_runs(tmp_path / "mlruns") or _only_run(tmp_path).info.status == "FINISHED":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import TINY, all_runs, run_cli
+from helpers import TINY, all_runs, run_cli
 
 
 @pytest.mark.parametrize("callbacks", ["callbacks=default", "callbacks=none"])
 def test_diverged_loss_gives_one_line_of_advice_with_or_without_the_nan_callback(tmp_path, callbacks):
-    proc = run_cli(*TINY, callbacks, "optimizer=sgd", "optimizer.lr=1e30", "trainer.epochs=3",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        *TINY, callbacks, "optimizer=sgd", "optimizer.lr=1e30", "trainer.epochs=3", cwd=tmp_path, check=False
+    )
     assert proc.returncode != 0
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
     assert "training loss became nan in epoch 1; lower optimizer.lr (now 1e+30)" in error, proc.stderr[-2000:]

@@ -8,8 +8,7 @@ import sys
 import time
 
 import pytest
-
-from conftest import TINY, all_runs, cli_env, mlflow_client
+from helpers import TINY, all_runs, cli_env, mlflow_client
 
 EPOCHS = 40
 
@@ -19,7 +18,12 @@ def _logged_epochs(store, run_id) -> list[int]:
 
 
 def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
-    args = [*TINY, f"trainer.epochs={EPOCHS}", "callbacks.early_stopping.enabled=false", "tracking.log_model=false"]
+    args = [
+        *TINY,
+        f"trainer.epochs={EPOCHS}",
+        "callbacks.early_stopping.enabled=false",
+        "tracking.log_model=false",
+    ]
     cmd = [sys.executable, "-m", "cifarlab", *args]
     store = tmp_path / "mlruns"
 
@@ -45,7 +49,9 @@ def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
         first.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost machine
         first.wait()
         log.close()
-    assert run_id is not None, "training never logged 3 epochs:\n" + (tmp_path / "first.log").read_text()[-3000:]
+    assert run_id is not None, (
+        "training never logged 3 epochs:\n" + (tmp_path / "first.log").read_text()[-3000:]
+    )
     killed_at = _logged_epochs(store, run_id)
     assert len(killed_at) < EPOCHS, "training finished before it could be killed"
     assert mlflow_client(store).get_run(run_id).info.status == "RUNNING"
@@ -63,14 +69,13 @@ def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
 
 
 def test_finished_run_is_not_resumed(tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     args = [*TINY, "trainer.epochs=1", "tracking.log_model=false"]
     run_cli(*args, cwd=tmp_path)
     run_cli(*args, cwd=tmp_path)
     runs = all_runs(tmp_path / "mlruns")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
-
 
 
 def _small_model(seed: int):
@@ -172,8 +177,9 @@ def test_checkpoints_carry_the_class_names(tmp_path):
     from cifarlab.training.callbacks import BestAndLastCheckpoint
 
     model = _small_model(seed=1)
-    checkpoint = BestAndLastCheckpoint(tmp_path, "val/loss", save_last=True, best_so_far=None,
-                                       class_names=["cat", "dog", "ship"])
+    checkpoint = BestAndLastCheckpoint(
+        tmp_path, "val/loss", save_last=True, best_so_far=None, class_names=["cat", "dog", "ship"]
+    )
     checkpoint.set_model(model)
     checkpoint.on_epoch_end(0, {"val_loss": 1.0})
     checkpoint.on_train_end()

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 # Every source of randomness in a step: shuffling, augmentation, dropout.
 ARGS = [
@@ -30,13 +29,17 @@ def _histories(store: Path) -> dict[str, list[tuple[int, float]]]:
     (run,) = all_runs(store)
     assert run.info.status == "FINISHED"
     client = mlflow_client(store)
-    return {name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
-            for name in HISTORIES}
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+        for name in HISTORIES
+    }
 
 
 def _kill_when_epoch_starts(cmd: list[str], cwd: Path, epoch: int) -> str:
     """Run ``cmd`` and SIGKILL it as soon as Keras prints that ``epoch`` (1-based) begins; returns its output."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines = []
     try:
         for line in proc.stdout:

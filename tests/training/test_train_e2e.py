@@ -9,8 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from conftest import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,15 @@ def test_run_finishes_with_per_epoch_metrics(finished_run):
     workdir, run, proc = finished_run
     client = mlflow_client(workdir / "mlruns")
     assert run.info.status == "FINISHED"
-    for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "epoch_seconds", "images_per_second"):
+    for key in (
+        "train/loss",
+        "train/accuracy",
+        "val/loss",
+        "val/accuracy",
+        "lr",
+        "epoch_seconds",
+        "images_per_second",
+    ):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [0, 1, 2], key
     metrics = run.data.metrics
@@ -83,7 +90,7 @@ def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_ru
     script = textwrap.dedent(
         f"""
         import json, numpy as np, mlflow
-        mlflow.set_tracking_uri("sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+        mlflow.set_tracking_uri("sqlite:///{workdir / "mlruns" / "mlflow.db"}")
         model = mlflow.pyfunc.load_model("runs:/{run.info.run_id}/model")
         images = np.random.default_rng(0).integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
         probs = np.asarray(model.predict(images))
@@ -92,7 +99,12 @@ def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_ru
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script],
+        cwd=workdir,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

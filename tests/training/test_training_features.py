@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, mlflow_client, run_cli
 from PIL import Image
-
-from conftest import TINY, all_runs, mlflow_client, run_cli
 
 
 def _history(store, run_id, key):
-    return [(m.step, m.value) for m in sorted(mlflow_client(store).get_metric_history(run_id, key), key=lambda m: m.step)]
+    return [
+        (m.step, m.value)
+        for m in sorted(mlflow_client(store).get_metric_history(run_id, key), key=lambda m: m.step)
+    ]
 
 
 def test_two_stages_continue_the_same_weights_in_one_run(tmp_path):
     run_cli(
-        *TINY, "stages=plain_then_augmented", "trainer.epochs=2", "callbacks.early_stopping.enabled=false",
-        "tracking.log_model=false", cwd=tmp_path,
+        *TINY,
+        "stages=plain_then_augmented",
+        "trainer.epochs=2",
+        "callbacks.early_stopping.enabled=false",
+        "tracking.log_model=false",
+        cwd=tmp_path,
     )
     (run,) = all_runs(tmp_path / "mlruns")
     store = tmp_path / "mlruns"
@@ -54,9 +60,17 @@ def test_transfer_to_three_class_folder_replaces_head_and_freezes_backbone(sourc
     images = tmp_path / "fruit"
     _write_three_class_folder(images)
     run_cli(
-        "dataset=image_folder", f"dataset.data_dir={images}", "dataset.image_size=16", "dataset.val_fraction=0.2",
-        "model=mlp", "model.hidden_units=[32]", f"model.init_from=runs:/{source_id}", "model.freeze=backbone",
-        "augmentation=none", "trainer.epochs=2", "trainer.batch_size=8",
+        "dataset=image_folder",
+        f"dataset.data_dir={images}",
+        "dataset.image_size=16",
+        "dataset.val_fraction=0.2",
+        "model=mlp",
+        "model.hidden_units=[32]",
+        f"model.init_from=runs:/{source_id}",
+        "model.freeze=backbone",
+        "augmentation=none",
+        "trainer.epochs=2",
+        "trainer.batch_size=8",
         cwd=workdir,
     )
     runs = {r.info.run_id: r for r in all_runs(workdir / "mlruns")}
@@ -71,13 +85,20 @@ def test_transfer_to_three_class_folder_replaces_head_and_freezes_backbone(sourc
     target = mlflow.keras.load_model(f"runs:/{target_id}/model")
     assert target.output_shape == (None, 3)
     # The frozen backbone kept the source weights exactly; the new head trained.
-    np.testing.assert_array_equal(source.get_layer("dense_1").get_weights()[0], target.get_layer("dense_1").get_weights()[0])
+    np.testing.assert_array_equal(
+        source.get_layer("dense_1").get_weights()[0], target.get_layer("dense_1").get_weights()[0]
+    )
 
 
 def test_debug_overfit_drives_training_loss_near_zero(tmp_path):
     run_cli(
-        "dataset=synthetic", "model=mlp", "model.hidden_units=[64]", "debug=overfit", "dataset.limit_fraction=0.1",
-        "trainer.epochs=80", "optimizer.lr=0.003",
+        "dataset=synthetic",
+        "model=mlp",
+        "model.hidden_units=[64]",
+        "debug=overfit",
+        "dataset.limit_fraction=0.1",
+        "trainer.epochs=80",
+        "optimizer.lr=0.003",
         cwd=tmp_path,
     )
     (run,) = all_runs(tmp_path / "mlruns")
@@ -86,7 +107,9 @@ def test_debug_overfit_drives_training_loss_near_zero(tmp_path):
 
 
 def test_time_budget_stops_training_and_still_records(tmp_path):
-    run_cli(*TINY, "trainer.epochs=100000", "trainer.time_budget_s=3", "tracking.log_model=false", cwd=tmp_path)
+    run_cli(
+        *TINY, "trainer.epochs=100000", "trainer.time_budget_s=3", "tracking.log_model=false", cwd=tmp_path
+    )
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED"
     assert 1 <= run.data.metrics["epochs_run"] < 100000
@@ -94,17 +117,28 @@ def test_time_budget_stops_training_and_still_records(tmp_path):
 
 
 def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
-    run_cli("dataset=synthetic", "model=delta", "augmentation=none", "callbacks=none", "tracking.log_model=false", cwd=tmp_path)
+    run_cli(
+        "dataset=synthetic",
+        "model=delta",
+        "augmentation=none",
+        "callbacks=none",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+    )
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/accuracy"] > 0.5  # 4 classes: chance is 0.25
-    artifacts = {a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")}
+    artifacts = {
+        a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")
+    }
     assert {"reports/typical_images.png", "reports/confusion_matrix.png"} <= artifacts
 
 
 def test_mixup_trains_through_the_cli_with_soft_labels_and_no_label_smoothing(tmp_path):
     # mixup with trainer.label_smoothing=0: one-hot labels and a categorical loss all the same.
-    run_cli(*TINY, "augmentation=flip", "augmentation.mixup_alpha=0.4", "tracking.log_model=false", cwd=tmp_path)
+    run_cli(
+        *TINY, "augmentation=flip", "augmentation.mixup_alpha=0.4", "tracking.log_model=false", cwd=tmp_path
+    )
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED"
     assert run.data.params["augmentation.mixup_alpha"] == "0.4"

@@ -73,7 +73,9 @@ def lab_to_srgb(lab):
     xyz = xyz * ops.convert_to_tensor(_D65_WHITE, dtype=lab.dtype)
     linear = ops.clip(_mix_channels(xyz, _XYZ_TO_RGB), 0.0, 1.0)
     c = ops.where(
-        linear <= 0.0031308, 12.92 * linear, 1.055 * ops.power(ops.maximum(linear, 0.0031308), 1 / 2.4) - 0.055
+        linear <= 0.0031308,
+        12.92 * linear,
+        1.055 * ops.power(ops.maximum(linear, 0.0031308), 1 / 2.4) - 0.055,
     )
     return _like_input(ops.clip(c, 0.0, 1.0) * 255.0, original)
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tensorflow as tf
 from keras import layers
 
-from cifarlab.hardware import machine_key
 from cifarlab.models.layers.fast_dropout import FastDropout
+from cifarlab.runtime.hardware import machine_key
 
 # Below this the gain is within the calibration's noise (x1.00-1.04 in four calibrations on the
 # 2-core AMD EPYC, where cnn_bn measured x0.99-1.01): keep Keras's layer, the reference.
@@ -75,8 +76,10 @@ def _best_call_seconds(step: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor) -> 
 def measure_speedup(shape: tuple[int, ...] = SHAPE, rounds: int = ROUNDS) -> float:
     """Best step time with Keras's Dropout / with FastDropout: above 1, FastDropout is faster here."""
     x = tf.random.normal(shape, seed=0)
-    steps = {"keras": _step(layers.Dropout(RATE, seed=1), shape[-1]),
-             "fast": _step(FastDropout(RATE, seed=1), shape[-1])}
+    steps = {
+        "keras": _step(layers.Dropout(RATE, seed=1), shape[-1]),
+        "fast": _step(FastDropout(RATE, seed=1), shape[-1]),
+    }
     for step in steps.values():
         step(x).numpy()  # trace
     best = {name: float("inf") for name in steps}
@@ -102,8 +105,13 @@ def calibrate(directory: Path | None = None) -> dict[str, Any]:
     if entry is not None and entry.get("method") == METHOD and entry.get("margin") == MARGIN:
         return {**entry, "cached": True}
     speedup = measure_speedup()
-    entry = {"speedup": speedup, "use": speedup >= MARGIN, "margin": MARGIN, "method": METHOD,
-             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    entry = {
+        "speedup": speedup,
+        "use": speedup >= MARGIN,
+        "margin": MARGIN,
+        "method": METHOD,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     cache.setdefault(key, {})["fast_dropout"] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +132,9 @@ def resolve_fast_dropout(setting: Any, directory: Path | None = None) -> bool:
     verdict = calibrate(directory)
     if not verdict["cached"]:
         choice = "FastDropout" if verdict["use"] else "Keras's Dropout"
-        print(f"cifarlab: trainer.fast_dropout=auto: FastDropout measured x{verdict['speedup']:.2f} here; "
-              f"using {choice} (cached in {(directory or cache_dir()) / CACHE_FILE})", flush=True)
+        print(
+            f"cifarlab: trainer.fast_dropout=auto: FastDropout measured x{verdict['speedup']:.2f} here; "
+            f"using {choice} (cached in {(directory or cache_dir()) / CACHE_FILE})",
+            flush=True,
+        )
     return bool(verdict["use"])

@@ -43,8 +43,11 @@ class FastDropout(layers.Dropout):
             return super().call(inputs, training=training)
         count = tf.size(inputs)
         words = tf.random.stateless_uniform(
-            [(count + _PER_WORD - 1) // _PER_WORD], seed=_stateless_seed(self.seed_generator.next()),
-            minval=None, maxval=None, dtype=tf.int32,  # full-range integers: 32 random bits each
+            [(count + _PER_WORD - 1) // _PER_WORD],
+            seed=_stateless_seed(self.seed_generator.next()),
+            minval=None,
+            maxval=None,
+            dtype=tf.int32,  # full-range integers: 32 random bits each
         )
         draws = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:count]
         keep = tf.reshape(draws >= threshold, tf.shape(inputs))

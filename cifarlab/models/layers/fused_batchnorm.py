@@ -52,8 +52,15 @@ class FusedBatchNormalization(layers.BatchNormalization):
         offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels])
         empty = tf.constant([], tf.float32)
         y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=scale, offset=offset, mean=empty, variance=empty,
-            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
+            x=x,
+            scale=scale,
+            offset=offset,
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
         )
         # The kernel returns the Bessel-corrected variance; Keras tracks the biased one.
         count = tf.cast(tf.size(x) // channels, tf.float32)

@@ -17,7 +17,7 @@ The third draws different random numbers from the same distribution:
   ``auto`` (the default) decides by a cached calibration
   (:mod:`~cifarlab.models.layers.dropout_choice`).
 
-``python -m cifarlab.bench`` measures each as a speed switch.
+``python -m cifarlab bench`` measures each as a speed switch.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def _rebuild(model: keras.Model, swap) -> keras.Model:
 
 def _is_flat_functional(model: keras.Model) -> bool:
     # clone_model only swaps top-level layers; nested models (Keras applications) keep theirs.
-    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") and not any(
-        isinstance(layer, keras.Model) for layer in model.layers
+    return (
+        isinstance(model, keras.Model)
+        and hasattr(model, "_nodes_by_depth")
+        and not any(isinstance(layer, keras.Model) for layer in model.layers)
     )
 
 
@@ -104,7 +106,9 @@ def freeze_cancelled_biases(model: keras.Model) -> list[str]:
             getattr(layer.activation, "__name__", "linear") == "linear"
             and bool(consumers)
             and all(
-                isinstance(c, layers.BatchNormalization) and c.trainable and c.axis in (-1, len(c.input.shape) - 1)
+                isinstance(c, layers.BatchNormalization)
+                and c.trainable
+                and c.axis in (-1, len(c.input.shape) - 1)
                 for c in consumers
             )
         )

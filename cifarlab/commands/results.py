@@ -1,4 +1,4 @@
-"""``python -m cifarlab.results``: the results table of the experiment presets, from MLflow.
+"""``python -m cifarlab results``: the results table of the experiment presets, from MLflow.
 
 For each preset in ``experiments/`` it takes the newest FINISHED run tagged with
 that preset (debug=fast runs excluded) and writes ``experiments/RESULTS.md``:
@@ -14,9 +14,10 @@ Options are ``key=value``, listed with their defaults by ``--help``; the store i
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from omegaconf import OmegaConf
 
@@ -25,7 +26,7 @@ from cifarlab.config.locations import experiments_dir
 from cifarlab.errors import CifarlabError
 from cifarlab.tracking import tracking_uri
 
-PROG = "cifarlab.results"
+PROG = "cifarlab results"
 
 
 @dataclass
@@ -72,7 +73,11 @@ def _preset_claims() -> dict[str, dict]:
 def _data_label(params: dict[str, str]) -> str:
     data_dir = params.get("dataset.data_dir") or ""
     limit = float(params.get("dataset.limit_fraction", "1.0") or 1.0)
-    label = "real 5k CIFAR-10 subset" if "cifar10-subset" in data_dir else f"full {params.get('dataset.name', '?')}"
+    label = (
+        "real 5k CIFAR-10 subset"
+        if "cifar10-subset" in data_dir
+        else f"full {params.get('dataset.name', '?')}"
+    )
     return label if limit >= 1.0 else f"{label} x {limit:g}"
 
 
@@ -159,7 +164,7 @@ def render(results: list[PresetResult], notes: str = "") -> str:
     lines = [
         "# Results of the experiment presets",
         "",
-        "Written by `python -m cifarlab.results` from the MLflow store; each row is the newest",
+        "Written by `python -m cifarlab results` from the MLflow store; each row is the newest",
         "finished run of the preset. Accuracy is on the test split unless the metric says",
         "otherwise. Epochs: run / recipe.",
         "",
@@ -181,7 +186,9 @@ def store_uri(options: ResultsOptions) -> str:
     """``tracking_uri=``, else where training would store runs."""
     if options.tracking_uri:
         return str(options.tracking_uri)
-    return tracking_uri(OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": options.mlruns_dir}}))
+    return tracking_uri(
+        OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": options.mlruns_dir}})
+    )
 
 
 def write_results(options: ResultsOptions) -> Path:

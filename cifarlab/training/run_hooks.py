@@ -6,8 +6,9 @@ Training never imports the sweep code; the CLI builds these hooks (from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig
 

@@ -1,9 +1,9 @@
-"""``python -m cifarlab.evaluate``: evaluate a trained run's model again, recorded as a new MLflow run.
+"""``python -m cifarlab evaluate``: evaluate a trained run's model again, recorded as a new MLflow run.
 
-    python -m cifarlab.evaluate run=<run id>                       # the run's own test split
-    python -m cifarlab.evaluate run=<run id> split=val
-    python -m cifarlab.evaluate run=<run id> dataset.data_dir=/data/cifar10-copy
-    python -m cifarlab.evaluate run=<run id> dataset=image_folder dataset.data_dir=photos/
+    python -m cifarlab evaluate run=<run id>                       # the run's own test split
+    python -m cifarlab evaluate run=<run id> split=val
+    python -m cifarlab evaluate run=<run id> dataset.data_dir=/data/cifar10-copy
+    python -m cifarlab evaluate run=<run id> dataset=image_folder dataset.data_dir=photos/
 
 The dataset is rebuilt from the run's params (``dataset.*``, ``paths.data_dir``);
 other arguments are Hydra overrides of cifarlab's config and win over the run's
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -36,12 +37,12 @@ from cifarlab.data.base import content_digest
 from cifarlab.data.views import configured_views
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
+from cifarlab.inference.model_store import connect, get_run
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
 from cifarlab.inference.source import ModelSource, locate_model
-from cifarlab.inference.store import connect, get_run
 from cifarlab.reports.writer import write_reports
 
-PROG = "cifarlab.evaluate"
+PROG = "cifarlab evaluate"
 
 
 @dataclass
@@ -80,8 +81,10 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
         EvalOptions, argv, prog=PROG, example="run=<run id> split=test", pass_through=True
     )
     if bool(own.run) == bool(own.model):
-        raise CifarlabError("give one of run=<run id> (printed by training, listed by mlflow ui) "
-                            "or model=models:/<name>@<alias>")
+        raise CifarlabError(
+            "give one of run=<run id> (printed by training, listed by mlflow ui) "
+            "or model=models:/<name>@<alias>"
+        )
     split = own.split or "test"
     if split not in SPLITS:
         raise ConfigError("split", split, f"choose one of: {', '.join(SPLITS)}")
@@ -100,8 +103,13 @@ def registered_run_id(client: Any, model_uri: str) -> str:
             name, _, number = model_uri.removeprefix("models:/").partition("/")
             version = client.get_model_version(name, number)
     except MlflowException:
-        raise ConfigError("model", model_uri, "give models:/<name>@<alias> or models:/<name>/<version> of a "
-                          "registered model (mlflow ui, Models tab)", "is not a registered model") from None
+        raise ConfigError(
+            "model",
+            model_uri,
+            "give models:/<name>@<alias> or models:/<name>/<version> of a "
+            "registered model (mlflow ui, Models tab)",
+            "is not a registered model",
+        ) from None
     if not model_uri.startswith("models:/") or not version.run_id:
         raise ConfigError("model", model_uri, "give a registered model made by a cifarlab training run")
     return version.run_id
@@ -124,8 +132,11 @@ def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
     else:
         source = locate_model(run=args.run, tracking_uri=uri)
     if source_run.info.status != "FINISHED":
-        print(f"cifarlab: warning: run {args.run} is {source_run.info.status}; evaluating its model anyway",
-              file=sys.stderr, flush=True)
+        print(
+            f"cifarlab: warning: run {args.run} is {source_run.info.status}; evaluating its model anyway",
+            file=sys.stderr,
+            flush=True,
+        )
     return cfg, source_run, source
 
 
@@ -143,8 +154,12 @@ def check_compatible(model: LoadedModel, data: SplitData) -> None:
         )
     generic = [f"class_{i}" for i in range(model.num_classes)]
     if list(model.class_names) not in (list(data.class_names), generic):
-        print(f"cifarlab: warning: the dataset's class names {list(data.class_names)} differ from the model's "
-              f"{list(model.class_names)}; scoring by class index", file=sys.stderr, flush=True)
+        print(
+            f"cifarlab: warning: the dataset's class names {list(data.class_names)} differ from the model's "
+            f"{list(model.class_names)}; scoring by class index",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def score(probs: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -160,7 +175,9 @@ def _prefixed(metrics: dict[str, float], split: str) -> dict[str, float]:
     """Report metrics are named ``test/...``; for split=val they become ``val/...``."""
     if split == "test":
         return metrics
-    return {f"{split}/{k.removeprefix('test/')}" if k.startswith("test/") else k: v for k, v in metrics.items()}
+    return {
+        f"{split}/{k.removeprefix('test/')}" if k.startswith("test/") else k: v for k, v in metrics.items()
+    }
 
 
 def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
@@ -170,7 +187,7 @@ def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
     note = (
         f"Evaluation of run [{src_name}](#/experiments/{src.experiment_id}/runs/{src.run_id}) "
         f"(`{src.run_id}`) on the {args.split} split of {cfg.dataset.name}.\n\n"
-        f"Command: `python -m cifarlab.evaluate {command}`"
+        f"Command: `python -m cifarlab evaluate {command}`"
     )
     tags = {
         "source_run_id": src.run_id,
@@ -188,9 +205,16 @@ def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
 
 def _params(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, Any]:
     dataset = tracking.flatten(OmegaConf.to_container(cfg.dataset, resolve=True), "dataset")
-    model = {k: v for k, v in source_run.data.params.items() if k.startswith("model.") or k.startswith("model/")}
-    return {**dataset, "paths.data_dir": cfg.paths.data_dir, **model,
-            "eval.split": args.split, "eval.source_run_id": args.run}
+    model = {
+        k: v for k, v in source_run.data.params.items() if k.startswith("model.") or k.startswith("model/")
+    }
+    return {
+        **dataset,
+        "paths.data_dir": cfg.paths.data_dir,
+        **model,
+        "eval.split": args.split,
+        "eval.source_run_id": args.run,
+    }
 
 
 def _write_reports(out: Path, cfg: DictConfig, data: SplitData, probs: np.ndarray) -> Any:
@@ -220,13 +244,23 @@ def evaluate(args: EvalArgs) -> EvalResult:
     cfg, source_run, source = prepare(args)
     data = load_split(cfg, args.split)
     model = load_checked(source, data)
-    print(f"cifarlab: evaluating {source.description} on {len(data.y)} {args.split} images of {data.name}",
-          flush=True)
+    print(
+        f"cifarlab: evaluating {source.description} on {len(data.y)} {args.split} images of {data.name}",
+        flush=True,
+    )
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
-    with tracking.open_run(cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)) as recorder:
+    with tracking.open_run(
+        cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)
+    ) as recorder:
         recorder.log_params(_params(source_run, args, cfg))
-        recorder.log_dataset(data.x, data.y, name=data.name, context=args.split, source=data_source(cfg.dataset, cfg.paths.data_dir),
-                             digest=content_digest(data.x, data.y, names=data.class_names))
+        recorder.log_dataset(
+            data.x,
+            data.y,
+            name=data.name,
+            context=args.split,
+            source=data_source(cfg.dataset, cfg.paths.data_dir),
+            digest=content_digest(data.x, data.y, names=data.class_names),
+        )
         # The run's own test-time views: the same model on the same split scores as it did in training.
         views = configured_views(cfg.trainer, data.x)
         probs = np.mean([predict_probs(model, view, cfg.trainer.eval_batch_size) for view in views], axis=0)
@@ -239,15 +273,23 @@ def evaluate(args: EvalArgs) -> EvalResult:
         recorder.log_metrics(_prefixed(metrics, args.split))
         if summary.pairs:
             recorder.set_tags({"confused_pairs": summary.pairs_tag()})
-    return EvalResult(recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(data.y))
+    return EvalResult(
+        recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(data.y)
+    )
 
 
 def _print_result(result: EvalResult) -> None:
-    print(f"cifarlab: {result.split} accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) "
-          f"on {result.num_images} images", flush=True)
+    print(
+        f"cifarlab: {result.split} accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) "
+        f"on {result.num_images} images",
+        flush=True,
+    )
     if result.run_id:
-        print(f"cifarlab: MLflow run {result.run_id} in experiment '{result.experiment}' "
-              f"records this evaluation of run {result.source_run_id}", flush=True)
+        print(
+            f"cifarlab: MLflow run {result.run_id} in experiment '{result.experiment}' "
+            f"records this evaluation of run {result.source_run_id}",
+            flush=True,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -267,4 +309,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -36,5 +36,9 @@ def describe_interrupt(err: KeyboardInterrupt) -> tuple[str, int]:
     """The closing line and exit code for a run stopped by a signal."""
     signum = getattr(err, "signum", signal.SIGINT)
     run_id = getattr(err, "run_id", None)
-    what = f"run {run_id} ended KILLED; rerun the same command to resume it" if run_id else "nothing was recorded"
+    what = (
+        f"run {run_id} ended KILLED; rerun the same command to resume it"
+        if run_id
+        else "nothing was recorded"
+    )
     return f"stopped by {signal.Signals(signum).name}; {what}", EXIT_CODES[signum]

@@ -1,4 +1,4 @@
-"""The benchmark's subprocess workers: ``python -m cifarlab.bench --worker KIND --worker-args JSON``.
+"""The benchmark's subprocess workers: ``python -m cifarlab bench --worker KIND --worker-args JSON``.
 
 Each takes its arguments as a dict and returns a JSON-able dict, which
 ``processes.report_worker_result`` prints for the parent to read back.
@@ -7,7 +7,7 @@ Each takes its arguments as a dict and returns a JSON-able dict, which
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -16,10 +16,9 @@ from cifarlab.bench.processes import report_worker_result
 from cifarlab.bench.throughput import fit_throughput
 from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
-from cifarlab.builders import load_dataset
 from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
-from cifarlab.builders import build_model
+from cifarlab.training.builders import build_model, load_dataset
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -53,12 +52,25 @@ def bare_fit(args: dict) -> dict:
     )
     augment = build_augmentation(cfg.augmentation, seed=t.seed)
     # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
-    train_ds = train_dataset(data.x_train, data.y_train, t.batch_size, augment, seed=t.seed, repeat=True,
-                             parallel_calls=resolve_input_parallelism(t.input_parallelism))
+    train_ds = train_dataset(
+        data.x_train,
+        data.y_train,
+        t.batch_size,
+        augment,
+        seed=t.seed,
+        repeat=True,
+        parallel_calls=resolve_input_parallelism(t.input_parallelism),
+    )
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     clock = EpochClock()
-    model.fit(train_ds, validation_data=val_ds, epochs=args["epochs"], callbacks=[clock], verbose=2,
-              steps_per_epoch=batches_per_epoch(len(data.x_train), t.batch_size))
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=args["epochs"],
+        callbacks=[clock],
+        verbose=2,
+        steps_per_epoch=batches_per_epoch(len(data.x_train), t.batch_size),
+    )
     return {"epoch_seconds": clock.durations, "periods": [b - a for a, b in zip(clock.ends, clock.ends[1:])]}
 
 
@@ -73,8 +85,14 @@ def threads(args: dict) -> dict:
     model = build_compiled(cfg, data, args["warm_steps"] + args["measure_steps"], 1)
     dataset, _ = train_data(cfg, data)
     values = [
-        fit_throughput(model, dataset, args["warm_steps"], args["measure_steps"], cfg.trainer.batch_size,
-                       args["window_steps"])
+        fit_throughput(
+            model,
+            dataset,
+            args["warm_steps"],
+            args["measure_steps"],
+            cfg.trainer.batch_size,
+            args["window_steps"],
+        )
         for _ in range(args["repeats"])
     ]
     return {"images_per_s": values, "threads": [intra, inter]}

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from cifarlab import tracking
 from cifarlab.config.compose import override_key
 from cifarlab.sweeps import job, study
-from cifarlab.training.hooks import RunHooks
+from cifarlab.training.run_hooks import RunHooks
 
 RUN_NAME_LIMIT = 250  # MLflow's limit on a run name
 

@@ -10,14 +10,11 @@ stage's folder, register it, and import its module below. Imports TensorFlow.
 from __future__ import annotations
 
 # Builder modules, imported for their registrations.
-from cifarlab.data import cifar10, idx, image_folder, synthetic  # noqa: F401  datasets
-from cifarlab.models import cnn, delta, dense, keras_app, resnet  # noqa: F401  models
-from cifarlab.models.layers import colour, fast_dropout, fused_batchnorm  # noqa: F401  Keras layers, for loading
-
 # The doors: each looks a name up in its registry and builds from the config node.
-from cifarlab.data import DATASETS, load_dataset  # noqa: E402
+from cifarlab.data import DATASETS, cifar10, idx, image_folder, load_dataset, synthetic  # noqa: F401  datasets  # noqa: E402
 from cifarlab.data.augment import build_augmentation  # noqa: E402  (registry in the same module)
-from cifarlab.models import MODELS, build_model  # noqa: E402
+from cifarlab.models import MODELS, build_model, cnn, delta, dense, keras_app, resnet  # noqa: F401  models  # noqa: E402
+from cifarlab.models.layers import colour, fast_dropout, fused_batchnorm  # noqa: F401  Keras layers, for loading
 from cifarlab.training.callbacks import build_callbacks  # noqa: E402
 from cifarlab.training.optim import build_optimizer, build_schedule  # noqa: E402
 

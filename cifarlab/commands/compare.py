@@ -1,7 +1,7 @@
-"""``python -m cifarlab.compare``: is one run's test result really better than another's?
+"""``python -m cifarlab compare``: is one run's test result really better than another's?
 
-    python -m cifarlab.compare runs=<run id>,<run id>[,...]
-    python -m cifarlab.compare sweep=<parent run id> top=3     # the sweep's best jobs by val/best_accuracy
+    python -m cifarlab compare runs=<run id>,<run id>[,...]
+    python -m cifarlab compare sweep=<parent run id> top=3     # the sweep's best jobs by val/best_accuracy
 
 From each run's stored test predictions (``reports/test_predictions.npz``): test
 accuracy with a 95% Wilson interval; for each pair, McNemar's exact test with
@@ -18,16 +18,17 @@ import csv
 import itertools
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.labels import run_class_names
-from cifarlab.inference.store import connect, download_run_artifact, get_run, resolve_tracking_uri
+from cifarlab.inference.model_store import connect, download_run_artifact, get_run, resolve_tracking_uri
 from cifarlab.reports import read_predictions, save_figure
 from cifarlab.reports.comparison import (
     PairComparison,
@@ -39,7 +40,7 @@ from cifarlab.reports.comparison import (
 )
 from cifarlab.sweeps.leaderboard import search_all
 
-PROG = "cifarlab.compare"
+PROG = "cifarlab compare"
 PREDICTIONS = "reports/test_predictions.npz"
 RANK_METRIC = "val/best_accuracy"
 LEADERBOARD = "leaderboard.csv"  # what a sweep's parent run logs (cifarlab.sweeps.parent)
@@ -83,31 +84,44 @@ def leaderboard_run_ids(parent_id: str, scratch: Path) -> list[str]:
 def sweep_children(client: Any, parent_id: str, top: int, scratch: Path) -> list[str]:
     """The ``top`` finished jobs of a sweep (its children and the runs it reused), best ``val/best_accuracy`` first."""
     parent = get_run(client, parent_id, key="sweep")
-    runs = {r.info.run_id: r for r in search_all(client, [parent.info.experiment_id],
-                                                  f"tags.mlflow.parentRunId = '{parent_id}'")}
+    runs = {
+        r.info.run_id: r
+        for r in search_all(client, [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    }
     for run_id in leaderboard_run_ids(parent_id, scratch):
         runs.setdefault(run_id, client.get_run(run_id))
-    ranked = sorted((r for r in runs.values() if r.info.status == "FINISHED" and RANK_METRIC in r.data.metrics),
-                    key=lambda r: -r.data.metrics[RANK_METRIC])
+    ranked = sorted(
+        (r for r in runs.values() if r.info.status == "FINISHED" and RANK_METRIC in r.data.metrics),
+        key=lambda r: -r.data.metrics[RANK_METRIC],
+    )
     return [r.info.run_id for r in ranked[:top]]
 
 
 def run_ids(client: Any, options: Any, scratch: Path) -> list[str]:
     """The runs to compare, from ``runs=`` or ``sweep=``; two or more, each once."""
     if bool(options.runs) == bool(options.sweep):
-        raise CifarlabError(f"runs={options.runs!r} sweep={options.sweep!r}: give one of them, "
-                            "e.g. runs=<id>,<id> or sweep=<parent run id>")
+        raise CifarlabError(
+            f"runs={options.runs!r} sweep={options.sweep!r}: give one of them, "
+            "e.g. runs=<id>,<id> or sweep=<parent run id>"
+        )
     if options.sweep and int(options.top) < 2:
         raise CifarlabError(f"top={options.top!r} is too few to compare; give top=2 or more")
-    ids = ([i.strip() for i in str(options.runs).split(",") if i.strip()] if options.runs
-           else sweep_children(client, str(options.sweep), int(options.top), scratch))
+    ids = (
+        [i.strip() for i in str(options.runs).split(",") if i.strip()]
+        if options.runs
+        else sweep_children(client, str(options.sweep), int(options.top), scratch)
+    )
     ids = list(dict.fromkeys(ids))
     if len(ids) < 2:
         if options.runs:
-            raise CifarlabError(f"runs={options.runs!r} names {len(ids)} run; a comparison needs at least 2 "
-                                "different runs, e.g. runs=<id>,<id>")
-        raise CifarlabError(f"sweep={options.sweep!r} has {len(ids)} finished child run(s) with {RANK_METRIC}; "
-                            "give a sweep's parent run id with 2 or more finished jobs, or runs=<id>,<id>")
+            raise CifarlabError(
+                f"runs={options.runs!r} names {len(ids)} run; a comparison needs at least 2 "
+                "different runs, e.g. runs=<id>,<id>"
+            )
+        raise CifarlabError(
+            f"sweep={options.sweep!r} has {len(ids)} finished child run(s) with {RANK_METRIC}; "
+            "give a sweep's parent run id with 2 or more finished jobs, or runs=<id>,<id>"
+        )
     return ids
 
 
@@ -116,8 +130,10 @@ def load_run(client: Any, run_id: str, scratch: Path) -> LoadedRun:
     run = get_run(client, run_id, key="runs")
     local = download_run_artifact(run_id, PREDICTIONS, str(scratch / run_id))
     if local is None or not local.is_file():
-        raise CifarlabError(f"runs={run_id!r} has no stored test predictions ({PREDICTIONS}); "
-                            "compare runs trained by this cifarlab version, or retrain it")
+        raise CifarlabError(
+            f"runs={run_id!r} has no stored test predictions ({PREDICTIONS}); "
+            "compare runs trained by this cifarlab version, or retrain it"
+        )
     y_true, probs = read_predictions(local)
     name = run.info.run_name or run_id[:8]
     return LoadedRun(run, RunResult(run_id, name, y_true, np.argmax(probs, axis=1)), test_digest(run))
@@ -132,8 +148,10 @@ def check_same_test_data(first: LoadedRun, other: LoadedRun) -> None:
         why = f"their test labels differ ({a.total} vs {b.total} images)"
     else:
         return
-    raise CifarlabError(f"runs={a.run_id},{b.run_id}: the runs were tested on different data: {why}; "
-                        "compare runs tested on the same test split (same dataset and settings)")
+    raise CifarlabError(
+        f"runs={a.run_id},{b.run_id}: the runs were tested on different data: {why}; "
+        "compare runs tested on the same test split (same dataset and settings)"
+    )
 
 
 def class_names_for(loaded: LoadedRun, n_classes: int) -> list[str]:
@@ -146,7 +164,9 @@ def n_classes(loaded: Sequence[LoadedRun]) -> int:
     return 1 + max(int(max(r.result.y_true.max(initial=0), r.result.y_pred.max(initial=0))) for r in loaded)
 
 
-def write_outputs(out: Path, results: list[RunResult], pairs: list[PairComparison], names: list[str]) -> list[Path]:
+def write_outputs(
+    out: Path, results: list[RunResult], pairs: list[PairComparison], names: list[str]
+) -> list[Path]:
     """comparison.md and one heatmap per pair in ``out``; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     figures = [f"confusion_difference_{p.a.short}_{p.b.short}.png" for p in pairs]
@@ -161,26 +181,42 @@ def comparison_metrics(results: list[RunResult], pairs: list[PairComparison]) ->
     metrics: dict[str, float] = {}
     for r in results:
         low, high = wilson_interval(r.correct, r.total)
-        metrics.update({f"accuracy/{r.short}": r.accuracy, f"accuracy_ci_low/{r.short}": low,
-                        f"accuracy_ci_high/{r.short}": high})
+        metrics.update(
+            {
+                f"accuracy/{r.short}": r.accuracy,
+                f"accuracy_ci_low/{r.short}": low,
+                f"accuracy_ci_high/{r.short}": high,
+            }
+        )
     for i, p in enumerate(pairs):
-        values = {"mcnemar_p": p.p_value, "mcnemar_b": p.discordant_b, "mcnemar_c": p.discordant_c,
-                  "accuracy_delta": p.accuracy_delta}
+        values = {
+            "mcnemar_p": p.p_value,
+            "mcnemar_b": p.discordant_b,
+            "mcnemar_c": p.discordant_c,
+            "accuracy_delta": p.accuracy_delta,
+        }
         prefix = "" if i == 0 else f"{p.a.short}_{p.b.short}/"
         metrics.update({f"{prefix}{k}": float(v) for k, v in values.items()})
     return metrics
 
 
 def note(loaded: list[LoadedRun]) -> str:
-    links = ", ".join(f"[{r.result.name} ({r.result.short})](#/experiments/{r.run.info.experiment_id}/runs/"
-                      f"{r.result.run_id})" for r in loaded)
-    return f"Compares runs {links} on their stored test predictions (cifarlab.compare)."
+    links = ", ".join(
+        f"[{r.result.name} ({r.result.short})](#/experiments/{r.run.info.experiment_id}/runs/"
+        f"{r.result.run_id})"
+        for r in loaded
+    )
+    return f"Compares runs {links} on their stored test predictions (cifarlab compare)."
 
 
 def log_comparison(client: Any, loaded: list[LoadedRun], metrics: dict[str, float], files: list[Path]) -> str:
     """A new run in the first run's experiment holding the comparison; FAILED if logging breaks."""
     ids = [r.result.run_id for r in loaded]
-    tags = {"compared_runs": ",".join(ids), "mlflow.note.content": note(loaded), "cifarlab.command": "compare"}
+    tags = {
+        "compared_runs": ",".join(ids),
+        "mlflow.note.content": note(loaded),
+        "cifarlab.command": "compare",
+    }
     name = "compare-" + "-".join(i[:8] for i in ids)
     run = client.create_run(loaded[0].run.info.experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
@@ -198,15 +234,22 @@ def log_comparison(client: Any, loaded: list[LoadedRun], metrics: dict[str, floa
 
 def compare(options: Any) -> str:
     """Load, check, compare, write, print and log; the comparison run's id."""
-    uri = str(options.tracking_uri) if options.tracking_uri else resolve_tracking_uri(None, options.mlruns_dir)
+    uri = (
+        str(options.tracking_uri) if options.tracking_uri else resolve_tracking_uri(None, options.mlruns_dir)
+    )
     client = connect(uri)
     scratch = Path(tempfile.mkdtemp(prefix="cifarlab-compare-"))
-    loaded = [load_run(client, run_id, scratch / "downloads") for run_id in run_ids(client, options, scratch / "sweep")]
+    loaded = [
+        load_run(client, run_id, scratch / "downloads")
+        for run_id in run_ids(client, options, scratch / "sweep")
+    ]
     for other in loaded[1:]:
         check_same_test_data(loaded[0], other)
     names = class_names_for(loaded[0], n_classes(loaded))
     results = [r.result for r in loaded]
-    pairs = [compare_pair(a, b, names, int(options.top_errors)) for a, b in itertools.combinations(results, 2)]
+    pairs = [
+        compare_pair(a, b, names, int(options.top_errors)) for a, b in itertools.combinations(results, 2)
+    ]
     out = Path(options.out) if options.out else scratch / "comparison"
     files = write_outputs(out, results, pairs, names)
     print(files[0].read_text(encoding="utf-8"))

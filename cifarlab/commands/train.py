@@ -18,11 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cifarlab.config.compose import describe_hydra_error, register_config_store
+from cifarlab.config.locations import conf_dir
 from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError
-from cifarlab.interrupts import describe_interrupt, stop_on_sigterm
-from cifarlab.training.hooks import RunHooks
-from cifarlab.config.locations import conf_dir
+from cifarlab.runtime.interrupts import describe_interrupt, stop_on_sigterm
+from cifarlab.training.run_hooks import RunHooks
 
 register_config_store()
 
@@ -35,7 +35,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         # Deferred: TensorFlow is imported only once the config is valid.
-        from cifarlab.sweeps.hooks import job_hooks
+        from cifarlab.sweeps.job_hooks import job_hooks
         from cifarlab.training.run import train
 
         return train(cfg, hooks=_with_command_line(job_hooks(cfg))).objective
@@ -70,7 +70,8 @@ def _with_command_line(hooks: RunHooks) -> RunHooks:
     return replace(hooks, overrides=list(hydra_cfg.overrides.task), preset_choices=presets)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Train as the overrides say; Hydra reads them from sys.argv (``argv`` is for the dispatcher only)."""
     # Hydra prints composition errors over several lines and exits; with
     # HYDRA_FULL_ERROR it raises them instead, and they are reported here as one
     # line. A user who set HYDRA_FULL_ERROR still gets the full traceback.

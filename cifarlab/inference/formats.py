@@ -26,7 +26,9 @@ SERVING_SIGNATURE = "serving_default"  # what TensorFlow Serving and the LiteRT 
 def check_format(fmt: str | None) -> str:
     """The Keras format name for ``fmt``; anything else fails in one line."""
     if fmt not in FORMATS:
-        raise ConfigError("format", fmt, f"use format={' or format='.join(FORMATS)}", "is not an export format")
+        raise ConfigError(
+            "format", fmt, f"use format={' or format='.join(FORMATS)}", "is not an export format"
+        )
     return FORMATS[fmt]
 
 
@@ -39,7 +41,9 @@ def check_out(fmt: str, out: str | None) -> Path:
     if fmt == "litert" and path.suffix.lower() != LITERT_SUFFIX:
         raise ConfigError("out", out, f"end the file name in {LITERT_SUFFIX}, e.g. out=model.tflite")
     if fmt == "saved_model" and path.is_file():
-        raise ConfigError("out", out, "give a folder path for the SavedModel, e.g. out=exported/cnn", "is a file")
+        raise ConfigError(
+            "out", out, "give a folder path for the SavedModel, e.g. out=exported/cnn", "is a file"
+        )
     return path
 
 
@@ -76,6 +80,10 @@ def export_model(model: LoadedModel, fmt: str, out: Path) -> Path:
         # Built-in LiteRT kernels only: the file runs in ai_edge_litert without the Flex (TF ops) delegate.
         options["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
     float32_model(model.keras_model).export(
-        str(out), format=keras_format, input_signature=uint8_signature(model.input_shape), verbose=False, **options
+        str(out),
+        format=keras_format,
+        input_signature=uint8_signature(model.input_shape),
+        verbose=False,
+        **options,
     )
     return out

@@ -16,7 +16,7 @@ parent run. ``SweepRecord`` wires the sweep's parts together:
 
 A sweep that dies before its end leaves the parent KILLED (an exit handler); the
 same command run again reopens it. What a job asks of its sweep is in
-``cifarlab.sweeps.hooks``.
+``cifarlab.sweeps.job_hooks``.
 
 Hydra instantiates this callback for every run, sweep or not: this module imports
 only the light ``job`` and ``watchdog`` modules; ``parent`` (MLflow, Optuna, matplotlib) is imported
@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.config.compose import override_key
 from cifarlab.errors import CifarlabError
-from cifarlab.interrupts import stop_on_sigterm
+from cifarlab.runtime.interrupts import stop_on_sigterm
 from cifarlab.sweeps import job, watchdog
 
 # Overrides that do not change which sweep this is.
@@ -117,7 +117,9 @@ class SweepRecord(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not job.is_multirun(config):
             return
-        if self.sweep_pid is not None and "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_")):
+        if self.sweep_pid is not None and "joblib" in str(
+            OmegaConf.select(config, "hydra.launcher._target_")
+        ):
             watchdog.watch_sweep(self.sweep_pid)
         job.start_job()
 

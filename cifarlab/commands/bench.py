@@ -1,8 +1,8 @@
-"""``python -m cifarlab.bench``: measure cifarlab's speed on this machine, against its targets.
+"""``python -m cifarlab bench``: measure cifarlab's speed on this machine, against its targets.
 
-    python -m cifarlab.bench                              # the full bench: every round and repeat
-    python -m cifarlab.bench quick=true out=bench.json    # fewer steps and repeats: under 10 minutes on 2 cores
-    python -m cifarlab.bench data_dir=path/to/cifar10     # or synthetic=true: generated images
+    python -m cifarlab bench                              # the full bench: every round and repeat
+    python -m cifarlab bench quick=true out=bench.json    # fewer steps and repeats: under 10 minutes on 2 cores
+    python -m cifarlab bench data_dir=path/to/cifar10     # or synthetic=true: generated images
 
 Arguments are ``key=value`` like the training CLI's; the older spellings
 (``--quick --out X --data-dir X --synthetic``) still work. The results go to a
@@ -18,9 +18,10 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from omegaconf import OmegaConf
 
@@ -28,7 +29,7 @@ from cifarlab.bench.plan import PLANS, Plan, default_subset
 from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.errors import CifarlabError
 
-PROG = "cifarlab.bench"
+PROG = "cifarlab bench"
 EXAMPLE = "quick=true out=bench.json"
 # The spellings of the argparse days: flags that take no value, and those that take the next argument.
 LEGACY_SWITCHES = {"--quick": "quick", "--tiny": "tiny", "--synthetic": "synthetic"}
@@ -105,7 +106,7 @@ def worker_request(argv: Sequence[str]) -> tuple[str, dict] | None:
 
 def serve_worker(kind: str, args: dict) -> int:
     # Deferred: the workers import TensorFlow, which --help and the argument checks do without.
-    from cifarlab.bench.workers import WORKERS, run_worker_here
+    from cifarlab.bench.subprocess_workers import WORKERS, run_worker_here
 
     if kind not in WORKERS:
         raise CifarlabError(f"--worker {kind!r} is not a worker; choose one of: {', '.join(sorted(WORKERS))}")

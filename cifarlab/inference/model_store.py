@@ -90,6 +90,8 @@ def download_run_artifact(run_id: str, artifact_path: str, dst_path: str) -> Pat
     import mlflow
 
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst_path))
+        return Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst_path)
+        )
     except Exception:  # MlflowException or OSError: the artifact is not there; callers fall back
         return None

@@ -1,9 +1,9 @@
-"""``python -m cifarlab.predict``: class predictions of a trained model for your images.
+"""``python -m cifarlab predict``: class predictions of a trained model for your images.
 
-    python -m cifarlab.predict run=<run id> images=<file, folder or 'glob/*.png'>
-    python -m cifarlab.predict checkpoint=best.keras images=photos/ output=preds.csv grid=grid.png
-    python -m cifarlab.predict model=models:/<name>/<version> images=cat.jpg top_k=5
-    python -m cifarlab.predict run=<run id> samples=12 grid=samples.png   # the run's own test images
+    python -m cifarlab predict run=<run id> images=<file, folder or 'glob/*.png'>
+    python -m cifarlab predict checkpoint=best.keras images=photos/ output=preds.csv grid=grid.png
+    python -m cifarlab predict model=models:/<name>/<version> images=cat.jpg top_k=5
+    python -m cifarlab predict run=<run id> samples=12 grid=samples.png   # the run's own test images
 
 Arguments are ``key=value`` like the training CLI's. They are checked, and the
 model located in MLflow, before TensorFlow is imported, so mistakes fail fast
@@ -13,9 +13,10 @@ with one ``cifarlab: error: ...`` line.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from omegaconf import DictConfig
@@ -26,6 +27,13 @@ from cifarlab.inference.grid import save_grid
 from cifarlab.inference.images import find_images
 from cifarlab.inference.labels import parse_class_names
 from cifarlab.inference.loading import load_source
+from cifarlab.inference.model_store import (
+    PathsOptions,
+    TrackingOptions,
+    connect,
+    get_run,
+    resolve_tracking_uri,
+)
 from cifarlab.inference.predictions import (
     Predictions,
     format_table,
@@ -36,9 +44,8 @@ from cifarlab.inference.predictions import (
 )
 from cifarlab.inference.run_data import SplitData, load_split, run_config
 from cifarlab.inference.source import ModelSource, check_checkpoint, check_one_source, locate_model
-from cifarlab.inference.store import PathsOptions, TrackingOptions, connect, get_run, resolve_tracking_uri
 
-PROG = "cifarlab.predict"
+PROG = "cifarlab predict"
 OUTPUT_SUFFIXES = (".csv", ".json")
 GRID_SUFFIXES = (".png", ".jpg", ".pdf", ".svg")
 DEFAULT_SAMPLES_GRID = "prediction_grid.png"
@@ -76,12 +83,17 @@ def validate(cfg: DictConfig) -> list[Path]:
             "nothing to predict; add images=<image file or folder> or samples=<N> (N test images of the run's dataset)"
         )
     if cfg.images is not None and cfg.samples is not None:
-        raise CifarlabError(f"images={cfg.images!r} and samples={cfg.samples} were both given; keep one of them")
+        raise CifarlabError(
+            f"images={cfg.images!r} and samples={cfg.samples} were both given; keep one of them"
+        )
     if cfg.samples is not None and cfg.samples < 1:
         raise ConfigError("samples", cfg.samples, "use a whole number of at least 1, e.g. samples=12")
     if cfg.samples is not None and which == "checkpoint":
         raise ConfigError(
-            "samples", cfg.samples, "use run=<run id> so the run's dataset can be rebuilt", "needs the training run"
+            "samples",
+            cfg.samples,
+            "use run=<run id> so the run's dataset can be rebuilt",
+            "needs the training run",
         )
     for key, minimum in (("top_k", 1), ("batch_size", 1)):
         if cfg[key] < minimum:

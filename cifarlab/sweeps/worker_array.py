@@ -46,14 +46,18 @@ class WorkerOptions:
 
 def run_worker(overrides: list[str], cwd: str) -> int:
     """One task of the array: the search command, in the folder the workers were started from."""
-    return subprocess.run([sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, check=False).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, check=False
+    ).returncode
 
 
 def check_options(options: Any, overrides: list[str]) -> None:
     if int(options.workers) < 1:
         raise CifarlabError(f"workers={options.workers}: start 1 worker or more, e.g. workers=4")
     if options.cluster not in CLUSTERS:
-        raise CifarlabError(f"cluster={options.cluster!r} is not one of {', '.join(CLUSTERS)}; use e.g. cluster=slurm")
+        raise CifarlabError(
+            f"cluster={options.cluster!r} is not one of {', '.join(CLUSTERS)}; use e.g. cluster=slurm"
+        )
     if not any(o.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for o in overrides):
         raise CifarlabError(
             "no search to run: add its overrides, e.g. hparams_search=mlp_optuna "
@@ -68,7 +72,9 @@ def _executor(options: Any) -> Any:
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
     except RuntimeError as err:  # e.g. no srun here
-        raise CifarlabError(f"cluster={options.cluster}: {err}; run this on the cluster's login node, or use cluster=local") from None
+        raise CifarlabError(
+            f"cluster={options.cluster}: {err}; run this on the cluster's login node, or use cluster=local"
+        ) from None
     params: dict[str, Any] = {"timeout_min": int(options.timeout_min), "name": "cifarlab-search"}
     if options.cluster == "slurm":
         slurm = options.slurm

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cifarlab import evaluate, predict, results
+from cifarlab.commands import evaluate, predict, results
 
 ENTRY_POINTS = {"predict": predict, "evaluate": evaluate, "results": results}
 
@@ -15,7 +15,7 @@ def test_help_prints_the_docstring_and_every_option(name, flag, capsys):
     module = ENTRY_POINTS[name]
     module.main([flag])  # returns: exit status 0
     out = capsys.readouterr().out
-    assert out.startswith(f"``python -m cifarlab.{name}``")
+    assert out.startswith(f"``python -m cifarlab {name}``")
     options = out.split("options (defaults):\n", 1)[1].split()
     expected = {
         "predict": {"run=None", "images=None", "top_k=3", "tracking.uri=None", "paths.mlruns_dir=mlruns"},
@@ -28,8 +28,12 @@ def test_help_prints_the_docstring_and_every_option(name, flag, capsys):
 @pytest.mark.parametrize(
     "name, argv, expected",
     [
-        ("predict", ["imgs=x"], "imgs='x' is not an option of cifarlab.predict; did you mean images=?"),
-        ("results", ["outptu=x.md"], "outptu='x.md' is not an option of cifarlab.results; did you mean output=?"),
+        ("predict", ["imgs=x"], "imgs='x' is not an option of cifarlab predict; did you mean images=?"),
+        (
+            "results",
+            ["outptu=x.md"],
+            "outptu='x.md' is not an option of cifarlab results; did you mean output=?",
+        ),
         ("evaluate", ["run"], "argument 'run' is not key=value"),
         ("evaluate", ["split=test"], "give one of run=<run id>"),
         ("evaluate", ["run=abc", "split=train"], "split='train' is not valid; choose one of: test, val"),

@@ -20,8 +20,8 @@ from cifarlab.reports import write_reports
 from cifarlab.tracking import NullRecorder, flatten
 from cifarlab.training.describe import model_summary
 from cifarlab.training.evaluation import evaluate_model
-from cifarlab.training.hooks import RunHooks
 from cifarlab.training.result import TrainResult
+from cifarlab.training.run_hooks import RunHooks
 from cifarlab.training.state import RunState
 
 MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
@@ -53,11 +53,20 @@ def record_setup(
 
 def record_datasets(recorder: NullRecorder, data: DataSplits, source: str | None) -> None:
     """Each split as an MLflow dataset input, with its size and content digest (data lineage)."""
-    splits = (("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val),
-              ("test", data.x_test, data.y_test))
+    splits = (
+        ("train", data.x_train, data.y_train),
+        ("validation", data.x_val, data.y_val),
+        ("test", data.x_test, data.y_test),
+    )
     for context, images, labels in splits:
-        recorder.log_dataset(images, labels, name=data.name, context=context, source=source,
-                             digest=content_digest(images, labels, names=data.class_names))
+        recorder.log_dataset(
+            images,
+            labels,
+            name=data.name,
+            context=context,
+            source=source,
+            digest=content_digest(images, labels, names=data.class_names),
+        )
 
 
 def evaluate_and_record(
@@ -84,7 +93,9 @@ def evaluate_and_record(
     val_accuracy = history.get("val/accuracy")
     best_val = max(val_accuracy) if val_accuracy else None
     epochs_run = len(history.get("train/loss", []))
-    log_once(recorder, {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})})
+    log_once(
+        recorder, {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})}
+    )
     return TrainResult(recorder.run_id, test_accuracy, test_loss, best_val, epochs_run, history)
 
 

@@ -1,15 +1,17 @@
-"""``python -m cifarlab.results``: the preset table rebuilt from a real MLflow store."""
+"""``python -m cifarlab results``: the preset table rebuilt from a real MLflow store."""
 
 from __future__ import annotations
 
 import pytest
+from helpers import all_runs, run_cli
 
-from cifarlab.results import hand_written_notes, render
-from conftest import all_runs, run_cli
+from cifarlab.commands.results import hand_written_notes, render
 
 
 def test_rebuilt_table_keeps_what_was_written_under_it():
-    notes = "A line without a heading.\n\n## How these were made\n\n| a hand-made | table |\n|---|---|\n\nEnd.\n"
+    notes = (
+        "A line without a heading.\n\n## How these were made\n\n| a hand-made | table |\n|---|---|\n\nEnd.\n"
+    )
     rebuilt = render([], hand_written_notes(render([]) + "\n\n" + notes))
     assert rebuilt == render([]) + "\n" + notes
     assert hand_written_notes(rebuilt) == notes  # stable over rebuilds
@@ -18,15 +20,21 @@ def test_rebuilt_table_keeps_what_was_written_under_it():
 
 @pytest.mark.slow
 def test_results_table_shows_the_newest_preset_run_and_keeps_hand_written_notes(tmp_path):
-    run_cli("experiment=mlp_cifar10", "dataset=synthetic", "model.hidden_units=[16]", "trainer.epochs=2",
-            "+tracking.tags.note='two epochs on synthetic data'", cwd=tmp_path)
+    run_cli(
+        "experiment=mlp_cifar10",
+        "dataset=synthetic",
+        "model.hidden_units=[16]",
+        "trainer.epochs=2",
+        "+tracking.tags.note='two epochs on synthetic data'",
+        cwd=tmp_path,
+    )
     (run,) = all_runs(tmp_path / "mlruns")
     output = tmp_path / "RESULTS.md"
     notes = "## How these were made\n\nWritten by hand; must survive a rebuild.\n"
     output.write_text("# old title\n\n| preset |\n|---|\n| `mlp_cifar10` | stale row |\n\n" + notes)
 
     for _ in range(2):  # a rebuild of a rebuilt file keeps the notes once
-        run_cli(f"output={output}", cwd=tmp_path, module="cifarlab.results")
+        run_cli(f"output={output}", cwd=tmp_path, command="results")
     text = output.read_text()
 
     (row,) = [line for line in text.splitlines() if line.startswith("| `mlp_cifar10`")]

@@ -1,8 +1,8 @@
-"""``python -m cifarlab.export``: a trained model for deployment, taking raw uint8 images.
+"""``python -m cifarlab export``: a trained model for deployment, taking raw uint8 images.
 
-    python -m cifarlab.export run=<run id> format=saved_model out=exported/cnn/1   # TensorFlow Serving
-    python -m cifarlab.export run=<run id> format=litert out=cnn.tflite            # LiteRT (TFLite)
-    python -m cifarlab.export model=models:/cnn@champion format=litert out=cnn.tflite
+    python -m cifarlab export run=<run id> format=saved_model out=exported/cnn/1   # TensorFlow Serving
+    python -m cifarlab export run=<run id> format=litert out=cnn.tflite            # LiteRT (TFLite)
+    python -m cifarlab export model=models:/cnn@champion format=litert out=cnn.tflite
 
 Both take a batch of uint8 images (batch, height, width, channels) as input
 ``images`` of the ``serving_default`` signature and give class probabilities;
@@ -13,21 +13,22 @@ checked before TensorFlow is imported, so mistakes fail fast in one line.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from omegaconf import DictConfig
 
 from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.errors import CifarlabError
-from cifarlab.inference.export import check_format, check_out, export_model
+from cifarlab.inference.formats import check_format, check_out, export_model
 from cifarlab.inference.labels import parse_class_names
 from cifarlab.inference.loading import load_source
+from cifarlab.inference.model_store import PathsOptions, TrackingOptions, resolve_tracking_uri
 from cifarlab.inference.source import check_one_source, locate_model
-from cifarlab.inference.store import PathsOptions, TrackingOptions, resolve_tracking_uri
 
-PROG = "cifarlab.export"
+PROG = "cifarlab export"
 
 
 @dataclass
@@ -75,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(usage(ExportConfig, __doc__))
         return
     try:
-        cfg = parse_options(ExportConfig, argv, prog=PROG, example="run=<run id> format=litert out=model.tflite")[0]
+        cfg = parse_options(
+            ExportConfig, argv, prog=PROG, example="run=<run id> format=litert out=model.tflite"
+        )[0]
         run(cfg, validate(cfg))
     except CifarlabError as err:
         exit_with_error("cifarlab", err)

@@ -1,4 +1,4 @@
-"""``python -m cifarlab.compare``: the statistics on known values, then real runs in a real store."""
+"""``python -m cifarlab compare``: the statistics on known values, then real runs in a real store."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import TINY, all_runs, mlflow_client, run_cli
 
 from cifarlab.reports.comparison import (
     RunResult,
@@ -17,7 +18,6 @@ from cifarlab.reports.comparison import (
     mcnemar_exact,
     wilson_interval,
 )
-from conftest import TINY, all_runs, mlflow_client, run_cli
 
 NAMES = ["cat", "dog", "frog"]
 
@@ -27,7 +27,9 @@ def test_wilson_interval_matches_known_values():
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     low, high = wilson_interval(0, 10)  # never below 0, and not degenerate at the edge
     assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
-    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] == pytest.approx(
+        0.7225, abs=1e-4
+    )
     narrow, wide = wilson_interval(700, 1000), wilson_interval(70, 100)
     assert narrow[0] > wide[0] and narrow[1] < wide[1]
 
@@ -89,28 +91,43 @@ def _run_id(stdout: str) -> str:
 @pytest.mark.slow
 def test_compare_two_real_runs_and_refuse_other_test_data(tmp_path):
     first = _run_id(run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", cwd=tmp_path).stdout)
-    second = _run_id(run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", "optimizer=adam",
-                             cwd=tmp_path).stdout)
+    second = _run_id(
+        run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", "optimizer=adam", cwd=tmp_path).stdout
+    )
     out = tmp_path / "comparison"
 
-    done = run_cli(f"runs={first},{second}", f"out={out}", module="cifarlab.compare", cwd=tmp_path)
+    done = run_cli(f"runs={first},{second}", f"out={out}", command="compare", cwd=tmp_path)
     for run_id in (first, second):
-        assert re.search(rf"\| `{run_id[:8]}` \| .* \| \d+\.\d\d% \| \[\d+\.\d\d%, \d+\.\d\d%\] \|", done.stdout)
+        assert re.search(
+            rf"\| `{run_id[:8]}` \| .* \| \d+\.\d\d% \| \[\d+\.\d\d%, \d+\.\d\d%\] \|", done.stdout
+        )
     assert re.search(r"McNemar exact test: b = \d+ .*, c = \d+ .*, p = [0-9.e-]+", done.stdout)
     heatmap = f"confusion_difference_{first[:8]}_{second[:8]}.png"
     assert (out / "comparison.md").is_file() and (out / heatmap).stat().st_size > 0
 
     (compared,) = [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("compared_runs")]
     assert compared.data.tags["compared_runs"] == f"{first},{second}"
-    assert compared.info.run_name == f"compare-{first[:8]}-{second[:8]}" and compared.info.status == "FINISHED"
-    assert first in compared.data.tags["mlflow.note.content"] and second in compared.data.tags["mlflow.note.content"]
+    assert (
+        compared.info.run_name == f"compare-{first[:8]}-{second[:8]}" and compared.info.status == "FINISHED"
+    )
+    assert (
+        first in compared.data.tags["mlflow.note.content"]
+        and second in compared.data.tags["mlflow.note.content"]
+    )
     assert 0.0 <= compared.data.metrics["mcnemar_p"] <= 1.0 and "accuracy_delta" in compared.data.metrics
     artifacts = {a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(compared.info.run_id)}
     assert {"comparison.md", heatmap} <= artifacts
 
-    other = _run_id(run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false",
-                            "dataset.samples_per_class=30", cwd=tmp_path).stdout)
-    refused = run_cli(f"runs={first},{other}", module="cifarlab.compare", cwd=tmp_path, check=False)
+    other = _run_id(
+        run_cli(
+            *TINY,
+            "trainer.epochs=1",
+            "tracking.log_model=false",
+            "dataset.samples_per_class=30",
+            cwd=tmp_path,
+        ).stdout
+    )
+    refused = run_cli(f"runs={first},{other}", command="compare", cwd=tmp_path, check=False)
     assert refused.returncode != 0
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("cifarlab: error: runs=") and "tested on different data" in line
@@ -125,7 +142,7 @@ def test_compare_refuses_in_one_line_without_opening_a_run(tmp_path):
         f"runs={first},{'0' * 32}": "is not a run in",
     }
     for arg, expected in cases.items():
-        refused = run_cli(arg, module="cifarlab.compare", cwd=tmp_path, check=False)
+        refused = run_cli(arg, command="compare", cwd=tmp_path, check=False)
         assert refused.returncode != 0
         (line,) = refused.stderr.strip().splitlines()
         assert line.startswith("cifarlab: error: runs=") and expected in line
@@ -133,7 +150,7 @@ def test_compare_refuses_in_one_line_without_opening_a_run(tmp_path):
     client = mlflow_client(tmp_path / "mlruns")
     bare = client.create_run(all_runs(tmp_path / "mlruns")[0].info.experiment_id).info.run_id
     client.set_terminated(bare)
-    refused = run_cli(f"runs={first},{bare}", module="cifarlab.compare", cwd=tmp_path, check=False)
+    refused = run_cli(f"runs={first},{bare}", command="compare", cwd=tmp_path, check=False)
     (line,) = refused.stderr.strip().splitlines()
     assert refused.returncode != 0 and "has no stored test predictions" in line
     assert not [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("compared_runs")]
@@ -147,8 +164,8 @@ def test_compare_a_sweeps_best_jobs(tmp_path):
     children = {r.info.run_id for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert len(children) == 2
 
-    run_cli(f"sweep={parent.info.run_id}", module="cifarlab.compare", cwd=tmp_path)
+    run_cli(f"sweep={parent.info.run_id}", command="compare", cwd=tmp_path)
     (compared,) = [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("compared_runs")]
     assert set(compared.data.tags["compared_runs"].split(",")) == children
-    refused = run_cli(f"sweep={parent.info.run_id}", "top=1", module="cifarlab.compare", cwd=tmp_path, check=False)
+    refused = run_cli(f"sweep={parent.info.run_id}", "top=1", command="compare", cwd=tmp_path, check=False)
     assert refused.returncode != 0 and refused.stderr.strip().startswith("cifarlab: error: top=1")

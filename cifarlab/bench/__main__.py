@@ -1,5 +1,0 @@
-import sys
-
-from cifarlab.bench.cli import main
-
-sys.exit(main())

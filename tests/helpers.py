@@ -1,0 +1,69 @@
+"""Helpers the tests share: tiny configs, the CLI in a subprocess, the MLflow store a test wrote.
+
+Imported as ``from helpers import ...`` (``tests/`` is on pytest's ``pythonpath``);
+fixtures stay in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO_ROOT.parent / "shared" / "data" / "cifar10-subset"
+
+# A run small enough for seconds on 2 cores: 4 classes of 16x16 images.
+TINY = [
+    "dataset=synthetic",
+    "model=mlp",
+    "model.hidden_units=[32]",
+    "augmentation=none",
+    "trainer.epochs=2",
+    "trainer.batch_size=32",
+]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, command: str | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m cifarlab [COMMAND] ARGS`` in ``cwd`` (so its mlruns/ lands there)."""
+    argv = [command, *args] if command else list(args)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifarlab", *argv],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"python -m cifarlab {' '.join(argv)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def mlflow_client(store_dir: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{store_dir / 'mlflow.db'}")
+
+
+def all_runs(store_dir: Path, experiment: str = "cifarlab") -> list:
+    client = mlflow_client(store_dir)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], max_results=1000)
