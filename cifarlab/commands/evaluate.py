@@ -118,7 +118,7 @@ def registered_run_id(client: Any, model_uri: str) -> str:
 def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
     """Config, source run and located model, all checked before TensorFlow is imported."""
     cfg = compose_config(args.overrides)
-    uri = tracking.tracking_uri(cfg)
+    uri = tracking.target_from_config(cfg).uri
     client = connect(uri)
     if args.model:  # a registered model: evaluate it on the data of the run that made it
         args.run = registered_run_id(client, args.model)
@@ -250,7 +250,10 @@ def evaluate(args: EvalArgs) -> EvalResult:
     )
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
     with tracking.open_run(
-        cfg, resume_run_id=None, run_name=run_name, tags=_tags(source_run, args, cfg)
+        tracking.target_from_config(cfg),
+        resume_run_id=None,
+        run_name=run_name,
+        tags=_tags(source_run, args, cfg),
     ) as recorder:
         recorder.log_params(_params(source_run, args, cfg))
         recorder.log_dataset(

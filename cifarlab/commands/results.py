@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
 from cifarlab.config.locations import experiments_dir
 from cifarlab.errors import CifarlabError
-from cifarlab.tracking import tracking_uri
+from cifarlab.tracking.target import resolve_uri
 
 PROG = "cifarlab results"
 
@@ -184,11 +184,7 @@ def render(results: list[PresetResult], notes: str = "") -> str:
 
 def store_uri(options: ResultsOptions) -> str:
     """``tracking_uri=``, else where training would store runs."""
-    if options.tracking_uri:
-        return str(options.tracking_uri)
-    return tracking_uri(
-        OmegaConf.create({"tracking": {"uri": None}, "paths": {"mlruns_dir": options.mlruns_dir}})
-    )
+    return resolve_uri(options.tracking_uri, options.mlruns_dir)
 
 
 def write_results(options: ResultsOptions) -> Path:

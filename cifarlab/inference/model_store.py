@@ -44,7 +44,7 @@ def first_line(err: BaseException) -> str:
 def resolve_tracking_uri(uri: str | None = None, mlruns_dir: str = "mlruns") -> str:
     """The store training used: ``uri``, else $MLFLOW_TRACKING_URI, else SQLite in ``mlruns_dir``."""
     cfg = OmegaConf.create({"tracking": {"uri": uri}, "paths": {"mlruns_dir": mlruns_dir}})
-    return tracking.tracking_uri(cfg)
+    return tracking.target_from_config(cfg).uri
 
 
 def connect(uri: str) -> Any:

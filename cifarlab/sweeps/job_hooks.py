@@ -53,7 +53,7 @@ def job_run_name(cfg: DictConfig) -> str | None:
 
 def finished_run(cfg: DictConfig, config_hash: str) -> Any | None:
     """A FINISHED (not pruned) run of this sweep's experiment with the same config hash, if any."""
-    uri = tracking.tracking_uri(cfg)
+    uri = tracking.target_from_config(cfg).uri
     client = _client(uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
@@ -101,7 +101,7 @@ def tag_job_run(cfg: DictConfig, run_id: str) -> None:
     """Once the job's run is open (new, or resumed from a job that died): tie it to this job and trial."""
     hydra_cfg = job.multirun_hydra()
     if hydra_cfg is not None and job.note_run(run_id):
-        _tag_job_run(run_id, tracking.tracking_uri(cfg), int(hydra_cfg.job.num))
+        _tag_job_run(run_id, tracking.target_from_config(cfg).uri, int(hydra_cfg.job.num))
 
 
 def job_callbacks(cfg: DictConfig) -> list:
@@ -109,7 +109,7 @@ def job_callbacks(cfg: DictConfig) -> list:
     trial = job.trial_id()
     if job.multirun_hydra() is None or trial is None:
         return []
-    uri = tracking.tracking_uri(cfg)
+    uri = tracking.target_from_config(cfg).uri
     run_id = _active_run_id()
 
     def on_prune(epoch: int) -> None:

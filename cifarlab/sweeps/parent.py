@@ -36,7 +36,7 @@ ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same inst
 
 
 def _client(config: DictConfig) -> MlflowClient:
-    return tracking.store_client(tracking.tracking_uri(config))
+    return tracking.store_client(tracking.target_from_config(config).uri)
 
 
 def _sweeper_name(config: DictConfig) -> str:
@@ -67,7 +67,9 @@ def open_parent(config: DictConfig, sweep_hash: str) -> str:
     Workers of one search started together may each find no parent and create one:
     then the first created wins, and the others delete theirs (before any job used it).
     """
-    experiment_id = tracking.prepare_experiment(config)  # raises CifarlabError for an unreachable server
+    experiment_id = tracking.prepare_experiment(
+        tracking.target_from_config(config)
+    )  # raises CifarlabError for an unreachable server
     client = _client(config)
     earlier = _parents(client, experiment_id, sweep_hash)
     if earlier:

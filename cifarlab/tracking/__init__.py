@@ -7,13 +7,13 @@ from cifarlab.tracking.identity import config_hash, flatten, git_commit
 from cifarlab.tracking.recorder import NullRecorder, RunRecorder, ServerGone, open_run
 from cifarlab.tracking.store import (
     check_server_reachable,
-    default_artifact_location,
     open_store,
     prepare_experiment,
     run_status,
     store_client,
-    tracking_uri,
+    target_from_config,
 )
+from cifarlab.tracking.target import TrackingTarget, resolve_target
 
 __all__ = [
     "NullRecorder",
@@ -21,7 +21,6 @@ __all__ = [
     "ServerGone",
     "check_server_reachable",
     "config_hash",
-    "default_artifact_location",
     "flatten",
     "git_commit",
     "open_run",
@@ -29,5 +28,7 @@ __all__ = [
     "prepare_experiment",
     "run_status",
     "store_client",
-    "tracking_uri",
+    "target_from_config",
+    "resolve_target",
+    "TrackingTarget",
 ]

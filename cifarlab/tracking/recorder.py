@@ -21,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from cifarlab.errors import CifarlabError
 from cifarlab.tracking.store import (
     bound_http_retries,
@@ -30,8 +28,8 @@ from cifarlab.tracking.store import (
     is_server,
     prepare_experiment,
     server_answers,
-    tracking_uri,
 )
+from cifarlab.tracking.target import TrackingTarget
 
 
 class NullRecorder:
@@ -184,7 +182,7 @@ class ServerGone(CifarlabError):
 
 @contextmanager
 def open_run(
-    cfg: DictConfig, *, resume_run_id: str | None, run_name: str | None, tags: Mapping[str, str]
+    target: TrackingTarget, *, resume_run_id: str | None, run_name: str | None, tags: Mapping[str, str]
 ) -> Iterator[NullRecorder]:
     """Start (or reopen) the run; end it FINISHED, or FAILED / KILLED with the error attached.
 
@@ -192,15 +190,15 @@ def open_run(
     ``cifarlab.runtime.interrupts``) end it before they propagate. A server that stops
     answering ends the process in one line instead, the run left for the rerun.
     """
-    if not cfg.tracking.enabled:
+    if not target.enabled:
         yield NullRecorder()
         return
     import mlflow  # deferred: see the module docstring
 
-    uri = tracking_uri(cfg)
+    uri = target.uri
     if is_server(uri):
         bound_http_retries()
-    experiment_id = prepare_experiment(cfg)
+    experiment_id = prepare_experiment(target)
     # MLflow samples every 10 s by default, so a short run would record no system metrics.
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
     run = mlflow.start_run(
@@ -208,7 +206,7 @@ def open_run(
         experiment_id=None if resume_run_id else experiment_id,
         run_name=None if resume_run_id else run_name,
         tags=None if resume_run_id else dict(tags),
-        log_system_metrics=bool(cfg.tracking.get("system_metrics", True)),
+        log_system_metrics=target.system_metrics,
     )
     recorder = RunRecorder(run.info.run_id)
     if resume_run_id:

@@ -16,23 +16,18 @@ from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.target import TrackingTarget, resolve_target
 
 
-def tracking_uri(cfg: DictConfig) -> str:
-    """``tracking.uri``, else $MLFLOW_TRACKING_URI, else SQLite under ``paths.mlruns_dir``."""
-    if cfg.tracking.get("uri"):
-        return str(cfg.tracking.uri)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    db = Path(cfg.paths.mlruns_dir).expanduser().resolve() / "mlflow.db"
-    return f"sqlite:///{db}"
-
-
-def default_artifact_location(cfg: DictConfig, uri: str) -> str | None:
-    """Local stores keep artifacts beside the database; a server decides for itself."""
-    if uri.startswith(("http://", "https://", "databricks")):
-        return None
-    return (Path(cfg.paths.mlruns_dir).expanduser().resolve() / "artifacts").as_uri()
+def target_from_config(cfg: DictConfig) -> TrackingTarget:
+    """The tracking target of a composed root config (``tracking.*`` and ``paths.mlruns_dir``)."""
+    return resolve_target(
+        cfg.tracking.get("uri"),
+        cfg.paths.mlruns_dir,
+        cfg.tracking.experiment,
+        enabled=bool(cfg.tracking.enabled),
+        system_metrics=bool(cfg.tracking.get("system_metrics", True)),
+    )
 
 
 def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -138,21 +133,21 @@ def store_client(uri: str):
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
-def prepare_experiment(cfg: DictConfig) -> str:
+def prepare_experiment(target: TrackingTarget) -> str:
     """Point MLflow at the store, create it and the experiment once, and return its id."""
     import mlflow
 
-    uri = tracking_uri(cfg)
+    uri = target.uri
     check_server_reachable(uri)
     open_store(uri)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    name = cfg.tracking.experiment
+    name = target.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=default_artifact_location(cfg, uri))
+        return client.create_experiment(name, artifact_location=target.artifact_location)
     except mlflow.exceptions.MlflowException:
         # Another process created it between our lookup and create.
         experiment = client.get_experiment_by_name(name)

@@ -37,7 +37,8 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
     chief = is_chief()
     if not chief:  # other workers train in lockstep but record nothing
         cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
-    uri = tracking.tracking_uri(cfg)
+    target = tracking.target_from_config(cfg)
+    uri = target.uri
     if cfg.tracking.enabled:
         tracking.check_server_reachable(uri)
     keras.backend.clear_session()  # a sweep runs many jobs in one process
@@ -54,7 +55,7 @@ def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
     with claimed_state(cfg.paths.state_dir, key, chief) as state:
         resume_id = _resumable_run(state, uri) if cfg.tracking.enabled else None
         tags = run_tags(cfg, key, hooks)
-        with tracking.open_run(cfg, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
+        with tracking.open_run(target, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
             state.remember(recorder.run_id)
             hooks.on_run_open(cfg, recorder.run_id)
             record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)

@@ -12,10 +12,8 @@ from helpers import TINY, all_runs, cli_env, mlflow_client
 OPEN_STORE = textwrap.dedent(
     """
     import sys
-    from omegaconf import OmegaConf
-    from cifarlab.tracking import prepare_experiment
-    cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "cifarlab"}, "paths": {"mlruns_dir": sys.argv[1]}})
-    print(prepare_experiment(cfg))
+    from cifarlab.tracking import prepare_experiment, resolve_target
+    print(prepare_experiment(resolve_target(None, sys.argv[1], "cifarlab")))
     """
 )
 
