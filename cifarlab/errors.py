@@ -21,3 +21,9 @@ class DataError(CifarlabError, FileNotFoundError):
 
 class UnsafePickleError(DataError):
     """A pickled batch tried to load something a CIFAR batch never contains."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line, for one-line error messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

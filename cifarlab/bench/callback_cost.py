@@ -11,30 +11,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import keras
-import mlflow
 from omegaconf import DictConfig
 
-from cifarlab.tracking.recorder import RunRecorder
-from cifarlab.training.callbacks import CallbackContext, MlflowMetricsLogger, build_callbacks
+from cifarlab import tracking
+from cifarlab.training.builders import CallbackContext, MlflowMetricsLogger, build_callbacks
 
 
 @contextmanager
-def scratch_run(store: Path) -> Iterator[str]:
-    """An active MLflow run (its id) in a SQLite store under ``store``; the previous tracking URI after."""
+def scratch_run(store: Path) -> Iterator[tracking.Recorder]:
+    """An open MLflow run (its recorder) in a SQLite store under ``store``, without system metrics."""
     store.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        exp = client.create_experiment("bench-callbacks", artifact_location=(store / "artifacts").as_uri())
-        run = mlflow.start_run(experiment_id=exp)
-        try:
-            yield run.info.run_id
-        finally:
-            mlflow.end_run()
-    finally:
-        mlflow.set_tracking_uri(previous)
+    target = tracking.resolve_target(
+        f"sqlite:///{store / 'mlflow.db'}", store, "bench-callbacks", system_metrics=False
+    )
+    with tracking.open_run(target, resume_run_id=None, run_name=None, tags={}) as recorder:
+        yield recorder
 
 
 def epoch_logs(epoch: int) -> dict[str, float]:
@@ -70,22 +61,22 @@ def time_epoch_ends(
 
 
 def callback_epoch_seconds(
-    cfg: DictConfig, model: keras.Model, images_per_epoch: int, epochs: int, workdir: Path
+    callbacks_node: DictConfig, model: keras.Model, images_per_epoch: int, epochs: int, workdir: Path
 ) -> dict[str, list[float]]:
     """Seconds of each per-epoch call of every default cifarlab callback, the MLflow logger into real SQLite.
 
-    The callbacks are built as a run builds them (``cfg.callbacks``). The first
+    The callbacks are built as a run builds them (from the plan's ``callbacks`` node). The first
     epoch (caches, first save) is not counted.
     """
     store = workdir / "callbacks"
-    with scratch_run(store) as run_id:
+    with scratch_run(store) as recorder:
         ctx = CallbackContext(
             checkpoint_dir=store / "checkpoints",
             backup_dir=store / "backup",
-            recorder=RunRecorder(run_id),
+            recorder=recorder,
             images_per_epoch=images_per_epoch,
         )
-        callbacks = build_callbacks(cfg.callbacks, ctx)
+        callbacks = build_callbacks(callbacks_node, ctx)
         if not any(isinstance(cb, MlflowMetricsLogger) for cb in callbacks):
             callbacks.append(MlflowMetricsLogger(ctx.recorder, images_per_epoch))
         return time_epoch_ends(callbacks, model, epochs)

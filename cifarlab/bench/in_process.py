@@ -21,7 +21,7 @@ from cifarlab.bench.switches import check_accuracy, switch_speedups
 from cifarlab.bench.variants import VariantSet, build_variants
 from cifarlab.config.compose import compose_config
 from cifarlab.data import DataSplits
-from cifarlab.training.builders import load_dataset
+from cifarlab.training.plan import assemble
 
 
 def record_data(data: DataSplits, batch_size: int, m: Measurements) -> None:
@@ -52,7 +52,7 @@ def record_callback_cost(plan: Plan, variants: VariantSet, workdir: Path, log: L
     log(f"callbacks and MLflow logger: {plan.mlflow_epochs} epochs into SQLite")
     images = len(variants.data.x_train)
     per_callback = callback_epoch_seconds(
-        variants.cfg, variants.default_model, images, plan.mlflow_epochs, workdir
+        variants.plan.callbacks, variants.default_model, images, plan.mlflow_epochs, workdir
     )
     seconds = per_callback["mlflow"]
     m.details["mlflow_log_seconds"] = {"median": finite_median(seconds), "max": max(seconds), "all": seconds}
@@ -64,8 +64,9 @@ def record_callback_cost(plan: Plan, variants: VariantSet, workdir: Path, log: L
 def in_process_stage(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: Measurements) -> None:
     """Every in-process measurement of ``plan`` into ``m``."""
     cfg = compose_config(overrides)
-    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
-    record_data(data, cfg.trainer.batch_size, m)
+    run_plan = assemble(cfg)
+    data = run_plan.data.load()
+    record_data(data, run_plan.trainer.batch_size, m)
     log("building cnn_bn and its variants")
     variants = build_variants(cfg, data, plan)
     flops = record_flops(variants.default_model, m)

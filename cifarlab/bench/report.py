@@ -15,7 +15,7 @@ from cifarlab.bench.plan import REQUIRED_KEYS, SWITCHES, TARGETS, Plan
 def met(key: str, value: float | None) -> bool | None:
     """Whether ``value`` meets the target of ``key``; None where it has none or the value is not a number."""
     op, target, _, _ = TARGETS[key]
-    if op is None or value is None or not math.isfinite(value):
+    if op is None or target is None or value is None or not math.isfinite(value):
         return None
     return {">=": value >= target, "<=": value <= target, "<": value < target, ">": value > target}[op]
 

@@ -21,14 +21,14 @@ def warm_up(variants: VariantSet, plan: Plan, log: Log) -> None:
     spe = plan.steps_per_execution
     for name, (model, ds) in variants.runs.items():
         log(f"warming up {name}")
-        fit_throughput(model, ds, spe, spe, variants.cfg.trainer.batch_size)
+        fit_throughput(model, ds, spe, spe, variants.plan.trainer.batch_size)
 
 
 def measure(variants: VariantSet, plan: Plan, name: str) -> float:
     """Training images per second of one variant (its fastest window of steps)."""
     model, ds = variants.runs[name]
     return fit_throughput(
-        model, ds, plan.warm_steps, plan.measure_steps, variants.cfg.trainer.batch_size, plan.window_steps
+        model, ds, plan.warm_steps, plan.measure_steps, variants.plan.trainer.batch_size, plan.window_steps
     )
 
 

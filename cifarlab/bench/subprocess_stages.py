@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
+from cifarlab import tracking
 from cifarlab.bench.measurements import Measurements, finite_median
 from cifarlab.bench.plan import Plan
 from cifarlab.bench.processes import cfg_job_seconds, run_command, run_worker
@@ -59,7 +58,7 @@ def threads_stage(plan: Plan, overrides: list[str], workdir: Path, log: Log, m: 
     for intra, inter in plan.thread_settings:
         key = f"intra{intra}_inter{inter}"
         speedups[key] = best[key] / best["intra0_inter0"]
-    chosen = max(speedups, key=speedups.get)
+    chosen = max(speedups, key=lambda name: speedups[name])
     m.details.setdefault("switches", {})["threads"] = {
         "speedup": speedups[chosen],
         "setting": f"tf.config.threading {chosen.replace('_', ' ')} (default: 0 0, one thread per core)",
@@ -78,7 +77,7 @@ def cifarlab_epochs(overrides: list[str], epochs: int, workdir: Path, timeout: f
     start = time.perf_counter()
     run_command([sys.executable, "-m", "cifarlab", *args], workdir, timeout)
     wall = time.perf_counter() - start
-    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    client = tracking.store_client(f"sqlite:///{store / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench")
     (run,) = client.search_runs([exp.experiment_id])
     history = sorted(

@@ -16,9 +16,9 @@ from cifarlab.bench.processes import report_worker_result
 from cifarlab.bench.throughput import fit_throughput
 from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
-from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
-from cifarlab.training.builders import build_model, load_dataset
+from cifarlab.training.builders import build_augmentation
+from cifarlab.training.plan import assemble
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -40,17 +40,17 @@ class EpochClock(keras.callbacks.Callback):
 
 def bare_fit(args: dict) -> dict:
     """A bare Keras fit: same model, split, batch, augmentation and validation data; no cifarlab callbacks."""
-    cfg = compose_config(args["overrides"])
-    t = cfg.trainer
+    plan = assemble(compose_config(args["overrides"]))
+    t = plan.trainer
     keras.utils.set_random_seed(t.seed)
-    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    data = plan.data.load()
+    model = plan.model.build(data.input_shape, data.num_classes)
     model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate=cfg.optimizer.lr),
+        optimizer=keras.optimizers.Nadam(learning_rate=plan.optimizer.lr),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    augment = build_augmentation(cfg.augmentation, seed=t.seed)
+    augment = build_augmentation(plan.augmentation, seed=t.seed)
     # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
     train_ds = train_dataset(
         data.x_train,
@@ -80,17 +80,17 @@ def threads(args: dict) -> dict:
     intra, inter = args["threads"]
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    cfg = compose_config(args["overrides"])
-    data = load_dataset(cfg.dataset, default_data_dir=cfg.paths.data_dir)
-    model = build_compiled(cfg, data, args["warm_steps"] + args["measure_steps"], 1)
-    dataset, _ = train_data(cfg, data)
+    plan = assemble(compose_config(args["overrides"]))
+    data = plan.data.load()
+    model = build_compiled(plan, data, args["warm_steps"] + args["measure_steps"], 1)
+    dataset, _ = train_data(plan, data)
     values = [
         fit_throughput(
             model,
             dataset,
             args["warm_steps"],
             args["measure_steps"],
-            cfg.trainer.batch_size,
+            plan.trainer.batch_size,
             args["window_steps"],
         )
         for _ in range(args["repeats"])

@@ -70,7 +70,7 @@ def input_parallelism_switch(
     else:  # a fixed count runs here: measure it against autotuning, like the default-on switches
         s = speedup(rounds, best, "default", "other_input_parallelism", default=True)
         s["setting"] = (
-            f"trainer.input_parallelism={variants.cfg.trainer.input_parallelism} ({calls} "
+            f"trainer.input_parallelism={variants.plan.trainer.input_parallelism} ({calls} "
             f"thread{'s' if calls > 1 else ''}), vs trainer.input_parallelism=autotune"
         )
     return s
@@ -145,7 +145,7 @@ def check_accuracy(
     log(f"accuracy check ({plan.accuracy_epochs} epochs each): {', '.join(checked)}, each on and off")
     measured = sorted({v for name in checked for v in variants.accuracy_pairs[name]})
     accuracy = {
-        v: short_accuracy(variants.snapshots[v], variants.configs[v], variants.data, plan.accuracy_epochs)
+        v: short_accuracy(variants.snapshots[v], variants.plans[v], variants.data, plan.accuracy_epochs)
         for v in measured
     }
     m.details["accuracy_check"] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -17,13 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from cifarlab.bench.plan import DEFAULT_ON, MACHINE_DECIDED, PRECISION_SWITCHES, Plan
 from cifarlab.bench.throughput import materialise
 from cifarlab.data import DataSplits
-from cifarlab.data.augment import build_augmentation
 from cifarlab.data.pipeline import map_calls, prefetch_size, resolve_input_parallelism, train_dataset
 from cifarlab.models.layers.dropout_choice import calibrate, calibration_enabled, resolve_fast_dropout
 from cifarlab.models.layers.swap import use_fast_dropout, use_fused_batchnorm
-from cifarlab.training.builders import build_model
+from cifarlab.training.builders import build_augmentation
 from cifarlab.training.compile import compile_model
 from cifarlab.training.evaluation import evaluate_model
+from cifarlab.training.plan import RunPlan, assemble
 from cifarlab.training.precision import apply_precision, global_policy, resolve_precision
 
 
@@ -52,43 +52,45 @@ def cached_train_dataset(
 
 def variant_cfg(cfg: DictConfig, **trainer: Any) -> DictConfig:
     """``cfg`` with some ``trainer`` settings changed: one speed switch's variant."""
-    return OmegaConf.merge(cfg, {"trainer": trainer})
+    return cast(DictConfig, OmegaConf.merge(cfg, {"trainer": trainer}))
 
 
-def build_compiled(cfg: DictConfig, data: DataSplits, steps_per_epoch: int, epochs: int) -> keras.Model:
+def build_compiled(plan: RunPlan, data: DataSplits, steps_per_epoch: int, epochs: int) -> keras.Model:
     """cnn_bn as a cifarlab run builds and compiles it (precision, jit_compile, steps_per_execution)."""
-    precision = resolve_precision(cfg.trainer.precision)
-    keras.utils.set_random_seed(cfg.trainer.seed)
+    t = plan.trainer
+    precision = resolve_precision(t.precision)
+    keras.utils.set_random_seed(t.seed)
     keras.mixed_precision.set_dtype_policy(global_policy(precision))
     try:
-        model = build_model(cfg.model, data.input_shape, data.num_classes)
-        if cfg.trainer.fused_batchnorm:
+        model = plan.model.build(data.input_shape, data.num_classes)
+        if t.fused_batchnorm:
             model = use_fused_batchnorm(model)
-        if resolve_fast_dropout(cfg.trainer.fast_dropout):
+        if resolve_fast_dropout(t.fast_dropout):
             model = use_fast_dropout(model)
         model = apply_precision(model, precision)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    compile_model(model, cfg, steps_per_epoch, epochs)
+    compile_model(model, plan, steps_per_epoch, epochs)
     return model
 
 
 def train_data(
-    cfg: DictConfig, data: DataSplits, parallel_calls: int | None | str = "config"
-) -> tuple[tf.data.Dataset, Callable]:
+    plan: RunPlan, data: DataSplits, parallel_calls: int | None | str = "config"
+) -> tuple[tf.data.Dataset, Callable | None]:
     """cifarlab's training pipeline (repeated) and its augmentation, with the run's
     ``trainer.input_parallelism`` unless ``parallel_calls`` is given."""
-    if parallel_calls == "config":
-        parallel_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
-    augment = build_augmentation(cfg.augmentation, seed=cfg.trainer.seed)
+    t = plan.trainer
+    calls = resolve_input_parallelism(t.input_parallelism) if parallel_calls == "config" else parallel_calls
+    assert not isinstance(calls, str), f"parallel_calls={calls!r}: a number, None or 'config'"
+    augment = build_augmentation(plan.augmentation, seed=t.seed)
     return train_dataset(
         data.x_train,
         data.y_train,
-        cfg.trainer.batch_size,
+        t.batch_size,
         augment,
-        seed=cfg.trainer.seed,
+        seed=t.seed,
         repeat=True,
-        parallel_calls=parallel_calls,
+        parallel_calls=calls,
     ), augment
 
 
@@ -108,17 +110,20 @@ class Snapshot:
         return self.model
 
 
-def short_accuracy(snapshot: Snapshot, cfg: DictConfig, data: DataSplits, epochs: int) -> dict[str, float]:
+def short_accuracy(snapshot: Snapshot, plan: RunPlan, data: DataSplits, epochs: int) -> dict[str, float]:
     """Accuracy after ``epochs`` epochs from the snapshot, the same data order for every variant.
 
     Full batches only, from the same pipeline as the timing, so an XLA model meets no new shape.
     """
+    t = plan.trainer
     model = snapshot.restore()
-    keras.utils.set_random_seed(cfg.trainer.seed)
-    dataset, _ = train_data(cfg, data)
-    steps = max(1, len(data.x_train) // cfg.trainer.batch_size)
+    keras.utils.set_random_seed(t.seed)
+    dataset, _ = train_data(plan, data)
+    steps = max(1, len(data.x_train) // t.batch_size)
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False).history
-    _, test_accuracy, _ = evaluate_model(model, data, cfg.trainer)
+    _, test_accuracy, _ = evaluate_model(
+        model, data, t.eval_batch_size, flip=t.test_time_flip, shift=t.test_time_shift
+    )
     return {
         "train_accuracy": float(history["accuracy"][-1]),
         "train_loss": float(history["loss"][-1]),
@@ -160,13 +165,13 @@ def accuracy_pairs(resolved: str) -> dict[str, tuple[str, str]]:
 class VariantSet:
     """Every model and input pipeline the in-process stage times."""
 
-    cfg: DictConfig
+    plan: RunPlan  # the default variant's
     data: DataSplits
     precision: str  # what trainer.precision resolves to here
     fast_dropout: bool  # what trainer.fast_dropout resolves to here
     fast_dropout_calibration: dict | None  # the calibration behind it (None: not auto, or calibration off)
     input_calls: int | None  # what trainer.input_parallelism resolves to (None: tf.data autotuning)
-    configs: dict[str, DictConfig]
+    plans: dict[str, RunPlan]  # variant name -> its run plan
     accuracy_pairs: dict[str, tuple[str, str]]
     snapshots: dict[str, Snapshot]  # the variants of the accuracy check, before any timing
     runs: dict[str, tuple[keras.Model, tf.data.Dataset]]  # measured name -> (model, dataset)
@@ -177,15 +182,16 @@ class VariantSet:
 
 
 def variant_runs(
-    cfg: DictConfig, data: DataSplits, models: dict[str, keras.Model], steps: int, input_calls: int | None
+    plan: RunPlan, data: DataSplits, models: dict[str, keras.Model], steps: int, input_calls: int | None
 ) -> dict[str, tuple[keras.Model, tf.data.Dataset]]:
     """Measured name -> (model, dataset): the default model on each input pipeline, each variant on the pipeline."""
-    pipeline, augment = train_data(cfg, data)
+    pipeline, augment = train_data(plan, data)
+    assert augment is not None, "the bench measures an augmented pipeline"
     cached = cached_train_dataset(
-        data.x_train, data.y_train, cfg.trainer.batch_size, augment, cfg.trainer.seed, input_calls
+        data.x_train, data.y_train, plan.trainer.batch_size, augment, plan.trainer.seed, input_calls
     )
     # The other input_parallelism: tf.data autotuning where the default is a fixed count, and back.
-    other_input, _ = train_data(cfg, data, parallel_calls=None if input_calls is not None else 1)
+    other_input, _ = train_data(plan, data, parallel_calls=None if input_calls is not None else 1)
     default = models["default"]
     return {
         "pipeline": (default, pipeline),
@@ -203,20 +209,23 @@ def build_variants(cfg: DictConfig, data: DataSplits, plan: Plan) -> VariantSet:
     calibration = calibrate() if setting == "auto" and calibration_enabled() else None
     cfg = variant_cfg(cfg, fast_dropout=resolve_fast_dropout(setting))
     steps = plan.warm_steps + plan.measure_steps
-    configs = variant_configs(cfg, plan.steps_per_execution, resolved)
-    models = {name: build_compiled(c, data, steps, 1) for name, c in configs.items()}
+    plans = {
+        name: assemble(c) for name, c in variant_configs(cfg, plan.steps_per_execution, resolved).items()
+    }
+    models = {name: build_compiled(p, data, steps, 1) for name, p in plans.items()}
     pairs = accuracy_pairs(resolved)
     snapshots = {v: Snapshot(models[v]) for pair in pairs.values() for v in pair}
-    input_calls = resolve_input_parallelism(cfg.trainer.input_parallelism)
+    default = plans["default"]
+    input_calls = resolve_input_parallelism(default.trainer.input_parallelism)
     return VariantSet(
-        cfg=cfg,
+        plan=default,
         data=data,
         precision=resolved,
-        fast_dropout=bool(cfg.trainer.fast_dropout),
+        fast_dropout=bool(default.trainer.fast_dropout),
         fast_dropout_calibration=calibration,
         input_calls=input_calls,
-        configs=configs,
+        plans=plans,
         accuracy_pairs=pairs,
         snapshots=snapshots,
-        runs=variant_runs(cfg, data, models, steps, input_calls),
+        runs=variant_runs(default, data, models, steps, input_calls),
     )

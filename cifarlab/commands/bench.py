@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 from omegaconf import OmegaConf
 
@@ -71,7 +71,7 @@ def translate_legacy(argv: Sequence[str]) -> list[str]:
 def parse_bench_args(argv: Sequence[str]) -> BenchOptions:
     """The command line (key=value, or the legacy flags) as checked options; CifarlabError in one line if wrong."""
     cfg, _ = parse_options(BenchOptions, translate_legacy(argv), prog=PROG, example=EXAMPLE)
-    options = OmegaConf.to_object(cfg)
+    options = cast(BenchOptions, OmegaConf.to_object(cfg))
     if options.data_dir is not None and not options.synthetic and not Path(options.data_dir).is_dir():
         raise CifarlabError(f"data_dir={options.data_dir} is not a folder")
     return options

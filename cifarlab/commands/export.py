@@ -12,23 +12,16 @@ checked before TensorFlow is imported, so mistakes fail fast in one line.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from omegaconf import DictConfig
-
-from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
-from cifarlab.errors import CifarlabError
-from cifarlab.inference.formats import check_format, check_out, export_model
-from cifarlab.inference.labels import parse_class_names
-from cifarlab.inference.loading import load_source
-from cifarlab.inference.model_store import PathsOptions, TrackingOptions, resolve_tracking_uri
-from cifarlab.inference.source import check_one_source, locate_model
+from cifarlab.config.arguments import run_command
+from cifarlab.inference.deploy import check_options, export
+from cifarlab.inference.store_options import PathsOptions, TrackingOptions
 
 PROG = "cifarlab export"
+EXAMPLE = "run=<run id> format=litert out=model.tflite"
 
 
 @dataclass
@@ -43,45 +36,15 @@ class ExportConfig:
     paths: PathsOptions = field(default_factory=PathsOptions)
 
 
-def validate(cfg: DictConfig) -> Path:
-    """Check the options (no TensorFlow); returns where the export goes."""
-    check_format(cfg.format)
-    check_one_source(cfg.run, cfg.checkpoint, cfg.model)
-    return check_out(cfg.format, cfg.out)
-
-
-def run(cfg: DictConfig, out: Path) -> Path:
-    """Locate and load the model, export it, and say what was written."""
-    uri = resolve_tracking_uri(cfg.tracking.uri, cfg.paths.mlruns_dir)
-    source = locate_model(
-        cfg.run, cfg.checkpoint, cfg.model, class_names=parse_class_names(cfg.class_names), tracking_uri=uri
-    )
-    model, warnings = load_source(source)  # imports TensorFlow
-    for line in warnings:
-        print(f"cifarlab: warning: {line}", file=sys.stderr, flush=True)
-    export_model(model, cfg.format, out)
-    height, width, channels = model.input_shape
-    print(f"cifarlab: {model.description} exported as {cfg.format} to {out}", flush=True)
-    print(
-        f"cifarlab: input 'images' uint8 (batch, {height}, {width}, {channels}); "
-        f"output: probabilities of {', '.join(model.class_names)}",
-        flush=True,
-    )
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(usage(ExportConfig, __doc__))
-        return
-    try:
-        cfg = parse_options(
-            ExportConfig, argv, prog=PROG, example="run=<run id> format=litert out=model.tflite"
-        )[0]
-        run(cfg, validate(cfg))
-    except CifarlabError as err:
-        exit_with_error("cifarlab", err)
+    run_command(
+        ExportConfig,
+        __doc__,
+        argv,
+        prog=PROG,
+        example=EXAMPLE,
+        run=lambda cfg, _: export(cfg, check_options(cfg)),
+    )
 
 
 if __name__ == "__main__":

@@ -13,20 +13,15 @@ Options are ``key=value``, listed with their defaults by ``--help``; the store i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
-
-from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
-from cifarlab.config.locations import experiments_dir
-from cifarlab.errors import CifarlabError
-from cifarlab.tracking.target import resolve_uri
+from cifarlab.config.arguments import run_command
+from cifarlab.reports.results_table import write_results
 
 PROG = "cifarlab results"
+EXAMPLE = "output=experiments/RESULTS.md"
 
 
 @dataclass
@@ -37,177 +32,15 @@ class ResultsOptions:
     mlruns_dir: str = "mlruns"
 
 
-@dataclass
-class PresetResult:
-    preset: str
-    dataset: str
-    model: str
-    claim_accuracy: float | None
-    claim_metric: str
-    claim_epochs: object
-    measured: float | None
-    measured_metric: str
-    epochs_run: int | None
-    recipe_epochs: object
-    data: str
-    hardware: str
-    train_seconds: float | None
-    run_id: str | None
-    note: str
-
-
-def _preset_claims() -> dict[str, dict]:
-    claims = {}
-    for path in sorted(experiments_dir().glob("*.yaml")):
-        node = OmegaConf.to_container(OmegaConf.load(path))
-        defaults = {k: v for d in node.get("defaults", []) if isinstance(d, dict) for k, v in d.items()}
-        claims[path.stem] = {
-            "claim": node.get("claim", {}),
-            "dataset": defaults.get("override /dataset", "?"),
-            "model": defaults.get("override /model", "?"),
-            "epochs": (node.get("trainer") or {}).get("epochs"),
-        }
-    return claims
-
-
-def _data_label(params: dict[str, str]) -> str:
-    data_dir = params.get("dataset.data_dir") or ""
-    limit = float(params.get("dataset.limit_fraction", "1.0") or 1.0)
-    label = (
-        "real 5k CIFAR-10 subset"
-        if "cifar10-subset" in data_dir
-        else f"full {params.get('dataset.name', '?')}"
-    )
-    return label if limit >= 1.0 else f"{label} x {limit:g}"
-
-
-def _train_seconds(client, run) -> float | None:
-    history = client.get_metric_history(run.info.run_id, "epoch_seconds")
-    if history:
-        return sum(m.value for m in history)
-    if run.info.end_time and run.info.start_time:
-        return (run.info.end_time - run.info.start_time) / 1000
-    return None
-
-
-def newest_preset_run(client, experiment_id: str | None, preset: str):
-    """The newest FINISHED run tagged with ``preset`` (debug runs other than debug=limit left out), or None."""
-    if experiment_id is None:
-        return None
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.preset = '{preset}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=20,
-    )
-    runs = [r for r in runs if r.data.tags.get("debug") in (None, "", "None", "limit")]
-    return runs[0] if runs else None
-
-
-def preset_result(client, preset: str, info: dict, run) -> PresetResult:
-    """One table row: the preset's claim beside what ``run`` measured (``run`` may be None)."""
-    claim = info["claim"] or {}
-    metric = claim.get("metric") or "test/accuracy"
-    params = run.data.params if run else {}
-    metrics = run.data.metrics if run else {}
-    measured_metric = "val/best_accuracy" if metric == "val/accuracy" else metric
-    return PresetResult(
-        preset=preset,
-        dataset=info["dataset"],
-        model=info["model"],
-        claim_accuracy=claim.get("accuracy"),
-        claim_metric=metric,
-        claim_epochs=claim.get("epochs"),
-        measured=metrics.get(measured_metric, metrics.get(metric)),
-        measured_metric=metric,
-        epochs_run=int(metrics["epochs_run"]) if "epochs_run" in metrics else None,
-        recipe_epochs=info["epochs"],
-        data=_data_label(params) if run else "",
-        hardware=run.data.tags.get("hardware", "") if run else "",
-        train_seconds=_train_seconds(client, run) if run else None,
-        run_id=run.info.run_id if run else None,
-        note=run.data.tags.get("note", "") if run else "not run yet",
-    )
-
-
-def collect(uri: str, experiment: str) -> list[PresetResult]:
-    """One row per preset in ``experiments/``, from the store at ``uri``."""
-    from mlflow import MlflowClient  # mlflow takes a second to import: not for --help or a bad key
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp is not None else None
-    return [
-        preset_result(client, preset, info, newest_preset_run(client, experiment_id, preset))
-        for preset, info in _preset_claims().items()
-    ]
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def hand_written_notes(previous: str) -> str:
-    """What a previous RESULTS.md holds after its generated table (blank lines around it dropped)."""
-    lines = previous.splitlines(keepends=True)
-    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
-    if not rows:
-        return ""
-    end = rows[0]
-    while end < len(lines) and lines[end].startswith("|"):  # the generated table: the first block of rows
-        end += 1
-    after = "".join(lines[end:])
-    return after.strip("\n") + "\n" if after.strip() else ""
-
-
-def render(results: list[PresetResult], notes: str = "") -> str:
-    lines = [
-        "# Results of the experiment presets",
-        "",
-        "Written by `python -m cifarlab results` from the MLflow store; each row is the newest",
-        "finished run of the preset. Accuracy is on the test split unless the metric says",
-        "otherwise. Epochs: run / recipe.",
-        "",
-        "| preset | model | published | measured | metric | epochs | data | hardware | train time | note | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        epochs = f"{r.epochs_run if r.epochs_run is not None else '—'} / {r.recipe_epochs or '—'}"
-        seconds = "—" if r.train_seconds is None else f"{r.train_seconds:.0f} s"
-        lines.append(
-            f"| `{r.preset}` | {r.model} | {_pct(r.claim_accuracy)} | {_pct(r.measured)} | {r.claim_metric} "
-            f"| {epochs} | {r.data} | {r.hardware} | {seconds} | {r.note} | {(r.run_id or '—')[:8]} |"
-        )
-    table = "\n".join(lines) + "\n"
-    return f"{table}\n{notes}" if notes else table
-
-
-def store_uri(options: ResultsOptions) -> str:
-    """``tracking_uri=``, else where training would store runs."""
-    return resolve_uri(options.tracking_uri, options.mlruns_dir)
-
-
-def write_results(options: ResultsOptions) -> Path:
-    """Rebuild the table in ``output`` (keeping the notes under it) and print it."""
-    output = Path(options.output or experiments_dir() / "RESULTS.md")
-    results = collect(store_uri(options), options.experiment)
-    notes = hand_written_notes(output.read_text(encoding="utf-8")) if output.exists() else ""
-    output.write_text(render(results, notes), encoding="utf-8")
-    print(render(results))
-    print(f"cifarlab: wrote {output}")
-    return output
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(usage(ResultsOptions, __doc__))
-        return
-    try:
-        options, _ = parse_options(ResultsOptions, argv, prog=PROG, example="output=experiments/RESULTS.md")
-        write_results(options)  # type: ignore[arg-type]
-    except CifarlabError as err:
-        exit_with_error("cifarlab", err)
+    run_command(
+        ResultsOptions,
+        __doc__,
+        argv,
+        prog=PROG,
+        example=EXAMPLE,
+        run=lambda options, _: write_results(options),
+    )
 
 
 if __name__ == "__main__":

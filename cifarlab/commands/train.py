@@ -36,9 +36,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         validate(cfg)
         # Deferred: TensorFlow is imported only once the config is valid.
         from cifarlab.sweeps.job_hooks import job_hooks
+        from cifarlab.training.plan import assemble
         from cifarlab.training.run import train
 
-        return train(cfg, hooks=_with_command_line(job_hooks(cfg))).objective
+        return train(assemble(cfg), hooks=_with_command_line(job_hooks(cfg))).objective
     except CifarlabError as err:
         # A pruned sweep job ended as planned (run_status FINISHED): a note, not an error.
         label = "" if getattr(err, "run_status", None) == "FINISHED" else "error: "

@@ -12,32 +12,17 @@ on one machine the default SQLite study works. See the README (searches).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from cifarlab.config.arguments import exit_with_error, parse_options, usage, wants_help
-from cifarlab.errors import CifarlabError
-from cifarlab.sweeps.worker_array import WorkerOptions, start_workers
+from cifarlab.config.arguments import run_command
+from cifarlab.sweeps.worker_array import WorkerOptions, run_workers
 
 PROG = "cifarlab workers"
+EXAMPLE = "workers=4 hparams_search=mlp_optuna"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print(usage(WorkerOptions, __doc__))
-        return
-    try:
-        options, overrides = parse_options(
-            WorkerOptions, argv, prog=PROG, example="workers=4 hparams_search=mlp_optuna", pass_through=True
-        )
-        codes = start_workers(options, overrides)
-    except CifarlabError as err:
-        exit_with_error("cifarlab", err)
-    if any(codes):
-        exit_with_error(
-            "cifarlab", CifarlabError(f"{sum(1 for c in codes if c)} worker(s) failed; see their logs")
-        )
+    run_command(WorkerOptions, __doc__, argv, prog=PROG, example=EXAMPLE, run=run_workers, pass_through=True)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """``key=value`` arguments for cifarlab's entry points, parsed and explained one way.
 
-Each entry point (predict, evaluate, results, bench) describes its options as a
-dataclass; ``parse_options`` turns ``argv`` into that typed config, and
-``usage`` prints the same ``--help`` shape for all of them: the module's
-docstring, then every option with its default. The training CLI is Hydra's and
-takes the same ``key=value`` form.
+Each entry point (predict, evaluate, compare, export, results, workers, bench)
+describes its options as a dataclass; ``parse_options`` turns ``argv`` into that
+typed config, and ``usage`` prints the same ``--help`` shape for all of them: the
+module's docstring, then every option with its default. ``run_command`` is the
+``main`` they share: help, parse, run, and a ``CifarlabError`` as one line. The
+training CLI is Hydra's and takes the same ``key=value`` form.
 """
 
 from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -88,3 +89,27 @@ def exit_with_error(prog: str, err: Exception, code: int = 1) -> None:
     """The one-line error every entry point ends with."""
     print(f"{prog}: error: {err}", file=sys.stderr)
     sys.exit(code)
+
+
+def run_command(
+    schema: type,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    example: str,
+    run: Callable[[DictConfig, list[str]], object],
+    pass_through: bool = False,
+) -> None:
+    """An entry point's ``main``: ``--help`` prints ``usage``; otherwise ``argv`` (default: the command
+    line) is parsed into ``schema`` and ``run(options, other arguments)`` called. A ``CifarlabError``
+    from either ends the process with one line and exit status 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(args):
+        print(usage(schema, doc or ""))
+        return
+    try:
+        options, rest = parse_options(schema, args, prog=prog, example=example, pass_through=pass_through)
+        run(options, rest)
+    except CifarlabError as err:
+        exit_with_error("cifarlab", err)

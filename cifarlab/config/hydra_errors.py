@@ -45,12 +45,13 @@ def describe_hydra_error(err: HydraException) -> str:
 
 
 def _missing_option(err: MissingConfigException) -> str:
-    group, _, value = err.missing_cfg_file.rpartition("/")
-    close = difflib.get_close_matches(value, err.options, n=1)
+    group, _, value = (err.missing_cfg_file or "").rpartition("/")
+    options = list(err.options or [])
+    close = difflib.get_close_matches(value, options, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (
         f"{group}={value!r} is not an option of config group '{group}'; "
-        f"{hint}choose one of: {', '.join(sorted(err.options))}"
+        f"{hint}choose one of: {', '.join(sorted(options))}"
     )
 
 

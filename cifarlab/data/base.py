@@ -81,7 +81,8 @@ def check_raw(raw: RawData, source: str) -> RawData:
         raise DataError(
             f"{source}: train images are {splits[0].shape[1:]} but test images are {splits[2].shape[1:]}"
         )
-    return RawData(*splits, [str(c) for c in raw.class_names])
+    x_train, y_train, x_test, y_test = splits
+    return RawData(x_train, y_train, x_test, y_test, [str(c) for c in raw.class_names])
 
 
 def check_trainable(raw: RawData, data_dir: Path) -> RawData:

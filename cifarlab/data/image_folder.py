@@ -39,8 +39,8 @@ def _load_image(path: Path, size: int, mode: str) -> np.ndarray:
     from PIL import Image  # only this loader needs Pillow
 
     try:
-        with Image.open(path) as img:
-            img = img.convert(mode)  # a GIF gives its first frame
+        with Image.open(path) as opened:
+            img = opened.convert(mode)  # a GIF gives its first frame
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cifarlab.inference.model_store import download_run_artifact
 from cifarlab.models.class_names import load_class_names
+from cifarlab.tracking.queries import download_run_artifact
 
 CONFUSION_CSV = "reports/confusion_matrix.csv"
 

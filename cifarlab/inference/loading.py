@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarlab.errors import CifarlabError
-from cifarlab.inference.model_store import first_line
+from cifarlab.errors import CifarlabError, first_line
 from cifarlab.inference.source import ModelSource, locate_model, unreadable_checkpoint
 
 

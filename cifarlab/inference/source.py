@@ -1,8 +1,8 @@
 """Which model to use: a run's logged model, a ``.keras`` checkpoint or a ``models:/`` URI.
 
-``locate_model`` finds it and its class names by talking to MLflow only, with
-no TensorFlow, so a wrong run id or path fails in a second; ``loading`` then
-loads it. MLflow is imported inside the functions that query it, for the same reason.
+``locate_model`` finds it and its class names by asking the store only
+(``cifarlab.tracking``), with no TensorFlow, so a wrong run id or path fails in a
+second; ``loading`` then loads it.
 """
 
 from __future__ import annotations
@@ -15,20 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import CifarlabError, ConfigError
+from cifarlab.errors import CifarlabError, ConfigError, first_line
 from cifarlab.inference.labels import as_names, checkpoint_class_names, run_class_names
-from cifarlab.inference.model_store import (
-    RUN_ID,
-    connect,
-    download_run_artifact,
-    first_line,
-    get_run,
-    resolve_tracking_uri,
-)
 from cifarlab.models.class_names import class_names_path, load_class_names
+from cifarlab.tracking import queries
+from cifarlab.tracking.registry import MODEL_NAME
+from cifarlab.tracking.store import connect
+from cifarlab.tracking.target import resolve_uri
 
 CHECKPOINT_SUFFIXES = (".keras", ".h5")
-MODEL_NAME = "model"  # the name training logs the model under
+DEFAULT_MLRUNS_DIR = "mlruns"  # where training keeps its store when nothing else is said
 RUN_CHECKPOINT = "checkpoints/best.keras"
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
 URI_HELP = (
@@ -114,7 +110,7 @@ def locate_model(
             checkpoint_run_id(path),
             f"checkpoint {path}",
         )
-    client = connect(tracking_uri or resolve_tracking_uri())
+    client = connect(tracking_uri or resolve_uri(None, DEFAULT_MLRUNS_DIR))
     if which == "run":
         return run_source(client, str(run), names)
     return uri_source(str(model_uri), names)
@@ -127,18 +123,16 @@ def checkpoint_run_id(path: Path) -> str | None:
         len(parts) >= 4
         and parts[-2] == "checkpoints"
         and parts[-3] == "artifacts"
-        and RUN_ID.match(parts[-4])
+        and queries.RUN_ID.match(parts[-4])
     ):
         return parts[-4]
     return None
 
 
 def model_info(uri: str, key: str) -> Any:
-    """``mlflow.models.get_model_info`` with its failure as one line naming ``key``."""
-    import mlflow
-
+    """The logged model's info (``cifarlab.tracking.queries.model_info``), its failure one line naming ``key``."""
     try:
-        return mlflow.models.get_model_info(uri)
+        return queries.model_info(uri)
     except Exception as err:  # MlflowException, OSError: the URI does not lead to a model
         raise ConfigError(
             key, uri, URI_HELP, problem=f"is not a loadable model ({first_line(err)})"
@@ -147,7 +141,7 @@ def model_info(uri: str, key: str) -> Any:
 
 def run_source(client: Any, run_id: str, class_names: list[str] | None) -> ModelSource:
     """The run's logged model, else its ``checkpoints/best.keras`` artifact."""
-    run = get_run(client, run_id)
+    run = queries.get_run(client, run_id)
     uri = f"runs:/{run_id}/{MODEL_NAME}"
     try:
         info = model_info(uri, "run")
@@ -171,10 +165,10 @@ def run_source(client: Any, run_id: str, class_names: list[str] | None) -> Model
 def download_run_checkpoint(run_id: str) -> Path | None:
     """The run's best checkpoint, with the class names saved beside it when there are any."""
     folder = tempfile.mkdtemp()
-    local = download_run_artifact(run_id, RUN_CHECKPOINT, folder)
+    local = queries.download_run_artifact(run_id, RUN_CHECKPOINT, folder)
     if local is not None:
         names_file = class_names_path(Path(RUN_CHECKPOINT))
-        download_run_artifact(run_id, names_file.as_posix(), folder)
+        queries.download_run_artifact(run_id, names_file.as_posix(), folder)
     return local
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any, cast
 
 import keras
 from keras import layers, ops
@@ -56,7 +57,7 @@ def _backbone(cfg: DictConfig, size: int) -> keras.Model:
     if name not in available:
         raise ConfigError("model.backbone", name, f"choose one of: {', '.join(sorted(available))}")
     args = cfg.get("backbone_args")
-    extra = OmegaConf.to_container(args, resolve=True) if args else {}
+    extra = cast(dict[str, Any], OmegaConf.to_container(args, resolve=True)) if args else {}
     try:
         return available[name](
             include_top=False,

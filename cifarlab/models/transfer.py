@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import mlflow.keras
 
 from cifarlab.errors import ConfigError
+from cifarlab.tracking.models import load_logged_keras_model
 
 HEAD_LAYERS = ("logits", "probabilities")
 FREEZE_CHOICES = ("none", "backbone")
@@ -30,11 +30,10 @@ class TransferReport:
 def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
     """A trained model from a ``.keras`` file, ``runs:/<id>[/model]`` or ``models:/...``."""
     if uri.startswith(("runs:/", "models:/")):
-        mlflow.set_tracking_uri(tracking_uri)
         if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
             uri = f"{uri.rstrip('/')}/model"
         try:
-            return mlflow.keras.load_model(uri)
+            return load_logged_keras_model(uri, tracking_uri)
         except Exception as err:  # MLflow raises several types for a missing run or model
             raise ConfigError(
                 "model.init_from",

@@ -3,11 +3,18 @@
 Pure numpy + sklearn.metrics + matplotlib (no pyplot, no TensorFlow). ``write_reports``
 writes them all for one evaluation; the pieces are importable from here too.
 
-  inputs     checks on labels and probabilities
-  confusion  counts, normalisation, orientation, CSV, most confused pairs
-  tables     per-class precision / recall / F1 (markdown and MLflow metrics)
-  figures    confusion matrix, training curves, prediction grid, sample images
-  writer     write_reports: every file above into one folder
+  inputs         checks on labels and probabilities
+  confusion      counts, normalisation, orientation, CSV, most confused pairs
+  tables         per-class precision / recall / F1 (markdown and MLflow metrics)
+  figures        confusion matrix, training curves, prediction grid, sample images
+  calibration    expected calibration error and the reliability diagram
+  writer         write_reports: every file above into one folder
+  comparison     two runs' predictions compared: Wilson intervals, McNemar, deltas
+  leaderboard    a sweep's jobs ranked, and grouped by config over seeds (CSV, markdown)
+  sweep_figures  a sweep's validation curves and objective against each swept parameter
+
+Two modules read the store (through ``cifarlab.tracking``) and are not imported here:
+``compare_runs`` (``cifarlab compare``) and ``results_table`` (``cifarlab results``).
 """
 
 from cifarlab.reports.calibration import Calibration, calibration, reliability_figure

@@ -14,9 +14,8 @@ def class_indices(y: Sequence[int] | np.ndarray, num_classes: int, name: str) ->
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError(f"{name} must hold integer class indices")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not np.all(np.equal(np.mod(arr, 1), 0)):
+        raise ValueError(f"{name} must hold integer class indices")
     arr = arr.astype(np.int64)
     bad = (arr < 0) | (arr >= num_classes)
     if bad.any():

@@ -26,7 +26,7 @@ from cifarlab.reports.confusion import (
     write_confusion_csv,
 )
 from cifarlab.reports.figures import (
-    DPI,  # noqa: F401  (imported from here by cifarlab/predict.py)
+    DPI,  # noqa: F401  (imported from here by cifarlab.inference.grid)
     confusion_matrix_figure,
     prediction_grid_figure,
     sample_images_figure,

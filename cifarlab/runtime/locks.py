@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from types import ModuleType
+
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no flock; a store there is opened by one process at a time

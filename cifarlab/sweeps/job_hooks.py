@@ -1,20 +1,24 @@
 """What one sweep job asks of its sweep, as the ``RunHooks`` the CLI hands to ``train``.
 
+The job learns its sweep from the sweep's ``SweepTicket`` and notes what becomes
+of it in its ``JobReport`` (``cifarlab.sweeps.contract``):
+
 - ``parent_run_id``: the sweep's parent MLflow run, to nest the job's run under;
-- ``finished_run``: an earlier FINISHED run of the same config, which the job then skips;
-- ``job_callbacks``: Keras callbacks the job adds (Optuna pruning), and the tags
-  that tie its run to the sweep (job number, Optuna trial);
-- ``job_run_name``: the run's name, from the overrides the sweep varies
+- ``finished_run``: an earlier FINISHED run of the same config, which the job then
+  skips (noted: skipped, and the run it reuses);
+- ``on_run_open``: tags that tie the job's run to the sweep (job number, worker,
+  Optuna trial) once it is open (noted: the job's run);
+- ``callbacks``: Keras callbacks the job adds (Optuna pruning; noted: pruned);
+- ``run_name``: the run's name, from the overrides the sweep varies
   (``mlp-synthetic optimizer=adam``), so its jobs can be told apart.
 
-Outside a sweep, or with tracking off, a run gets the defaults. MLflow is imported
-only where a sweep job talks to its store (a run with tracking off never imports it).
+Outside a sweep, or with tracking off, a run gets the defaults. The store is
+reached through ``cifarlab.tracking``, which imports MLflow only when a job uses it.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
@@ -22,115 +26,92 @@ from omegaconf import DictConfig
 from cifarlab import tracking
 from cifarlab.config.compose import override_key
 from cifarlab.sweeps import job, study
+from cifarlab.sweeps.contract import SweepTicket, read_ticket
+from cifarlab.tracking import sweep_runs
 from cifarlab.training.run_hooks import RunHooks
 
 RUN_NAME_LIMIT = 250  # MLflow's limit on a run name
 
 
-def _client(tracking_uri: str) -> Any:
-    return tracking.store_client(tracking_uri)
+@dataclass
+class SweepJob:
+    """The sweep job running in this process: its sweep's ticket, its Hydra job config and its store."""
+
+    ticket: SweepTicket
+    hydra_cfg: DictConfig
+    tracking_uri: str
+    experiment: str
+    run_id: str | None = None  # the job's run, once open
+
+    @property
+    def num(self) -> int:
+        return int(self.hydra_cfg.job.num)
+
+    @property
+    def trial(self) -> int | None:
+        """The Optuna trial this job runs; None outside a search with a storage."""
+        return self.ticket.study.trial_number(self.num) if self.ticket.study is not None else None
+
+    def run_name(self, model: str, dataset: str) -> str | None:
+        """``<model>-<dataset>`` and this job's values of the swept keys; None without any."""
+        swept = set(self.ticket.swept_keys)
+        values = [str(o) for o in self.hydra_cfg.overrides.task if override_key(str(o)) in swept]
+        if not values:
+            return None
+        return f"{model}-{dataset} {' '.join(values)}"[:RUN_NAME_LIMIT]
+
+    def finished_run(self, config_hash: str) -> Any | None:
+        """A FINISHED (not pruned) run of the experiment with the same config hash, if any: the job skips."""
+        client = tracking.store_client(self.tracking_uri)
+        run = sweep_runs.finished_run(client, self.experiment, config_hash)
+        if run is not None:  # the trial records the run it reuses; that run belongs to another: no tags
+            job.note_job(self.hydra_cfg, run_id=run.info.run_id, skipped=True)
+        return run
+
+    def on_run_open(self, run_id: str | None) -> None:
+        """Once the job's run is open (new, or resumed from a job that died): tie it to this job and trial."""
+        if run_id is None or run_id == self.run_id:  # a run with several stages opens once
+            return
+        self.run_id = run_id
+        job.note_job(self.hydra_cfg, run_id=run_id)
+        tags = {"sweep_job": str(self.num)}
+        if self.ticket.worker:  # which worker of a search ran it (host-pid-start)
+            tags["sweep_worker"] = self.ticket.worker
+        if self.trial is not None and self.ticket.study is not None:
+            tags["optuna_trial"] = str(self.trial)
+            tags["optuna_study"] = study.study_name(self.ticket.study)
+        sweep_runs.tag_job_run(tracking.store_client(self.tracking_uri), run_id, tags)
+
+    def callbacks(self) -> list:
+        """Extra Keras callbacks (Optuna pruning); asked for inside the job's open run, once per stage."""
+        if self.trial is None or self.ticket.study is None:
+            return []
+        return [study.pruning_callback(self.ticket.study, self.trial, on_prune=self._on_prune)]
+
+    def _on_prune(self, epoch: int) -> None:
+        job.note_job(self.hydra_cfg, pruned_at_epoch=epoch)
+        if self.run_id:
+            sweep_runs.tag_pruned(tracking.store_client(self.tracking_uri), self.run_id, epoch)
 
 
-def parent_run_id() -> str | None:
-    """The MLflow run id of the sweep this job belongs to; None outside a sweep."""
+def current_job(cfg: DictConfig) -> SweepJob | None:
+    """This process's sweep job, when it runs one with tracking on (its sweep has a parent run)."""
     hydra_cfg = job.multirun_hydra()
-    if hydra_cfg is None:
+    ticket = read_ticket() if hydra_cfg is not None else None
+    if ticket is None or ticket.parent_run_id is None or not cfg.tracking.enabled:
         return None
-    return job.read_sweep_state(hydra_cfg).get("parent_run_id") or None
-
-
-def job_run_name(cfg: DictConfig) -> str | None:
-    """``<model>-<dataset>`` and this job's values of the swept keys; None outside a sweep or without any."""
-    hydra_cfg = job.multirun_hydra()
-    if hydra_cfg is None:
-        return None
-    swept = set(job.read_sweep_state(hydra_cfg).get("swept_keys") or [])
-    values = [str(o) for o in hydra_cfg.overrides.task if override_key(str(o)) in swept]
-    if not values:
-        return None
-    return f"{cfg.model.name}-{cfg.dataset.name} {' '.join(values)}"[:RUN_NAME_LIMIT]
-
-
-def finished_run(cfg: DictConfig, config_hash: str) -> Any | None:
-    """A FINISHED (not pruned) run of this sweep's experiment with the same config hash, if any."""
-    uri = tracking.target_from_config(cfg).uri
-    client = _client(uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    runs = [run for run in runs if run.data.tags.get("pruned") != "true"]  # pruned: ended early, not done
-    if not runs:
-        return None
-    job.note_skipped(runs[0].info.run_id)
-    trial = job.trial_id()
-    if trial is not None:  # the trial knows the run it reuses; that run belongs to another trial: no tags
-        study.note_trial_run(trial, runs[0].info.run_id)
-    return runs[0]
-
-
-def _active_run_id() -> str | None:
-    mlflow = sys.modules.get("mlflow")  # tracking off: MLflow may not even be imported
-    run = mlflow.active_run() if mlflow is not None else None
-    return run.info.run_id if run is not None else None
-
-
-def _tag_job_run(run_id: str, tracking_uri: str, job_num: int) -> None:
-    """Tie the job's run to the sweep: its job number, and its Optuna trial both ways."""
-    client = _client(tracking_uri)
-    client.set_tag(run_id, "sweep_job", str(job_num))
-    worker = os.environ.get(job.WORKER_ENV)
-    if worker:  # which worker of a search ran it (host-pid-start)
-        client.set_tag(run_id, "sweep_worker", worker)
-    trial = job.trial_id()
-    if trial is None:
-        return
-    number, study_name = study.note_trial_run(trial, run_id)
-    client.set_tag(run_id, "optuna_trial", str(number))
-    client.set_tag(run_id, "optuna_study", study_name)
-    if client.get_run(run_id).data.tags.get("pruned"):  # a resumed run that was pruned before
-        client.delete_tag(run_id, "pruned")
-
-
-def tag_job_run(cfg: DictConfig, run_id: str) -> None:
-    """Once the job's run is open (new, or resumed from a job that died): tie it to this job and trial."""
-    hydra_cfg = job.multirun_hydra()
-    if hydra_cfg is not None and job.note_run(run_id):
-        _tag_job_run(run_id, tracking.target_from_config(cfg).uri, int(hydra_cfg.job.num))
-
-
-def job_callbacks(cfg: DictConfig) -> list:
-    """Extra Keras callbacks a sweep job needs (Optuna pruning); called inside the job's open run, once per stage."""
-    trial = job.trial_id()
-    if job.multirun_hydra() is None or trial is None:
-        return []
-    uri = tracking.target_from_config(cfg).uri
-    run_id = _active_run_id()
-
-    def on_prune(epoch: int) -> None:
-        job.note_pruned(epoch)
-        if run_id:
-            client = _client(uri)
-            client.set_tag(run_id, "pruned", "true")
-            client.set_tag(run_id, "pruned_at_epoch", str(epoch + 1))
-
-    return [study.pruning_callback(trial, on_prune=on_prune)]
+    return SweepJob(ticket, hydra_cfg, tracking.target_from_config(cfg).uri, str(cfg.tracking.experiment))
 
 
 def job_hooks(cfg: DictConfig) -> RunHooks:
     """RunHooks for this process's job: defaults outside a sweep or with tracking off."""
-    parent = parent_run_id() if cfg.tracking.enabled else None
-    if parent is None:
+    sweep_job = current_job(cfg)
+    if sweep_job is None:
         return RunHooks()
     return RunHooks(
-        parent_run_id=parent,
-        finished_run=(lambda c, key: None) if cfg.tracking.rerun_finished else finished_run,
-        callbacks=job_callbacks,
-        on_run_open=tag_job_run,
-        run_name=job_run_name(cfg),
+        parent_run_id=sweep_job.ticket.parent_run_id,
+        finished_run=(lambda key: None) if cfg.tracking.rerun_finished else sweep_job.finished_run,
+        callbacks=sweep_job.callbacks,
+        on_run_open=sweep_job.on_run_open,
+        run_name=sweep_job.run_name(str(cfg.model.name), str(cfg.dataset.name)),
     )

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime.locks import exclusive
 from cifarlab.sweeps.space import Space, check_repeats, grid, search_space, sweep_lines
-from cifarlab.sweeps.storage import SQLITE, open_storage, resolve_storage, shown
+from cifarlab.sweeps.storage import SQLITE, open_storage, resolve_storage, shown, trial_id
 
 IDENTITY_ATTR = "cifarlab.fixed_overrides"
 SPACE_ATTR = "cifarlab.search_space"
@@ -238,7 +238,7 @@ def fail_and_retry(study: optuna.Study, number: int, max_retry: int | None) -> N
 
 def claim(trial: optuna.Trial, heartbeat: Heartbeat) -> None:
     """Mark the trial as this worker's and start beating for it."""
-    heartbeat.add(trial._trial_id)
+    heartbeat.add(trial.number)
     trial.set_user_attr(WORKER_ATTR, worker_name())
 
 
@@ -258,28 +258,29 @@ def ask_lock(storage: Optional[str], thread_lock: threading.Lock) -> Iterator[No
 
 
 class Heartbeat:
-    """One thread that records Optuna's heartbeat for every trial this process runs."""
+    """One thread that records Optuna's heartbeat for every trial this process runs (by trial number)."""
 
-    def __init__(self, storage: Any, interval: int) -> None:
-        self.storage, self.interval = storage, interval
-        self.trial_ids: set[int] = set()
+    def __init__(self, storage: Any, study_name: str, interval: int) -> None:
+        self.storage, self.study_name, self.interval = storage, study_name, interval
+        self.trial_ids: dict[int, int] = {}  # trial number -> the storage's trial id
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, trial_id: int) -> None:
+    def add(self, number: int) -> None:
         if self.storage is None:
             return
-        self.storage.record_heartbeat(trial_id)
+        beat_id = trial_id(self.storage, self.study_name, number)
+        self.storage.record_heartbeat(beat_id)
         with self._lock:
-            self.trial_ids.add(trial_id)
+            self.trial_ids[number] = beat_id
         if self._thread is None:
             self._thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
             self._thread.start()
 
-    def remove(self, trial_id: int) -> None:
+    def remove(self, number: int) -> None:
         with self._lock:
-            self.trial_ids.discard(trial_id)
+            self.trial_ids.pop(number, None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -287,12 +288,12 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:
-                ids = list(self.trial_ids)
-            for trial_id in ids:
+                ids = list(self.trial_ids.values())
+            for beat_id in ids:
                 try:
-                    self.storage.record_heartbeat(trial_id)
+                    self.storage.record_heartbeat(beat_id)
                 except Exception as err:  # noqa: BLE001 - a missed beat is retried next interval
-                    print(f"cifarlab: optuna: heartbeat for trial id {trial_id} failed ({err})", flush=True)
+                    print(f"cifarlab: optuna: heartbeat for trial id {beat_id} failed ({err})", flush=True)
 
 
 def wait_a_while(interval: int) -> None:

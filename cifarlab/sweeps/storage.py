@@ -119,3 +119,10 @@ def open_storage(
         return create()
     except (ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as err:
         raise _why_not(url, err) from None
+
+
+def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of study ``study_name``: what the trial's heartbeat, and a
+    handle on the trial from another process (``optuna.trial.Trial``), take."""
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)

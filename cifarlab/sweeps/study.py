@@ -1,13 +1,13 @@
-"""Optuna in a sweep: the study's storage, epoch-level pruning in a job, the study report on the parent.
+"""Optuna in a sweep: the study its jobs report to, epoch-level pruning in a job, the study report on the parent.
 
-A job of the ``cifarlab_optuna`` sweeper learns its trial from
-``$CIFARLAB_OPTUNA_TRIAL_ID`` (set per job through ``hydra.job.env_set``, so the
-job's own config, and so its config hash, stays free of Optuna) and its study
-from ``hydra.sweeper`` in its Hydra config. It reports validation accuracy after
-every epoch; when the pruner says stop, the callback marks the trial, calls
-``on_prune`` (the job tags its MLflow run ``pruned=true``) and raises
-``RunPruned``: the run ends FINISHED with the tag ``pruned=true`` (the leaderboard
-shows it PRUNED), and the sweeper tells Optuna the trial was PRUNED.
+A job of the ``cifarlab_optuna`` sweeper finds its study in the sweep's ticket
+(``study_ticket``; ``cifarlab.sweeps.contract``) and its trial from its job
+number, so the job's own config, and so its config hash, stays free of Optuna.
+It reports validation accuracy after every epoch; when the pruner says stop, the
+callback calls ``on_prune`` (the job notes it in its report and tags its MLflow
+run ``pruned=true``) and raises ``RunPruned``: the run ends FINISHED with the tag
+``pruned=true`` (the leaderboard shows it PRUNED), and the sweeper, reading the
+job's report, tells Optuna the trial was PRUNED.
 
 Nothing here talks to MLflow: the job's hooks (``cifarlab.sweeps.job_hooks``) tag its run.
 """
@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.errors import CifarlabError
-from cifarlab.sweeps.storage import open_storage, resolve_storage
+from cifarlab.sweeps.contract import StudyTicket
+from cifarlab.sweeps.storage import open_storage, resolve_storage, trial_id
 
-PRUNED_ATTR = "cifarlab.pruned_at_epoch"  # read by the sweeper, which tells the trial PRUNED
-RUN_ATTR = "mlflow_run_id"
+RUN_ATTR = "mlflow_run_id"  # the trial's MLflow run, set by the sweeper from the job's report
+OPTUNA_SWEEPER = "cifarlab_optuna_sweeper"
 
 
 class RunPruned(CifarlabError):
@@ -40,31 +40,55 @@ class RunPruned(CifarlabError):
     run_status = "FINISHED"
 
 
+def is_optuna(config: DictConfig) -> bool:
+    """Whether the multirun of ``config`` is an Optuna search (the ``cifarlab_optuna`` sweeper)."""
+    return OPTUNA_SWEEPER in str(config.hydra.sweeper.get("_target_", ""))
+
+
+def study_ticket(config: DictConfig) -> StudyTicket | None:
+    """The study a search's jobs report their epochs to; None for other sweeps, and for a study in memory
+    (which jobs in other processes cannot reach)."""
+    sweeper = config.hydra.sweeper
+    if not is_optuna(config) or not sweeper.get("storage"):
+        return None
+    pruner = sweeper.get("pruner")
+    return StudyTicket(
+        storage=str(resolve_storage(sweeper.storage)),
+        study_name=sweeper.get("study_name"),
+        repeats=int(sweeper.get("repeats", 1)),
+        pruner=OmegaConf.to_container(pruner, resolve=True) if pruner else None,  # type: ignore[arg-type]
+    )
+
+
 # --- in a job ---------------------------------------------------------------------------------
 
 
-def _job_trial(trial_id: int) -> optuna.Trial:
-    """The trial of the sweep this job runs in, in a study with the sweep's pruner."""
-    sweeper = HydraConfig.get().sweeper
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
+def _load(ticket: StudyTicket) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """The search's study, with the sweeper's pruner, and its storage."""
+    pruner = instantiate(ticket.pruner) if ticket.pruner else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(resolve_storage(sweeper.storage))
-    study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
-    return optuna.trial.Trial(study, trial_id)
+    storage = open_storage(ticket.storage)
+    return optuna.load_study(study_name=ticket.study_name, storage=storage, pruner=pruner), storage
 
 
-def note_trial_run(trial_id: int, run_id: str) -> tuple[int, str]:
-    """Store the trial's MLflow run as a user attr of the trial; return the trial's number and study name."""
-    trial = _job_trial(trial_id)
-    trial.set_user_attr(RUN_ATTR, run_id)
-    return trial.number, trial.study.study_name
+def job_trial(ticket: StudyTicket, number: int) -> optuna.Trial:
+    """Trial ``number`` of the search's study, as the job running it reports to it from its own process."""
+    study, storage = _load(ticket)
+    return optuna.trial.Trial(study, trial_id(storage, study.study_name, number))
 
 
-def pruning_callback(trial_id: int, *, on_prune: Callable[[int], None], monitor: str = "val_accuracy") -> Any:
-    """A Keras callback that reports ``monitor`` to the trial each epoch and stops it when pruned."""
+def study_name(ticket: StudyTicket) -> str:
+    """The study's name (asked of its storage when the sweeper was given none)."""
+    return ticket.study_name or _load(ticket)[0].study_name
+
+
+def pruning_callback(
+    ticket: StudyTicket, number: int, *, on_prune: Callable[[int], None], monitor: str = "val_accuracy"
+) -> Any:
+    """A Keras callback that reports ``monitor`` to trial ``number`` each epoch and stops it when pruned."""
     import keras  # deferred: Keras imports TensorFlow, which the sweeper's own process never needs
 
-    trial = _job_trial(trial_id)
+    trial = job_trial(ticket, number)
 
     class OptunaPruning(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -74,7 +98,6 @@ def pruning_callback(trial_id: int, *, on_prune: Callable[[int], None], monitor:
             trial.report(float(value), step=epoch)
             if not trial.should_prune():
                 return
-            trial.set_user_attr(PRUNED_ATTR, epoch)
             on_prune(epoch)
             raise RunPruned(
                 f"Optuna pruned trial {trial.number} after epoch {epoch + 1} "

@@ -5,12 +5,12 @@ parent run. ``SweepRecord`` wires the sweep's parts together:
 
 - ``on_multirun_start`` (the sweeper's process): open the parent run, or reopen
   it when the same sweep command runs again (same ``sweep_hash`` tag)
-  (``cifarlab.sweeps.parent``); write ``<sweep dir>/.cifarlab/sweep.json`` and
-  ``$CIFARLAB_SWEEP_PARENT_RUN_ID`` so jobs in other processes (joblib,
-  submitit) find it (``cifarlab.sweeps.job``).
-- ``on_job_start`` / ``on_job_end`` (the job's process): what became of the job
-  (ran, skipped, failed, pruned), for the sweep's end (``cifarlab.sweeps.job``);
-  a joblib job stops when the sweep's process dies (``cifarlab.sweeps.watchdog``).
+  (``cifarlab.sweeps.parent``); hand the jobs, in whatever process they run
+  (joblib, submitit), the sweep's ticket (``cifarlab.sweeps.contract``).
+- ``on_job_start`` / ``on_job_end`` (the job's process): the job's report of what
+  became of it (ran, skipped, failed, pruned), for the sweep's end
+  (``cifarlab.sweeps.job``); a joblib job stops when the sweep's process dies
+  (``cifarlab.sweeps.watchdog``).
 - ``on_multirun_end``: leaderboard, figures, best run, Optuna plots on the
   parent; end it FINISHED; print how many jobs were skipped, ran, failed.
 
@@ -19,8 +19,8 @@ same command run again reopens it. What a job asks of its sweep is in
 ``cifarlab.sweeps.job_hooks``.
 
 Hydra instantiates this callback for every run, sweep or not: this module imports
-only the light ``job`` and ``watchdog`` modules; ``parent`` (MLflow, Optuna, matplotlib) is imported
-once a multirun starts.
+only the light ``contract``, ``job`` and ``watchdog`` modules; ``parent`` (MLflow,
+matplotlib) and ``search`` and ``study`` (Optuna) are imported once a multirun starts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from cifarlab.config.compose import override_key
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime.interrupts import stop_on_sigterm
-from cifarlab.sweeps import job, watchdog
+from cifarlab.sweeps import contract, job, watchdog
 
 # Overrides that do not change which sweep this is.
 _NOT_SWEEP_IDENTITY = ("tracking.rerun_finished", "tracking.tags", "trainer.verbose")
@@ -64,44 +64,49 @@ class SweepRecord(Callback):
     """The MLflow parent run of a multirun and its leaderboard (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.parent_run_id: str | None = None
-        self.worker: str | None = None  # this sweep process's name (see cifarlab.sweeps.job.new_worker)
-        self.sweep_pid: int | None = None  # the sweeper's process, which joblib's workers watch
+        self.ticket: contract.SweepTicket | None = None  # what this sweep process hands its jobs
         self._closed = False
 
-    # Jobs of joblib/submitit get a pickled copy of this object: it holds only plain values.
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.ticket.parent_run_id if self.ticket is not None else None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.sweep_pid = os.getpid()
-        self.worker = job.new_worker()
-        from cifarlab.sweeps import parent, search  # deferred: see the module docstring
+        from cifarlab.sweeps import parent, search, study  # deferred: see the module docstring
 
         identity = sweep_hash(config)
         try:
-            if parent.is_optuna(config):
+            if study.is_optuna(config):
                 search.preflight(config)  # bad storage, another search's study: one line, before any run
-            if not config.tracking.enabled:
-                return
-            self.parent_run_id = parent.open_parent(config, identity)
+            parent_run_id = parent.open_parent(config, identity) if config.tracking.enabled else None
         except CifarlabError as err:
             print(f"cifarlab: error: {err}", file=sys.stderr)
             sys.exit(1)
-        job.write_sweep_state(config, parent_run_id=self.parent_run_id, sweep_hash=identity)
-        os.environ[job.PARENT_ENV] = self.parent_run_id
+        self.ticket = contract.SweepTicket(
+            worker=job.new_worker(),
+            sweep_pid=os.getpid(),
+            parent_run_id=parent_run_id,
+            swept_keys=tuple(job.swept_override_keys(config)),
+            study=study.study_ticket(config),
+        )
+        contract.write_ticket(self.ticket)
+        if parent_run_id is None:
+            return
         self._closed = False
         atexit.register(self._abandon, config)
         stop_on_sigterm()  # SIGTERM ends the sweep like Ctrl-C: runs and parent KILLED
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.parent_run_id is None:
-            return
-        from cifarlab.sweeps import parent  # deferred: see the module docstring
-
         try:
-            parent.close_parent(config, self.parent_run_id, job.jobs_dir(config.hydra), self.worker)
+            if self.ticket is not None and self.parent_run_id is not None:
+                from cifarlab.sweeps import parent  # deferred: see the module docstring
+
+                parent.close_parent(
+                    config, self.parent_run_id, job.jobs_dir(config.hydra), self.ticket.worker
+                )
         finally:
             self._closed = True
-            os.environ.pop(job.PARENT_ENV, None)
+            contract.clear_ticket()
 
     def _abandon(self, config: DictConfig) -> None:
         """At exit without on_multirun_end (the sweep raised or was interrupted): parent KILLED."""
@@ -117,11 +122,10 @@ class SweepRecord(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not job.is_multirun(config):
             return
-        if self.sweep_pid is not None and "joblib" in str(
-            OmegaConf.select(config, "hydra.launcher._target_")
-        ):
-            watchdog.watch_sweep(self.sweep_pid)
-        job.start_job()
+        ticket = contract.read_ticket()
+        if ticket is not None and "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_")):
+            watchdog.watch_sweep(ticket.sweep_pid)
+        job.start_job(config, ticket)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if job.is_multirun(config):

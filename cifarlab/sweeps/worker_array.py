@@ -105,3 +105,10 @@ def start_workers(options: Any, overrides: list[str]) -> list[int]:
     codes = [int(job.result()) for job in jobs]
     print(f"cifarlab: workers: all {n} ended, exit codes {codes}", flush=True)
     return codes
+
+
+def run_workers(options: Any, overrides: list[str]) -> None:
+    """Start the workers (``start_workers``); one line when any of them failed."""
+    codes = start_workers(options, overrides)
+    if any(codes):
+        raise CifarlabError(f"{sum(1 for c in codes if c)} worker(s) failed; see their logs")

@@ -1,26 +1,37 @@
-"""MLflow tracking: the store (``store``), run identity (``identity``), one run's record (``recorder``).
+"""MLflow tracking, the one door to the store: every read and write of a run goes through here.
+
+- ``target`` and ``store``: where runs go (URI, experiment), opening the store;
+- ``identity``: what makes two runs the same run (config hash, git commit);
+- ``recorder``: one run's record, written as the process's active run (``Recorder``);
+- ``runs``: writing to a run by its id (a sweep's parent, a comparison run);
+- ``queries``: reading runs, their children, metric histories, artifacts, logged models;
+- ``sweep_runs``: a sweep's parent run and the tags of its jobs' runs;
+- ``registry``: registered models and their aliases; ``models``: a run's Keras model.
 
 Nothing here imports TensorFlow, and MLflow only once a store is opened.
 """
 
 from cifarlab.tracking.identity import config_hash, flatten, git_commit
-from cifarlab.tracking.recorder import NullRecorder, RunRecorder, ServerGone, open_run
+from cifarlab.tracking.recorder import NullRecorder, Recorder, RunRecorder, ServerGone, open_run
 from cifarlab.tracking.store import (
     check_server_reachable,
+    connect,
     open_store,
     prepare_experiment,
     run_status,
     store_client,
     target_from_config,
 )
-from cifarlab.tracking.target import TrackingTarget, resolve_target
+from cifarlab.tracking.target import TrackingTarget, resolve_target, resolve_uri
 
 __all__ = [
     "NullRecorder",
+    "Recorder",
     "RunRecorder",
     "ServerGone",
     "check_server_reachable",
     "config_hash",
+    "connect",
     "flatten",
     "git_commit",
     "open_run",
@@ -30,5 +41,6 @@ __all__ = [
     "store_client",
     "target_from_config",
     "resolve_target",
+    "resolve_uri",
     "TrackingTarget",
 ]

@@ -1,6 +1,7 @@
 """One run's record (params, tags, metrics, artifacts), and opening and ending it.
 
-``RunRecorder`` is the only object that writes to a run; with tracking off it is
+``Recorder`` is what training writes a run through: ``RunRecorder`` is the only
+object that writes to an MLflow run; with tracking off ``open_run`` yields a
 ``NullRecorder``, which accepts the same calls and does nothing.
 
 MLflow and Keras are imported inside the functions that use them, on purpose:
@@ -10,6 +11,7 @@ this package is imported on the config path too (a sweep's Hydra callback,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,7 +21,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cifarlab.errors import CifarlabError
 from cifarlab.tracking.store import (
@@ -32,8 +34,27 @@ from cifarlab.tracking.store import (
 from cifarlab.tracking.target import TrackingTarget
 
 
+class Recorder(Protocol):
+    """The calls a run is recorded through; ``run_id`` is None when nothing is recorded."""
+
+    @property
+    def run_id(self) -> str | None: ...
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None: ...
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_keras_model(self, model: Any, **kwargs: Any) -> None: ...
+    def log_dataset(
+        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
+    ) -> None: ...
+    def metric_history(self, key: str) -> dict[int, float]: ...
+
+
 class NullRecorder:
-    """Tracking switched off: the same calls as RunRecorder, recording nothing."""
+    """Tracking switched off: the calls of a ``Recorder``, recording nothing."""
 
     run_id: str | None = None
 
@@ -52,8 +73,8 @@ class NullRecorder:
         return {}
 
 
-class RunRecorder(NullRecorder):
-    """One MLflow run, made the active run of this process."""
+class RunRecorder:
+    """One MLflow run, made the active run of this process (a ``Recorder``)."""
 
     def __init__(self, run_id: str) -> None:
         import mlflow
@@ -148,10 +169,9 @@ class RunRecorder(NullRecorder):
         run = self._mlflow.get_run(self.run_id)
         if "error" in run.data.tags:
             self._mlflow.MlflowClient().delete_tag(self.run_id, "error")
-        try:
+        # A store that cannot delete (or nothing to delete): the tag is what lists it.
+        with contextlib.suppress(Exception):
             get_artifact_repository(run.info.artifact_uri).delete_artifacts("error.txt")
-        except Exception:  # a store that cannot delete (or nothing to delete): the tag is what lists it
-            pass
 
 
 @contextmanager
@@ -183,7 +203,7 @@ class ServerGone(CifarlabError):
 @contextmanager
 def open_run(
     target: TrackingTarget, *, resume_run_id: str | None, run_name: str | None, tags: Mapping[str, str]
-) -> Iterator[NullRecorder]:
+) -> Iterator[Recorder]:
     """Start (or reopen) the run; end it FINISHED, or FAILED / KILLED with the error attached.
 
     No failure leaves a run RUNNING: any exception, Ctrl-C and SIGTERM (see
@@ -227,10 +247,10 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
 
     if is_server(uri) and not isinstance(err, CifarlabError) and not server_answers(uri):
         give_up_on_server()
-        try:
+        with contextlib.suppress(
+            Exception
+        ):  # the server is gone: the rerun resumes the run, still RUNNING there
             mlflow.end_run(status="FAILED")
-        except Exception:  # the server is gone: the rerun resumes the run, still RUNNING there
-            pass
         raise ServerGone(
             f"the MLflow server at {uri} stopped answering; the run's local backup is kept: "
             f"when the server is back, rerun the same command to resume run {recorder.run_id}"

@@ -1,7 +1,9 @@
-"""Where runs are stored: the tracking URI, the store's artifact location, the experiment.
+"""Where runs are stored: opening the store (new or existing), its server, the experiment.
 
-Every caller that needs the store asks ``tracking_uri`` here. MLflow is imported
-only when a store is opened.
+Every caller that needs a client on the store gets it here: ``store_client`` for
+a store that may be new (training, sweeps), ``connect`` for one that must exist
+already (the commands that read trained runs). MLflow is imported only when a
+store is opened.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -125,11 +128,31 @@ def run_status(uri: str, run_id: str) -> str | None:
     return None if run.info.lifecycle_stage == "deleted" else run.info.status
 
 
-def store_client(uri: str):
+def store_client(uri: str) -> Any:
     """An ``mlflow.MlflowClient`` on ``uri``, the store created first if it is new (see ``open_store``)."""
     import mlflow  # deferred: this module is on the config path
 
     open_store(uri)
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def connect(uri: str) -> Any:
+    """A client on the existing store at ``uri``, made MLflow's default store too (artifact downloads,
+    model loading); one line when the store is not there."""
+    import mlflow  # deferred: see the module docstring
+
+    # Reading trained runs downloads artifacts (models, reports) that MLflow would show
+    # with progress bars; a user who set the variable keeps their setting.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    check_server_reachable(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise CifarlabError(
+                f"no MLflow store at {db} (tracking.uri={uri!r}); run from the folder you trained in, "
+                "or set tracking.uri=... (or paths.mlruns_dir=...) to where the runs are"
+            )
+    mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import keras
 
-from cifarlab.training.optim import LearningRate
+from cifarlab.training.builders import LearningRate
 
 MAX_STRETCH = 4  # a stretched schedule runs at most this many times the configured epochs
 # Stretch only when the time left affords this much more than the plan (and a whole epoch):
@@ -158,7 +158,7 @@ class TimeBudget(keras.callbacks.Callback):
         """Refit this schedule from now on (a new stage may bring a new optimizer)."""
         self.schedule = learning_rate if isinstance(learning_rate, BudgetFittedSchedule) else None
         self._epochs = []
-        self._planned_end: int | None = None  # the epoch the schedule ends with as planned
+        self._planned_end = None  # the epoch the schedule ends with as planned
 
     def elapsed(self) -> float:
         return self.spent + (0.0 if self._start is None else self.clock() - self._start)
@@ -196,24 +196,26 @@ class TimeBudget(keras.callbacks.Callback):
 
     def _refit(self, epoch: int, step: int) -> int:
         """Fit the schedule to the epochs the time left affords (fewer or more than planned); returns that number."""
+        schedule = self.schedule
+        assert schedule is not None  # refitted only while following a fitted schedule
         recent = self._epochs[1:][-3:]
         steps_per_epoch = max(1.0, sum(steps for _, steps in recent) / len(recent))
-        plan_left = self.schedule.plan_steps_left(step) / steps_per_epoch
+        plan_left = schedule.plan_steps_left(step) / steps_per_epoch
         target, stretch = target_epochs(
             self.seconds - self.elapsed(),
             [seconds for seconds, _ in recent],
             plan_left,
             self.params["epochs"] - (epoch + 1),
-            self.schedule.stretched(),
+            schedule.stretched(),
         )
-        self.schedule.fit(step, step + round(target * steps_per_epoch), stretch=stretch)
-        fitted = epoch + 1 + math.ceil(self.schedule.steps_left(step) / steps_per_epoch - 1e-6)
+        schedule.fit(step, step + round(target * steps_per_epoch), stretch=stretch)
+        fitted = epoch + 1 + math.ceil(schedule.steps_left(step) / steps_per_epoch - 1e-6)
         self.fitted_epochs = fitted
         if self._planned_end is None:
             self._planned_end = epoch + 1 + math.ceil(plan_left - 1e-6)
         # Say so when the plan moves by more than jitter.
         moved = self._announced is None or abs(fitted - self._announced) > max(1, 0.05 * self._announced)
-        refitted = self.schedule.squeezed() or self.schedule.stretched()
+        refitted = schedule.squeezed() or schedule.stretched()
         if self.verbose and moved and (refitted or self._announced is not None):
             # Printed when the next epoch begins: after Keras's line for this one.
             self._message = (

@@ -12,10 +12,10 @@ from pathlib import Path
 import keras
 from omegaconf import DictConfig
 
-from cifarlab.errors import CifarlabError
 from cifarlab.models.class_names import save_class_names
 from cifarlab.registry import Registry
-from cifarlab.tracking.recorder import NullRecorder
+from cifarlab.tracking import Recorder
+from cifarlab.training.divergence import StopOnNonFiniteLoss
 from cifarlab.training.metric_names import keras_metric_name, monitor_mode, tracked_metric_name
 
 
@@ -25,7 +25,7 @@ class CallbackContext:
 
     checkpoint_dir: Path
     backup_dir: Path
-    recorder: NullRecorder
+    recorder: Recorder
     images_per_epoch: int
     stage: int = 0
     class_names: Sequence[str] = ()  # saved beside each checkpoint, so predict can name classes
@@ -38,13 +38,13 @@ CALLBACKS: Registry[CallbackBuilder] = Registry("callbacks")
 
 
 @CALLBACKS.register("early_stopping")
-def early_stopping(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def early_stopping(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return keras.callbacks.EarlyStopping(
-        monitor=keras_metric_name(cfg.monitor),
-        mode=monitor_mode(cfg.monitor),
-        patience=cfg.patience,
-        min_delta=cfg.get("min_delta", 0.0),
-        restore_best_weights=cfg.restore_best_weights,
+        monitor=keras_metric_name(node.monitor),
+        mode=monitor_mode(node.monitor),
+        patience=node.patience,
+        min_delta=node.get("min_delta", 0.0),
+        restore_best_weights=node.restore_best_weights,
         verbose=1,
     )
 
@@ -113,12 +113,12 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
 
 
 @CALLBACKS.register("checkpoint")
-def checkpoint(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def checkpoint(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return BestAndLastCheckpoint(
         ctx.checkpoint_dir,
-        cfg.monitor,
-        cfg.get("save_last", True),
-        ctx.best_so_far.get(cfg.monitor),
+        node.monitor,
+        node.get("save_last", True),
+        ctx.best_so_far.get(node.monitor),
         ctx.class_names,
     )
 
@@ -157,50 +157,25 @@ class CrashSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 @CALLBACKS.register("backup_and_restore")
-def backup_and_restore(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def backup_and_restore(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return CrashSafeBackupAndRestore(str(ctx.backup_dir), delete_checkpoint=True)
 
 
 @CALLBACKS.register("reduce_lr_on_plateau")
-def reduce_lr_on_plateau(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def reduce_lr_on_plateau(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return keras.callbacks.ReduceLROnPlateau(
-        monitor=keras_metric_name(cfg.monitor),
-        mode=monitor_mode(cfg.monitor),
-        factor=cfg.factor,
-        patience=cfg.patience,
-        min_lr=cfg.min_lr,
+        monitor=keras_metric_name(node.monitor),
+        mode=monitor_mode(node.monitor),
+        factor=node.factor,
+        patience=node.patience,
+        min_lr=node.min_lr,
         verbose=1,
     )
 
 
 @CALLBACKS.register("terminate_on_nan")
-def terminate_on_nan(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def terminate_on_nan(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return StopOnNonFiniteLoss()
-
-
-class TrainingDiverged(CifarlabError):
-    """The training loss became NaN or infinite; the run turns it into advice on the learning rate."""
-
-    def __init__(self, epoch: int, loss: float) -> None:
-        self.epoch, self.loss = epoch, loss
-        super().__init__(f"training loss became {loss} in epoch {epoch + 1}")
-
-
-class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
-    """Keras's TerminateOnNaN(raise_error=True), raising TrainingDiverged with the epoch and loss."""
-
-    def __init__(self) -> None:
-        super().__init__(raise_error=True)
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch = epoch
-
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        try:
-            super().on_batch_end(batch, logs)
-        except RuntimeError:
-            raise TrainingDiverged(self._epoch, float((logs or {})["loss"])) from None
 
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
@@ -214,7 +189,7 @@ class MlflowMetricsLogger(keras.callbacks.Callback):
     not written) are not logged twice.
     """
 
-    def __init__(self, recorder: NullRecorder, images_per_epoch: int, stage: int = 0) -> None:
+    def __init__(self, recorder: Recorder, images_per_epoch: int, stage: int = 0) -> None:
         super().__init__()
         self.recorder = recorder
         self.images_per_epoch = images_per_epoch
@@ -239,14 +214,14 @@ class MlflowMetricsLogger(keras.callbacks.Callback):
 
 
 @CALLBACKS.register("mlflow_logger")
-def mlflow_logger(cfg: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
+def mlflow_logger(node: DictConfig, ctx: CallbackContext) -> keras.callbacks.Callback:
     return MlflowMetricsLogger(ctx.recorder, ctx.images_per_epoch, ctx.stage)
 
 
-def build_callbacks(cfg: DictConfig, ctx: CallbackContext) -> list[keras.callbacks.Callback]:
-    """Callbacks in config order, skipping those with ``enabled: false``."""
+def build_callbacks(callbacks: DictConfig, ctx: CallbackContext) -> list[keras.callbacks.Callback]:
+    """The ``callbacks`` node's callbacks in config order, skipping those with ``enabled: false``."""
     return [
         CALLBACKS.get(node.name)(node, ctx)
-        for node in cfg.values()
+        for node in callbacks.values()
         if node is not None and node.get("enabled", True)
     ]

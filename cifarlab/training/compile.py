@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 import keras
-from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.data.mixing import mixup_alpha
 from cifarlab.models.layers.swap import freeze_cancelled_biases
 from cifarlab.training.budget import fit_to_budget
-from cifarlab.training.optim import LearningRate, build_optimizer, build_schedule
+from cifarlab.training.builders import LearningRate
+from cifarlab.training.plan import RunPlan
 
 
-def soft_labels(cfg: DictConfig) -> bool:
+def soft_labels(plan: RunPlan) -> bool:
     """Whether training takes one-hot labels: for label smoothing, or for mixup in any stage.
 
     One answer for the whole run, so every stage's loss and labels agree.
     """
-    augmentations = [
-        cfg.augmentation,
-        *(s.augmentation for s in cfg.get("stages") or [] if s.get("augmentation")),
-    ]
-    return bool(cfg.trainer.label_smoothing) or any(mixup_alpha(a) > 0 for a in augmentations)
+    augmentations = [plan.augmentation, *(s.augmentation for s in plan.stages if s.augmentation)]
+    return bool(plan.trainer.label_smoothing) or any(mixup_alpha(a) > 0 for a in augmentations)
 
 
 def compile_model(
-    model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int, lr: float | None = None
+    model: keras.Model, plan: RunPlan, steps_per_epoch: int, epochs: int, lr: float | None = None
 ) -> LearningRate:
-    """Compile for ``epochs`` more epochs; returns the learning rate (schedule) the optimizer follows."""
-    t = cfg.trainer
-    optimizer_cfg = cfg.optimizer if lr is None else OmegaConf.merge(cfg.optimizer, {"lr": lr})
-    learning_rate = build_schedule(optimizer_cfg, steps_per_epoch, epochs)
+    """Compile for ``epochs`` more epochs (from rate ``lr`` when given, else ``optimizer.lr``);
+    returns the learning rate (schedule) the optimizer follows."""
+    t = plan.trainer
+    optimizer = plan.optimizer.with_lr(lr)
+    learning_rate = optimizer.schedule(steps_per_epoch, epochs)
     if t.time_budget_s and t.fit_schedule_to_budget:
         learning_rate = fit_to_budget(learning_rate, steps_per_epoch * epochs)
     if t.freeze_cancelled_bias:
         freeze_cancelled_biases(model)  # again at each compile: set_frozen resets the flags
-    if soft_labels(cfg):
+    if soft_labels(plan):
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
         accuracy = keras.metrics.CategoricalAccuracy(
             name="accuracy"
@@ -43,7 +41,7 @@ def compile_model(
         loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(
-        optimizer=build_optimizer(optimizer_cfg, steps_per_epoch, epochs, learning_rate=learning_rate),
+        optimizer=optimizer.build(steps_per_epoch, epochs, learning_rate=learning_rate),
         loss=loss,
         metrics=[accuracy],
         jit_compile=t.jit_compile,

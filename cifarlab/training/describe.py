@@ -8,27 +8,27 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
 
 from cifarlab.data.base import DataSplits
 from cifarlab.tracking import git_commit
+from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks
 
 
-def run_tags(cfg: DictConfig, config_hash: str, hooks: RunHooks) -> dict[str, str]:
+def run_tags(plan: RunPlan, config_hash: str, hooks: RunHooks) -> dict[str, str]:
     """Tags of a new run: what it trains, its identity, the command line and a preset's claim."""
     tags = {
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "optimizer": cfg.optimizer.name,
-        "augmentation": cfg.augmentation.name,
+        "dataset": plan.data.name,
+        "model": plan.model.name,
+        "optimizer": plan.optimizer.name,
+        "augmentation": plan.augmentation.name,
         "config_hash": config_hash,
         "git_commit": git_commit(),
         "overrides": " ".join(hooks.overrides),
         "hardware": hardware(),
         **hooks.preset_choices,
-        **{f"claim.{k}": v for k, v in (cfg.get("claim") or {}).items()},
-        **dict(cfg.tracking.get("tags") or {}),
+        **{f"claim.{k}": v for k, v in plan.claim.items()},
+        **plan.tracking.tags,
     }
     if hooks.parent_run_id:
         tags["mlflow.parentRunId"] = hooks.parent_run_id
@@ -41,12 +41,13 @@ def hardware() -> str:
     return f"{len(gpus)} GPU + {cpu}" if gpus else cpu
 
 
-def plan_line(cfg: DictConfig, data: DataSplits, precision: str) -> str:
-    t = cfg.trainer
+def plan_line(plan: RunPlan, data: DataSplits, precision: str) -> str:
+    """The line a run starts with: its data, model, optimizer, augmentation, epochs, batch and precision."""
+    t = plan.trainer
     return (
         f"cifarlab: {data.name} ({len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test), "
-        f"model {cfg.model.name}, {cfg.optimizer.name} lr={cfg.optimizer.lr:g}, "
-        f"augmentation {cfg.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
+        f"model {plan.model.name}, {plan.optimizer.name} lr={plan.optimizer.lr:g}, "
+        f"augmentation {plan.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
         f"precision {precision}"
     )
 

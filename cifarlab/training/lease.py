@@ -4,8 +4,11 @@ Two processes training the same config would write the same backup and log
 the same epochs into one MLflow run. The first takes the lease by creating
 ``lease.json`` exclusively (``O_EXCL``, atomic on local and NFS v3+ file
 systems) and touches it every ``HEARTBEAT_S`` seconds; another process sees a
-live owner and keeps out. A lease whose owner died (its pid gone on the same
-host, or no heartbeat for ``STALE_AFTER_S`` from another host) is taken over.
+live owner and keeps out. A lease whose owner died is taken over: on the same
+host, when no process has its pid *with its start time* (a pid is reused after a
+reboot, and in a container the trainer is often PID 1 every time); from another
+host, or a lease that names no start time, when it has had no heartbeat for
+``STALE_AFTER_S``.
 """
 
 from __future__ import annotations
@@ -19,31 +22,47 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
+
+
+START_TOLERANCE_S = 1.0  # a process's start time as read twice may differ by a clock tick
 
 
 @dataclass(frozen=True)
 class Owner:
     host: str
     pid: int
+    started: float | None = None  # the process's start time (seconds since the epoch)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
 
 
-def this_process() -> Owner:
-    return Owner(socket.gethostname(), os.getpid())
-
-
-def _pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started, or None when there is no such process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:  # not ours to inspect: alive, start time unknown
+        return float("nan")
+
+
+def this_process() -> Owner:
+    return Owner(socket.gethostname(), os.getpid(), process_start_time(os.getpid()))
+
+
+def is_running(owner: Owner) -> bool:
+    """Whether the very process that wrote the lease runs: its pid, started when it said."""
+    started = process_start_time(owner.pid)
+    if started is None:
         return False
-    except PermissionError:  # someone else's process: alive
+    if owner.started is None or started != started:  # (NaN: another user's process)
         return True
-    return True
+    return abs(started - owner.started) < START_TOLERANCE_S
 
 
 class Lease:
@@ -61,10 +80,18 @@ class Lease:
             age = time.time() - self.path.stat().st_mtime
         except (OSError, ValueError):
             return None
-        owner = Owner(str(record.get("host")), int(record.get("pid", -1)))
-        if owner.host == socket.gethostname():
-            return owner if _pid_alive(owner.pid) else None
-        return owner if age < STALE_AFTER_S else None
+        started = record.get("started")
+        owner = Owner(
+            str(record.get("host")), int(record.get("pid", -1)), None if started is None else float(started)
+        )
+        if owner.host == socket.gethostname() and owner.started is not None:
+            return owner if is_running(owner) else None
+        # Another host, or a lease from before start times were kept: only its heartbeat tells.
+        return (
+            owner
+            if age < STALE_AFTER_S and (owner.host != socket.gethostname() or is_running(owner))
+            else None
+        )
 
     def acquire(self) -> Owner | None:
         """Take the lease; returns None when taken, else the live owner who holds it."""
@@ -79,7 +106,8 @@ class Lease:
                 self._break_stale()
                 continue
             with os.fdopen(fd, "w") as handle:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
+                me = this_process()
+                json.dump({"host": me.host, "pid": me.pid, "started": me.started}, handle)
             self._start_heartbeat()
             return None
         return self.holder() or this_process()  # lost every race: treat as held

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import keras
 from omegaconf import DictConfig
@@ -13,37 +14,37 @@ from cifarlab.training.metric_names import keras_metric_name, monitor_mode
 SCHEDULES: Registry[Callable] = Registry("optimizer.schedule")
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
 
-LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 
 
 @SCHEDULES.register("constant")
-def constant(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+def constant(schedule: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
     return lr
 
 
 @SCHEDULES.register("cosine")
-def cosine(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+def cosine(schedule: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
     """Linear warmup to ``lr`` over ``warmup_epochs``, then cosine decay to ``final_lr_fraction * lr``."""
-    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    warmup_steps = int(schedule.warmup_epochs * steps_per_epoch)
     decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
     if warmup_steps:
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0,
             decay_steps=decay_steps,
-            alpha=cfg.final_lr_fraction,
+            alpha=schedule.final_lr_fraction,
             warmup_target=lr,
             warmup_steps=warmup_steps,
         )
-    return keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=cfg.final_lr_fraction)
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=schedule.final_lr_fraction)
 
 
 @SCHEDULES.register("step")
-def step(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+def step(schedule: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
     """Multiply the rate by ``gamma`` every ``step_epochs`` epochs."""
     return keras.optimizers.schedules.ExponentialDecay(
         lr,
-        decay_steps=max(1, int(cfg.step_epochs * steps_per_epoch)),
-        decay_rate=cfg.gamma,
+        decay_steps=max(1, int(schedule.step_epochs * steps_per_epoch)),
+        decay_rate=schedule.gamma,
         staircase=True,
     )
 
@@ -83,83 +84,96 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @SCHEDULES.register("one_cycle")
-def one_cycle(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+def one_cycle(schedule: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
     """Rise to ``lr`` over ``warmup_epochs`` (default: 30% of training), then fall linearly."""
     total = epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch) if cfg.warmup_epochs else int(0.3 * total)
-    return OneCycle(lr, warmup, total, final_fraction=cfg.final_lr_fraction)
+    warmup = int(schedule.warmup_epochs * steps_per_epoch) if schedule.warmup_epochs else int(0.3 * total)
+    return OneCycle(lr, warmup, total, final_fraction=schedule.final_lr_fraction)
 
 
 @SCHEDULES.register("reduce_on_plateau")
-def reduce_on_plateau(cfg: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
+def reduce_on_plateau(schedule: DictConfig, lr: float, steps_per_epoch: int, epochs: int) -> LearningRate:
     """Starts at ``lr``; the trainer adds ReduceLROnPlateau (``gamma``, ``patience``, ``monitor``)."""
     return lr
 
 
-def plateau_callback(cfg: DictConfig) -> keras.callbacks.Callback | None:
+def plateau_callback(schedule: DictConfig) -> keras.callbacks.Callback | None:
     """The callback behind the ``reduce_on_plateau`` schedule, or None for other schedules."""
-    if cfg.name != "reduce_on_plateau":
+    if schedule.name != "reduce_on_plateau":
         return None
     return keras.callbacks.ReduceLROnPlateau(
-        monitor=keras_metric_name(cfg.monitor),
-        mode=monitor_mode(cfg.monitor),
-        factor=cfg.gamma,
-        patience=cfg.patience,
-        min_lr=cfg.min_lr,
+        monitor=keras_metric_name(schedule.monitor),
+        mode=monitor_mode(schedule.monitor),
+        factor=schedule.gamma,
+        patience=schedule.patience,
+        min_lr=schedule.min_lr,
         verbose=1,
     )
 
 
-def _common(cfg: DictConfig, learning_rate: LearningRate) -> dict:
+def _common(optimizer: DictConfig, learning_rate: LearningRate) -> dict:
     return {
         "learning_rate": learning_rate,
-        "weight_decay": cfg.weight_decay,
-        "clipnorm": cfg.clipnorm,
+        "weight_decay": optimizer.weight_decay,
+        "clipnorm": optimizer.clipnorm,
     }
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
-    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **_common(cfg, learning_rate))
+def sgd(optimizer: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.SGD(
+        momentum=optimizer.momentum, nesterov=optimizer.nesterov, **_common(optimizer, learning_rate)
+    )
 
 
 @OPTIMIZERS.register("adam")
-def adam(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+def adam(optimizer: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(
-        beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+        beta_1=optimizer.beta_1,
+        beta_2=optimizer.beta_2,
+        epsilon=optimizer.epsilon,
+        **_common(optimizer, learning_rate),
     )
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
-    kwargs = _common(cfg, learning_rate)
-    kwargs["weight_decay"] = 0.004 if cfg.weight_decay is None else cfg.weight_decay
-    return keras.optimizers.AdamW(beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **kwargs)
+def adamw(optimizer: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    kwargs = _common(optimizer, learning_rate)
+    kwargs["weight_decay"] = 0.004 if optimizer.weight_decay is None else optimizer.weight_decay
+    return keras.optimizers.AdamW(
+        beta_1=optimizer.beta_1, beta_2=optimizer.beta_2, epsilon=optimizer.epsilon, **kwargs
+    )
 
 
 @OPTIMIZERS.register("nadam")
-def nadam(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+def nadam(optimizer: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
     return keras.optimizers.Nadam(
-        beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+        beta_1=optimizer.beta_1,
+        beta_2=optimizer.beta_2,
+        epsilon=optimizer.epsilon,
+        **_common(optimizer, learning_rate),
     )
 
 
 @OPTIMIZERS.register("rmsprop")
-def rmsprop(cfg: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+def rmsprop(optimizer: DictConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(
-        rho=cfg.rho, momentum=cfg.momentum, epsilon=cfg.epsilon, **_common(cfg, learning_rate)
+        rho=optimizer.rho,
+        momentum=optimizer.momentum,
+        epsilon=optimizer.epsilon,
+        **_common(optimizer, learning_rate),
     )
 
 
-def build_schedule(cfg: DictConfig, steps_per_epoch: int, epochs: int) -> LearningRate:
-    """The learning rate ``cfg.schedule`` makes of ``cfg.lr`` over ``epochs`` epochs."""
-    return SCHEDULES.get(cfg.schedule.name)(cfg.schedule, cfg.lr, steps_per_epoch, epochs)
+def build_schedule(optimizer: DictConfig, steps_per_epoch: int, epochs: int) -> LearningRate:
+    """The learning rate ``optimizer.schedule`` makes of ``optimizer.lr`` over ``epochs`` epochs."""
+    return SCHEDULES.get(optimizer.schedule.name)(optimizer.schedule, optimizer.lr, steps_per_epoch, epochs)
 
 
 def build_optimizer(
-    cfg: DictConfig, steps_per_epoch: int, epochs: int, learning_rate: LearningRate | None = None
+    optimizer: DictConfig, steps_per_epoch: int, epochs: int, learning_rate: LearningRate | None = None
 ) -> keras.optimizers.Optimizer:
-    """The optimizer named by ``cfg.name``, its rate following ``cfg.schedule`` (or ``learning_rate``)."""
+    """The optimizer ``optimizer.name``, its rate following ``optimizer.schedule`` (or ``learning_rate``)."""
     if learning_rate is None:
-        learning_rate = build_schedule(cfg, steps_per_epoch, epochs)
-    return OPTIMIZERS.get(cfg.name)(cfg, learning_rate)
+        learning_rate = build_schedule(optimizer, steps_per_epoch, epochs)
+    return OPTIMIZERS.get(optimizer.name)(optimizer, learning_rate)

@@ -6,44 +6,41 @@ import tempfile
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import tensorflow as tf
-from mlflow.models import infer_signature
-from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.data.base import DataSplits, content_digest
 from cifarlab.models.class_names import class_names_path
 from cifarlab.models.layers.swap import standard_layers
 from cifarlab.models.transfer import TransferReport
 from cifarlab.reports import write_reports
-from cifarlab.tracking import NullRecorder, flatten
+from cifarlab.tracking import Recorder
+from cifarlab.tracking.models import log_keras_model, register_model, run_metrics
 from cifarlab.training.describe import model_summary
 from cifarlab.training.evaluation import evaluate_model
+from cifarlab.training.plan import RunIdentity, RunPlan
 from cifarlab.training.result import TrainResult
 from cifarlab.training.run_hooks import RunHooks
 from cifarlab.training.state import RunState
 
-MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
-
 
 def record_setup(
-    recorder: NullRecorder,
-    cfg: DictConfig,
+    recorder: Recorder,
+    identity: RunIdentity,
     model: keras.Model,
     precision: str,
     hooks: RunHooks,
     transfer_report: TransferReport | None,
 ) -> None:
     """Params (the resolved config, flattened), the model summary, config and overrides as artifacts."""
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    params = identity.params()
     # precision_policy: what trainer.precision=auto chose on this machine
     recorder.log_params({**params, "model/num_params": model.count_params(), "precision_policy": precision})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "model_summary.txt").write_text(model_summary(model))
         recorder.log_artifact(folder / "model_summary.txt")
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (folder / "config.yaml").write_text(identity.yaml())
         (folder / "overrides.txt").write_text("\n".join(hooks.overrides) + "\n")
         recorder.log_artifact(folder / "config.yaml", "config")
         recorder.log_artifact(folder / "overrides.txt", "config")
@@ -51,7 +48,7 @@ def record_setup(
         recorder.log_text(transfer_report.summary() + "\n", "transfer.txt")
 
 
-def record_datasets(recorder: NullRecorder, data: DataSplits, source: str | None) -> None:
+def record_datasets(recorder: Recorder, data: DataSplits, source: str | None) -> None:
     """Each split as an MLflow dataset input, with its size and content digest (data lineage)."""
     splits = (
         ("train", data.x_train, data.y_train),
@@ -70,47 +67,51 @@ def record_datasets(recorder: NullRecorder, data: DataSplits, source: str | None
 
 
 def evaluate_and_record(
-    cfg: DictConfig,
+    plan: RunPlan,
     model: keras.Model,
     data: DataSplits,
-    recorder: NullRecorder,
+    recorder: Recorder,
     state: RunState,
     history: dict[str, list[float]],
 ) -> TrainResult:
     """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics."""
-    probs, test_accuracy, test_loss = evaluate_model(model, data, cfg.trainer)
+    t = plan.trainer
+    probs, test_accuracy, test_loss = evaluate_model(
+        model, data, t.eval_batch_size, flip=t.test_time_flip, shift=t.test_time_shift
+    )
     log_once(recorder, {"test/accuracy": test_accuracy, "test/loss": test_loss})
-    record_reports(recorder, cfg, data, probs, history)
+    record_reports(recorder, plan, data, probs, history)
     best_checkpoint = state.checkpoint_dir / "best.keras"
-    if cfg.tracking.log_checkpoints and best_checkpoint.exists():
+    if plan.tracking.log_checkpoints and best_checkpoint.exists():
         recorder.log_artifact(best_checkpoint, "checkpoints")
         if class_names_path(best_checkpoint).exists():
             recorder.log_artifact(class_names_path(best_checkpoint), "checkpoints")
-    if cfg.tracking.log_model:
+    if plan.tracking.log_model:
         log_model(recorder, model, data, probs)
-        if cfg.tracking.get("register_as") and recorder.run_id:
-            register_model(recorder.run_id, str(cfg.tracking.register_as))
+        if plan.tracking.register_as and recorder.run_id:
+            register_logged_model(recorder.run_id, plan.tracking.register_as)
     val_accuracy = history.get("val/accuracy")
     best_val = max(val_accuracy) if val_accuracy else None
     epochs_run = len(history.get("train/loss", []))
     log_once(
-        recorder, {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if val_accuracy else {})}
+        recorder,
+        {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if best_val is not None else {})},
     )
     return TrainResult(recorder.run_id, test_accuracy, test_loss, best_val, epochs_run, history)
 
 
-def log_once(recorder: NullRecorder, metrics: dict[str, float]) -> None:
+def log_once(recorder: Recorder, metrics: dict[str, float]) -> None:
     """Log the metrics the run does not have yet, so each is logged once: the reports' summary
     repeats test/accuracy, and a run resumed after a kill while it recorded redoes the evaluation."""
-    have = mlflow.get_run(recorder.run_id).data.metrics if recorder.run_id else {}
+    have = run_metrics(recorder.run_id) if recorder.run_id else {}
     fresh = {k: v for k, v in metrics.items() if k not in have}
     if fresh:
         recorder.log_metrics(fresh)
 
 
 def record_reports(
-    recorder: NullRecorder,
-    cfg: DictConfig,
+    recorder: Recorder,
+    plan: RunPlan,
     data: DataSplits,
     probs: np.ndarray,
     history: dict[str, list[float]],
@@ -127,9 +128,9 @@ def record_reports(
             x_test=data.x_test,
             x_train=data.x_train,
             y_train=data.y_train,
-            orientation=cfg.reports.orientation,
-            top_pairs=cfg.reports.top_pairs,
-            seed=cfg.trainer.seed,
+            orientation=plan.reports.orientation,
+            top_pairs=plan.reports.top_pairs,
+            seed=plan.trainer.seed,
         )
         recorder.log_artifacts(Path(tmp), "reports")
     log_once(recorder, summary.metrics)
@@ -139,36 +140,29 @@ def record_reports(
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The same layers and weights without the compile state, so loading needs no cifarlab code."""
-    plain = standard_layers(model)  # an uncompiled copy when it had to swap layers
-    return plain if plain is not model else keras.Model(model.inputs, model.outputs, name=model.name)
+    """The same layers and weights without the compile state, so loading needs no cifarlab code.
+
+    Always a fresh functional model: a copy with swapped layers keeps the trained model's
+    optimizer, whose learning-rate schedule (a budget-fitted one, say) is cifarlab's class.
+    """
+    plain = standard_layers(model)
+    return keras.Model(plain.inputs, plain.outputs, name=model.name)
 
 
-def log_model(recorder: NullRecorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
+def log_model(recorder: Recorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
     """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names."""
-    example = data.x_test[:2]
-    recorder.log_keras_model(
+    log_keras_model(
+        recorder,
         inference_model(model),
-        name=MODEL_NAME,
-        signature=infer_signature(example, probs[:2]),
-        input_example=example,
+        example=data.x_test[:2],
+        predictions=probs[:2],
         metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
-        pip_requirements=[
-            f"tensorflow=={tf.__version__}",
-            f"keras=={keras.__version__}",
-            f"mlflow=={mlflow.__version__}",
-        ],
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )
 
 
-def register_model(run_id: str, name: str) -> int:
-    """The run's logged model as a new version of registered model ``name``; a run resumed after a kill
-    that had registered already keeps its version instead of adding another."""
-    client = mlflow.MlflowClient()
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    if existing:
-        version = max(int(v.version) for v in existing)
-    else:
-        version = int(mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name).version)
+def register_logged_model(run_id: str, name: str) -> int:
+    """The run's logged model as a version of registered model ``name`` (a resumed run keeps the one it made)."""
+    version = register_model(run_id, name)
     print(f"cifarlab: registered model {name} version {version}", flush=True)
     return version

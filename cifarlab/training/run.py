@@ -1,5 +1,7 @@
 """One training run: data -> pipeline -> model -> fit -> evaluate -> reports -> MLflow.
 
+It follows a ``RunPlan`` (``cifarlab.training.plan.assemble`` makes one of the config).
+
 Everything that can fail on bad input (data, model name, tracking server) fails
 before the MLflow run is opened, so a typo never leaves a run behind; once it
 is open, any failure ends it FAILED (a signal: KILLED) with the error attached.
@@ -11,15 +13,16 @@ fitting had finished.
 from __future__ import annotations
 
 import keras
-from omegaconf import DictConfig, OmegaConf
 
 from cifarlab import tracking
 from cifarlab.training.describe import print_summary, run_tags
 from cifarlab.training.distribute import is_chief, make_strategy
 from cifarlab.training.multi_worker import adapt_model
+from cifarlab.training.plan import RunPlan
 from cifarlab.training.recording import evaluate_and_record, record_datasets, record_setup
 from cifarlab.training.result import TrainResult
 from cifarlab.training.run_hooks import RunHooks
+from cifarlab.training.sanity import chance_warning, report_warnings, split_warnings
 from cifarlab.training.setup import prepare
 from cifarlab.training.stages import FitContext, fit_stages, fit_without_gradients, recorded_history
 from cifarlab.training.state import RunState, claimed_state
@@ -28,44 +31,45 @@ UNFINISHED = ("RUNNING", "SCHEDULED", "FAILED", "KILLED")
 KERAS_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-def train(cfg: DictConfig, hooks: RunHooks | None = None) -> TrainResult:
-    """Run one training as ``cfg`` describes and record it. Raises CifarlabError on bad input.
+def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
+    """Run one training as ``plan`` describes and record it. Raises CifarlabError on bad input.
 
     ``hooks`` carry what the launcher adds (a sweep's parent run and callbacks, the command line).
     """
     hooks = hooks or RunHooks()
     chief = is_chief()
     if not chief:  # other workers train in lockstep but record nothing
-        cfg = OmegaConf.merge(cfg, {"tracking": {"enabled": False}})
-    target = tracking.target_from_config(cfg)
-    uri = target.uri
-    if cfg.tracking.enabled:
-        tracking.check_server_reachable(uri)
+        plan = plan.without_tracking()
+    target = plan.target
+    if target.enabled:
+        tracking.check_server_reachable(target.uri)
     keras.backend.clear_session()  # a sweep runs many jobs in one process
-    strategy = make_strategy(cfg.trainer.strategy)
+    strategy = make_strategy(plan.trainer.strategy)
     with strategy.scope():
-        prepared = prepare(cfg, uri)
+        prepared = prepare(plan)
         model = adapt_model(prepared.model)  # a no-op unless trainer.strategy=multi_worker spans workers
-    key = tracking.config_hash(cfg, data_digest=prepared.data_digest)
-    done = hooks.finished_run(cfg, key) if cfg.tracking.enabled else None
+    key = plan.identity.config_hash(prepared.data_digest)
+    done = hooks.finished_run(key) if target.enabled else None
     if done is not None:
         print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
         return TrainResult.from_run(done)
-    run_name = cfg.tracking.get("run_name") or hooks.run_name or f"{cfg.model.name}-{cfg.dataset.name}"
-    with claimed_state(cfg.paths.state_dir, key, chief) as state:
-        resume_id = _resumable_run(state, uri) if cfg.tracking.enabled else None
-        tags = run_tags(cfg, key, hooks)
+    run_name = plan.tracking.run_name or hooks.run_name or plan.default_run_name
+    with claimed_state(plan.state_dir, key, chief) as state:
+        resume_id = _resumable_run(state, target.uri) if target.enabled else None
+        tags = run_tags(plan, key, hooks)
         with tracking.open_run(target, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
             state.remember(recorder.run_id)
-            hooks.on_run_open(cfg, recorder.run_id)
-            record_setup(recorder, cfg, model, prepared.precision, hooks, prepared.transfer_report)
+            hooks.on_run_open(recorder.run_id)
+            record_setup(recorder, plan.identity, model, prepared.precision, hooks, prepared.transfer_report)
             record_datasets(recorder, prepared.data, prepared.data_source)
+            report_warnings(recorder, split_warnings(prepared.data, float(plan.data.node.val_fraction)))
             ctx = FitContext(prepared.data, recorder, state, hooks)
             with strategy.scope():
-                history = _fit_or_restore(cfg, model, ctx)
-                result = evaluate_and_record(cfg, model, prepared.data, recorder, state, history)
+                history = _fit_or_restore(plan, model, ctx)
+                result = evaluate_and_record(plan, model, prepared.data, recorder, state, history)
+            report_warnings(recorder, chance_warning(result.test_accuracy, prepared.data, plan.optimizer.lr))
         state.clear()
-    print_summary(result.test_accuracy, result.test_loss, result.run_id, cfg.tracking.experiment, uri)
+    print_summary(result.test_accuracy, result.test_loss, result.run_id, target.experiment, target.uri)
     return result
 
 
@@ -84,13 +88,13 @@ def _resumable_run(state: RunState, uri: str) -> str | None:
     return run_id
 
 
-def _fit_or_restore(cfg: DictConfig, model: keras.Model, ctx: FitContext) -> dict[str, list[float]]:
+def _fit_or_restore(plan: RunPlan, model: keras.Model, ctx: FitContext) -> dict[str, list[float]]:
     """Fit, and keep the weights fitting ended with; or reload them when an attempt got that far."""
     if not getattr(model, "trains_by_gradient", True):
-        return fit_without_gradients(cfg, model, ctx)
+        return fit_without_gradients(plan.trainer, model, ctx)
     if ctx.state.training_done():
         model.load_weights(ctx.state.trained_weights)
         return recorded_history(ctx.recorder, {name: [] for name in KERAS_HISTORY_KEYS})
-    history = fit_stages(cfg, model, ctx)
+    history = fit_stages(plan, model, ctx)
     ctx.state.save_trained(model)
     return history

@@ -11,11 +11,12 @@ on several machines with a database storage, makes them workers of one study
 (``cifarlab.sweeps.search``: the budget, the heartbeat, retries of dead workers' trials).
 
 With ``repeats`` > 1 a trial is ``repeats`` jobs, ``trainer.seed=<seed>+i``, and is
-told their mean (FAIL if one failed, PRUNED if one was pruned). A job learns its
-trial through ``hydra.job.env_set`` (an override of Hydra's config, not of the
-job's), so it can report epochs for pruning; a pruned job returns no value and
-leaves a user attr on its trial, and is told PRUNED. Job numbers follow trial
-numbers, so workers sharing a sweep folder never share a job folder.
+told their mean (FAIL if one failed, PRUNED if one was pruned). Job numbers follow
+trial numbers (``cifarlab.sweeps.contract.trial_jobs``): a job learns its trial
+from its number and its study from the sweep's ticket, so it can report epochs
+for pruning, and workers sharing a sweep folder never share a job folder. When
+a trial's jobs return, their reports (the same contract) say which were pruned
+and which MLflow runs they used: the trial is told PRUNED, and keeps its run.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from cifarlab.sweeps import search
-
-# The job's side: its trial comes in TRIAL_ENV; its pruning callback sets PRUNED_ATTR on the trial.
-from cifarlab.sweeps.job import TRIAL_ENV
+from cifarlab.sweeps.contract import JobReport, read_report, trial_jobs
+from cifarlab.sweeps.job import jobs_dir
 from cifarlab.sweeps.space import (
     SEED_KEY,
     Space,
@@ -51,7 +51,7 @@ from cifarlab.sweeps.space import (
     sweep_lines,
 )
 from cifarlab.sweeps.storage import resolve_storage
-from cifarlab.sweeps.study import PRUNED_ATTR
+from cifarlab.sweeps.study import RUN_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class OptunaSweeperImpl:
         self.n_trials = self.settings.n_trials
         if self.sampler_cfg.get("_partial_"):  # the grid sampler: no more trials than grid points
             self.n_trials = min(self.n_trials, search.grid_size(self.space))
-        self.heartbeat = search.Heartbeat(storage, self.settings.heartbeat_interval)
+        self.heartbeat = search.Heartbeat(storage, self.study.study_name, self.settings.heartbeat_interval)
         n_jobs = self._parallel_jobs()
         self._announce(n_jobs)
         try:
@@ -208,10 +208,11 @@ class OptunaSweeperImpl:
                 search.wait_a_while(self.settings.heartbeat_interval)
                 continue
             trial, overrides = asked
-            returns = list(self.launcher.launch(overrides, initial_job_idx=trial.number * self.repeats))
+            jobs = trial_jobs(trial.number, self.repeats)
+            returns = list(self.launcher.launch(overrides, initial_job_idx=jobs.start))
             with self.lock:
-                state = self._tell(self.study, trial, returns)
-                self.heartbeat.remove(trial._trial_id)
+                state = self._tell(self.study, trial, returns, self._reports(jobs))
+                self.heartbeat.remove(trial.number)
                 self.in_flight.pop(trial.number, None)
             failures_allowed -= state == TrialState.FAIL
 
@@ -226,7 +227,7 @@ class OptunaSweeperImpl:
     def _release_in_flight(self) -> None:
         """Trials this worker was running when it stopped (Ctrl-C, an error): FAIL, queued again."""
         with self.lock:
-            for number, trial in list(self.in_flight.items()):
+            for number in list(self.in_flight):
                 search.fail_and_retry(self.study, number, self.settings.max_retry)
             self.in_flight.clear()
 
@@ -234,8 +235,6 @@ class OptunaSweeperImpl:
         lines = list(fixed.values())
         for name, (key, dist) in space.items():
             lines.append(f"{key}={format_value(suggest(trial, name, dist))}")
-        if self.storage:
-            lines.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial._trial_id}")
         return lines
 
     def _repeat_overrides(self, trial: optuna.Trial, space: Space, fixed: dict[str, str]) -> list[list[str]]:
@@ -255,12 +254,19 @@ class OptunaSweeperImpl:
             except (TypeError, ValueError):
                 return None
         try:
-            ret.return_value  # raises what the job raised
+            _ = ret.return_value  # raises what the job raised
         except Exception as err:  # noqa: BLE001 - logged; the trial is told FAILED
             log.warning(f"trial {trial.number} raised {err!r}")
         return None
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, returns: Sequence[JobReturn]) -> TrialState:
+    def _reports(self, jobs: range) -> list[JobReport]:
+        """What the trial's jobs reported of themselves (jobs that left no report are left out)."""
+        folder = jobs_dir(self.config.hydra)
+        return [report for report in (read_report(folder, num) for num in jobs) if report is not None]
+
+    def _tell(
+        self, study: optuna.Study, trial: optuna.Trial, returns: Sequence[JobReturn], reports: list[JobReport]
+    ) -> TrialState:
         """Tell the trial's outcome (its jobs' mean, PRUNED or FAIL); return the state told."""
         values = [self._value(trial, ret) for ret in returns]
         failed = any(v is None or not math.isfinite(v) for v in values)
@@ -271,11 +277,13 @@ class OptunaSweeperImpl:
                 for i, ret in enumerate(returns)
             ]
             trial.set_user_attr(REPEATS_ATTR, dict(zip(seeds, values)))
+        run_ids = [r.run_id for r in reports if r.run_id]
+        if run_ids:  # the trial's run (the last job's, with repeats), for the study's report
+            trial.set_user_attr(RUN_ATTR, run_ids[-1])
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
-        # The job wrote to the trial from its own process: read it back from storage, not the cache.
-        user_attrs = optuna.trial.Trial(study, trial._trial_id).user_attrs
-        if PRUNED_ATTR in user_attrs:
-            state, line = TrialState.PRUNED, f"PRUNED after epoch {user_attrs[PRUNED_ATTR] + 1}"
+        pruned = [r.pruned_at_epoch for r in reports if r.pruned_at_epoch is not None]
+        if pruned:
+            state, line = TrialState.PRUNED, f"PRUNED after epoch {pruned[-1] + 1}"
         elif value is None or not math.isfinite(value):
             state, line = TrialState.FAIL, "FAILED"
         else:

@@ -93,7 +93,7 @@ class CifarlabOptunaSweeperConf:
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
     sampler: Any = MISSING
-    # Epoch-level pruning of a job (cifarlab.sweeps.job_hooks.job_callbacks); nop switches it off.
+    # Epoch-level pruning of a job (cifarlab.sweeps.job_hooks.SweepJob.callbacks); nop switches it off.
     pruner: Any = MISSING
     # The job's return value (best validation accuracy) is maximised.
     direction: str = "maximize"

@@ -103,6 +103,7 @@ def test_round_order_rotates_and_keeps_the_stall_pair_back_to_back():
     assert round_order(["memory"], 3) == ["memory"]
 
 
+@pytest.mark.slow
 def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     out = tmp_path / "bench.json"
     run_cli(

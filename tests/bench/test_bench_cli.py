@@ -50,7 +50,7 @@ def test_a_wrong_argument_fails_in_one_line(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("cifarlab.bench: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("cifarlab bench: error: ") and message in err and err.count("\n") == 1
 
 
 def test_help_lists_every_option_without_importing_tensorflow(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import all_runs, run_cli
 
-from cifarlab.commands.results import hand_written_notes, render
+from cifarlab.reports.results_table import hand_written_notes, render
 
 
 def test_rebuilt_table_keeps_what_was_written_under_it():

@@ -79,6 +79,7 @@ def write_pngs(root: Path, counts: dict[str, int]) -> None:
             Image.fromarray(np.full((8, 8, 3), 60 * label + i, np.uint8)).save(root / name / f"{i}.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "layout, expected",
     [
@@ -104,6 +105,7 @@ def test_image_folder_a_model_cannot_learn_from_fails_before_the_run(tmp_path, l
     assert_no_run(tmp_path / "mlruns")
 
 
+@pytest.mark.slow
 def test_failed_download_leaves_no_data_dir_and_no_run(tmp_path):
     # A proxy that refuses every connection: the download fails at once, online or not.
     env = {**cli_env(), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}

@@ -32,6 +32,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_validates(compose_cfg, group):
     assert options(group), f"conf/{group}/ has no options"
@@ -43,6 +44,7 @@ def test_every_option_composes_and_validates(compose_cfg, group):
             assert cfg[group] is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_builds_and_outputs_probabilities(compose_cfg, option):
     from cifarlab.training.builders import build_model
@@ -175,6 +177,7 @@ BAD_CLI_VALUES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", BAD_CLI_VALUES)
 def test_cli_rejects_bad_values_in_one_line_without_tensorflow(tmp_path, override, key):
     # Runs the CLI in-process in a fresh interpreter to see which modules it imported.

@@ -56,39 +56,46 @@ def test_the_training_pipeline_mixes_after_augmenting_and_keeps_the_epoch_stream
     from cifarlab.data import DataSplits
     from cifarlab.training.compile import soft_labels
     from cifarlab.training.datasets import stage_datasets
+    from cifarlab.training.plan import assemble
 
-    cfg = compose_cfg(
-        "dataset=synthetic", "augmentation=flip", "augmentation.mixup_alpha=0.4", "trainer.batch_size=4"
+    plan = assemble(
+        compose_cfg(
+            "dataset=synthetic", "augmentation=flip", "augmentation.mixup_alpha=0.4", "trainer.batch_size=4"
+        )
     )
-    assert soft_labels(cfg)  # one-hot labels and a categorical loss, with no label smoothing
+    assert soft_labels(plan)  # one-hot labels and a categorical loss, with no label smoothing
     images = np.random.default_rng(0).integers(0, 255, (12, 8, 8, 3), dtype=np.uint8)
     labels = np.arange(12) % 3
     data = DataSplits(images, labels, images[:3], labels[:3], images[:3], labels[:3], ["a", "b", "c"], "tiny")
-    train_ds, val_ds = stage_datasets(cfg, data, cfg.augmentation)
+    train_ds, val_ds = stage_datasets(plan, data, plan.augmentation)
     x, y = next(iter(train_ds))
     assert y.shape == (4, 3) and np.allclose(np.asarray(y).sum(axis=1), 1.0)
     assert (np.asarray(y).max(axis=1) < 1.0).any()  # some labels are blends
     _, y_val = next(iter(val_ds))
     assert y_val.shape == (3, 3) and set(np.unique(y_val)) <= {0.0, 1.0}  # validation one-hot, never mixed
-    again = next(iter(stage_datasets(cfg, data, cfg.augmentation)[0]))  # a new pipeline: the same first batch
+    again = next(
+        iter(stage_datasets(plan, data, plan.augmentation)[0])
+    )  # a new pipeline: the same first batch
     np.testing.assert_array_equal(np.asarray(x), np.asarray(again[0]))
 
 
 @pytest.mark.parametrize("stages", [None, "plain_then_augmented"])
 def test_no_mixup_keeps_integer_labels(compose_cfg, stages):
     from cifarlab.training.compile import soft_labels
+    from cifarlab.training.plan import assemble
 
     overrides = ["augmentation=crop_flip"] + ([f"stages={stages}"] if stages else [])
-    assert not soft_labels(compose_cfg(*overrides))
-    assert soft_labels(compose_cfg(*overrides, "trainer.label_smoothing=0.1"))
+    assert not soft_labels(assemble(compose_cfg(*overrides)))
+    assert soft_labels(assemble(compose_cfg(*overrides, "trainer.label_smoothing=0.1")))
 
 
 def test_mixup_in_any_stage_gives_the_whole_run_one_hot_labels(compose_cfg):
     from omegaconf import open_dict
 
     from cifarlab.training.compile import soft_labels
+    from cifarlab.training.plan import assemble
 
     cfg = compose_cfg("stages=plain_then_augmented")
     with open_dict(cfg):
         cfg.stages[1].augmentation.mixup_alpha = 0.3  # mixup in the second stage only
-    assert soft_labels(cfg)
+    assert soft_labels(assemble(cfg))

@@ -10,6 +10,7 @@ def _labels_in_order(dataset) -> list[int]:
     return [int(label) for _, labels in dataset for label in labels.numpy()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel_calls", [None, 1, 3])
 def test_every_parallelism_yields_each_image_once_as_float_batches(parallel_calls):
     from cifarlab.data.augment import random_affine
@@ -47,6 +48,7 @@ def _epochs(dataset, batches: int, epochs: int) -> list[list[list[int]]]:
 def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
     from cifarlab.data import DataSplits
     from cifarlab.training.datasets import pipeline_settings, stage_datasets, steps_per_epoch
+    from cifarlab.training.plan import assemble
 
     cfg = compose_cfg(
         "dataset=synthetic",
@@ -55,20 +57,22 @@ def test_run_pipeline_follows_shuffle_buffer_and_input_parallelism(compose_cfg):
         "trainer.shuffle_buffer=1",
         "trainer.input_parallelism=3",
     )
-    settings = pipeline_settings(cfg)
+    plan = assemble(cfg)
+    settings = pipeline_settings(plan.trainer)
     assert settings["parallel_calls"] == 3 and settings["shuffle_buffer"] == 1
     images = np.zeros((20, 8, 8, 3), np.uint8)
     labels = np.arange(20) % 4
     data = DataSplits(
         images, labels, images[:4], labels[:4], images[:4], labels[:4], ["a", "b", "c", "d"], "tiny"
     )
-    assert steps_per_epoch(cfg, data) == 4
-    train_ds, _ = stage_datasets(cfg, data, cfg.augmentation)
+    assert steps_per_epoch(plan.trainer, data) == 4
+    train_ds, _ = stage_datasets(plan, data, plan.augmentation)
     in_order = labels.reshape(4, 5).tolist()
     assert _epochs(train_ds, 4, 2) == [in_order, in_order]  # a buffer of one keeps the order
     # The default buffer (the whole split) shuffles, each epoch anew.
     cfg.trainer.shuffle_buffer = None
-    first, second = _epochs(stage_datasets(cfg, data, cfg.augmentation)[0], 4, 2)
+    plan = assemble(cfg)
+    first, second = _epochs(stage_datasets(plan, data, plan.augmentation)[0], 4, 2)
     assert first != in_order and second != first
 
 

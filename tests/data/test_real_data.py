@@ -11,6 +11,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_short_real_cifar10_run_beats_chance(tmp_path):
     run_cli(
         "dataset=cifar10",
@@ -33,6 +34,7 @@ def test_short_real_cifar10_run_beats_chance(tmp_path):
     assert "reports/confusion_matrix.png" in artifacts
 
 
+@pytest.mark.slow
 def test_code_running_pickle_in_batch_folder_is_refused_before_any_run(tmp_path):
     import os
     import pickle
@@ -64,6 +66,7 @@ def test_code_running_pickle_in_batch_folder_is_refused_before_any_run(tmp_path)
     assert all_runs(tmp_path / "mlruns") == []
 
 
+@pytest.mark.slow
 def test_missing_data_dir_fails_in_one_line_before_any_run(tmp_path):
     proc = run_cli(
         "dataset=cifar10",

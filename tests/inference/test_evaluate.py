@@ -39,6 +39,7 @@ def new_runs(workdir, source_run, experiment="cifarlab"):
     return [r for r in all_runs(workdir / "mlruns", experiment) if r.info.run_id != source_run.info.run_id]
 
 
+@pytest.mark.slow
 def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
     workdir, src = source
     proc = run_cli(f"run={src.info.run_id}", command="evaluate", cwd=workdir)
@@ -65,6 +66,7 @@ def test_evaluate_records_a_linked_run_with_metrics_and_reports(source):
     assert {f"reports/{name}" for name in expected} <= reports
 
 
+@pytest.mark.slow
 def test_val_split_into_another_experiment_keeps_the_runs_dataset(source, tmp_path):
     workdir, src = source
     run_cli(
@@ -83,6 +85,7 @@ def test_val_split_into_another_experiment_keeps_the_runs_dataset(source, tmp_pa
     assert (tmp_path / "reports" / "confusion_matrix.csv").is_file()
 
 
+@pytest.mark.slow
 def test_unknown_run_and_misfit_dataset_fail_without_a_new_run(source):
     workdir, src = source
     before = len(all_runs(workdir / "mlruns"))
@@ -143,6 +146,7 @@ def write_pngs(root, counts, size=16):
             Image.fromarray(np.full((size, size, 3), 50 * label + i, np.uint8)).save(root / name / f"{i}.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_train", [False, True], ids=["only-test", "train-and-test"])
 def test_image_folder_is_evaluated_on_all_of_test(source, tmp_path, with_train):
     workdir, src = source

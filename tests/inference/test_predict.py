@@ -15,9 +15,10 @@ import pytest
 from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 from PIL import Image
 
-from cifarlab.commands.predict import parse_args, validate
+from cifarlab.commands.predict import parse_args
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.images import find_images, prepare_images
+from cifarlab.inference.predict_images import check_options
 from cifarlab.models.class_names import save_class_names
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -52,6 +53,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_folder_predictions_table_csv_and_grid(trained):
     workdir, run_id, names, class_names = trained
     proc = run_cli(
@@ -154,7 +156,7 @@ def test_bad_arguments_fail_before_loading_anything(args, expected, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.keras").write_bytes(b"")
     with pytest.raises(CifarlabError, match=expected.replace("?", r"\?").replace("[", r"\[")):
-        validate(parse_args(args))
+        check_options(parse_args(args))
 
 
 def test_argument_errors_do_not_import_tensorflow(tmp_path):

@@ -76,6 +76,7 @@ def _cnn_bn():
     return build_model(cfg, (16, 16, 3), 4)
 
 
+@pytest.mark.slow
 def test_swap_to_fused_and_back_keeps_weights_names_and_predictions():
     model = _cnn_bn()
     x = np.random.default_rng(2).integers(0, 255, size=(6, 16, 16, 3)).astype("float32")
@@ -181,6 +182,7 @@ def test_fast_dropout_leaves_noise_shape_to_keras():
     assert all(len(set(row)) == 1 for row in y)  # one decision per row, as noise_shape asks
 
 
+@pytest.mark.slow
 def test_swap_to_fast_dropout_and_back_keeps_names_and_predictions():
     from cifarlab.models.layers.fast_dropout import FastDropout
     from cifarlab.models.layers.swap import use_fast_dropout

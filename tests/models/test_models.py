@@ -84,6 +84,7 @@ def test_tf_cifar_is_the_tensorflow_tutorial_cnn():
     assert model.count_params() == 122_570  # the tutorial's model.summary()
 
 
+@pytest.mark.slow
 def test_resnet20_is_the_keras_example_resnet_v1():
     model = build_model(model_cfg("resnet20"), CIFAR_SHAPE, 10)
 
@@ -135,6 +136,7 @@ def test_resnet9_builds_and_width_scales_it():
 # --- keras.applications backbones ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_keras_app_builds_without_weights_and_resizes_inside():
     cfg = model_cfg("keras_app", input_size=48)
     assert cfg.weights is None
@@ -272,6 +274,7 @@ def fitted_delta(synthetic):
     return model
 
 
+@pytest.mark.slow
 def test_delta_learns_synthetic_classes(fitted_delta, synthetic):
     assert fitted_delta.trains_by_gradient is False
     assert fitted_delta.trainable_weights == []
@@ -304,6 +307,7 @@ def test_delta_predicts_the_smallest_total_ciede2000(fitted_delta, synthetic):
     np.testing.assert_allclose(probs, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_delta_saves_and_reloads_with_the_same_predictions(fitted_delta, synthetic, tmp_path):
     expected = fitted_delta.predict(synthetic.x_test, verbose=0)
     fitted_delta.save(tmp_path / "d.keras")

@@ -17,6 +17,7 @@ def _zip_without_a_model(path):
         archive.writestr("notes.txt", "not a model")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_truncated, _zip_without_a_model])
 def test_unreadable_init_from_fails_in_one_line_naming_the_file(tmp_path, make):
     bad = tmp_path / "bad.keras"

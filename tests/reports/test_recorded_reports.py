@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import TINY, all_runs, mlflow_client, run_cli
 
 
+@pytest.mark.slow
 def test_each_test_metric_is_logged_once(tmp_path):
     run_cli(*TINY, "tracking.log_model=false", cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")

@@ -155,6 +155,7 @@ def test_confusion_figure_axis_labels(orientation):
     assert "0.60" in cell_texts  # cat->dog, normalised over the 5 true cats
 
 
+@pytest.mark.slow
 def test_write_reports_files_csv_and_metrics(tmp_path, images):
     history = {
         "train/loss": [1.0, 0.7, 0.5],
@@ -224,6 +225,7 @@ def test_pred_rows_csv_is_transpose(tmp_path):
     assert not (tmp_path / "sample_images.png").exists()
 
 
+@pytest.mark.slow
 def test_write_reports_accepts_column_labels_and_gray_images(tmp_path):
     gray = (np.random.default_rng(1).random((Y_TRUE.size, 12, 12, 1)) * 255).astype(np.uint8)
     summary = write_reports(
@@ -288,6 +290,7 @@ def test_sample_images_titles_are_class_names(images):
     assert sorted(titles) == sorted(NAMES * 2)
 
 
+@pytest.mark.slow
 def test_import_does_not_pull_in_tensorflow_or_pyplot():
     code = (
         "import sys, cifarlab.reports, cifarlab.reports.writer; "

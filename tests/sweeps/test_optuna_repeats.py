@@ -55,6 +55,7 @@ def test_each_trial_runs_twice_with_two_seeds_and_is_told_the_mean(tmp_path):
     assert [r["n"] for r in table] == ["2", "2"]
 
 
+@pytest.mark.slow
 def test_repeats_with_a_swept_seed_is_a_one_line_error(tmp_path):
     proc = run_cli(*REPEATS, "trainer.seed=1,2", cwd=tmp_path, check=False)
     assert proc.returncode != 0

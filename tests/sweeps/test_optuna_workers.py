@@ -170,12 +170,14 @@ def test_a_study_name_reused_with_another_search_space_is_refused(two_trial_stud
     assert len(_study(two_trial_study).trials) == 2
 
 
+@pytest.mark.slow
 def test_a_storage_that_cannot_be_opened_is_refused(tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     line = _refused(tmp_path, f"hydra.sweeper.storage=sqlite:///{tmp_path / 'a_file' / 'optuna.db'}")
     assert "hydra.sweeper.storage=sqlite:///" in line and "cannot be opened" in line
 
 
+@pytest.mark.slow
 def test_a_storage_whose_server_or_driver_is_missing_is_refused_without_its_password(tmp_path):
     line = _refused(tmp_path, "hydra.sweeper.storage=postgresql://me:secret@127.0.0.1:9/optuna")
     assert "hydra.sweeper.storage=postgresql://me:***@127.0.0.1:9/optuna" in line and "secret" not in line

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import all_runs, mlflow_client, run_cli
 
-from cifarlab.sweeps.leaderboard import Row, config_groups, config_leaderboard
+from cifarlab.reports.leaderboard import Row, config_groups, config_leaderboard
 
 KEYS = ["trainer.seed", "optimizer"]
 

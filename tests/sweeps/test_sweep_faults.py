@@ -160,6 +160,7 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
     assert "marked KILLED" in (tmp_path / "first.out").read_text()
 
 
+@pytest.mark.slow
 def test_sweep_end_kills_children_a_dead_process_left_running(tmp_path):
     from cifarlab import tracking
     from cifarlab.sweeps.parent import end_stale_children

@@ -75,7 +75,7 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
 def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     from omegaconf import OmegaConf
 
-    from cifarlab.sweeps.job_hooks import parent_run_id
+    from cifarlab.sweeps.job_hooks import current_job
     from cifarlab.sweeps.sweep_callback import sweep_hash
 
     def config(*task):
@@ -91,10 +91,11 @@ def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
     same = sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp"))
     assert sweep_hash(config("model=mlp", "optimizer.lr=1e-3,3e-3", "tracking.rerun_finished=true")) == same
     assert sweep_hash(config("optimizer.lr=1e-3,1e-2", "model=mlp")) != same
-    compose_cfg(*TINY)  # a single run's Hydra config: not a sweep
-    assert parent_run_id() is None
+    cfg = compose_cfg(*TINY)  # a single run's Hydra config: not a sweep
+    assert current_job(cfg) is None
 
 
+@pytest.mark.slow
 def test_study_report_draws_optunas_plots_and_names_the_best_trial(tmp_path):
     import json
 
@@ -136,6 +137,7 @@ def test_study_report_draws_optunas_plots_and_names_the_best_trial(tmp_path):
     assert report["importances"] is None and (folder / "optuna_param_importances.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_slurm_launchers_compose(tmp_path):
     for launcher, partition in (("submitit_slurm", None), ("slurm", "gpu")):
         extra = [f"hydra.launcher.partition={partition}"] if partition else []
@@ -150,6 +152,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_unreachable_server_stops_a_sweep_before_any_job(tmp_path):
     uri = f"http://127.0.0.1:{_free_port()}"
     proc = run_cli("-m", *JOB, "optimizer.lr=1e-3,3e-3", f"tracking.uri={uri}", cwd=tmp_path, check=False)
@@ -160,6 +163,7 @@ def test_unreachable_server_stops_a_sweep_before_any_job(tmp_path):
     assert "Epoch" not in proc.stdout and "#0 :" not in proc.stdout  # no job was launched
 
 
+@pytest.mark.slow
 def test_unreachable_server_stops_a_run_before_training(tmp_path):
     uri = f"http://127.0.0.1:{_free_port()}"
     proc = run_cli(*JOB, f"tracking.uri={uri}", cwd=tmp_path, check=False)
@@ -434,7 +438,7 @@ def mlflow_server(tmp_path):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(
                         "mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:]
-                    )
+                    ) from None
                 time.sleep(0.5)
         yield uri, server
     finally:

@@ -11,6 +11,7 @@ from cifarlab.data.base import content_digest
 from cifarlab.tracking import config_hash
 
 
+@pytest.mark.slow
 def test_each_split_is_a_dataset_input_with_its_size_and_digest(tmp_path):
     run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")

@@ -8,6 +8,7 @@ import pytest
 from helpers import TINY, all_runs, mlflow_client, run_cli
 
 
+@pytest.mark.slow
 def test_a_run_with_register_as_registers_its_model_as_version_1(tmp_path: Path):
     proc = run_cli(*TINY, "trainer.epochs=1", "tracking.register_as=tiny", cwd=tmp_path)
     assert "cifarlab: registered model tiny version 1" in proc.stdout

@@ -30,6 +30,7 @@ def _start_together(commands: list[list[str]], cwd) -> list[subprocess.Completed
     return results
 
 
+@pytest.mark.slow
 def test_eight_processes_create_a_new_store_at_once(tmp_path):
     # Without the lock, MLflow's schema migration races ("duplicate column name: step").
     store = tmp_path / "mlruns"

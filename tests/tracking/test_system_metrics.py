@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers import TINY, all_runs, cli_env
 
 
@@ -23,6 +24,7 @@ def _train(tmp_path, *extra: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_runs_record_cpu_and_memory_unless_switched_off(tmp_path):
     (tmp_path / "on").mkdir()
     (tmp_path / "off").mkdir()

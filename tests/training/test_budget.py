@@ -160,6 +160,7 @@ def _fit_under_budget(
     return len(history.history["loss"]), rates.rates, budget, model
 
 
+@pytest.mark.slow
 def test_slow_machine_trains_the_whole_schedule_in_fewer_epochs():
     epochs_run, rates, budget, model = _fit_under_budget(budget_s=10, epoch_seconds=1.0)
     # 20 planned epochs at 1 s each do not fit 10 s: the compiled train step follows the
@@ -176,6 +177,7 @@ def test_a_resumed_run_counts_the_time_it_already_trained():
     assert epochs_run == 4 and budget.exhausted
 
 
+@pytest.mark.slow
 def test_fast_machine_trains_the_plan_unchanged():
     epochs_run, rates, budget, _ = _fit_under_budget(budget_s=100, epoch_seconds=1.0)
     assert epochs_run == 20 and not budget.exhausted and budget.fitted_epochs == 20
@@ -183,6 +185,7 @@ def test_fast_machine_trains_the_plan_unchanged():
     np.testing.assert_allclose(rates, [_lr(plan, 4 * (e + 1)) for e in range(20)], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fast_machine_stretches_the_schedule_to_use_the_budget():
     epochs_run, rates, budget, model = _fit_under_budget(budget_s=50, epoch_seconds=1.0, room=True)
     # 20 planned epochs at 1 s each would leave 30 of 50 s unused: the same one-cycle
@@ -201,6 +204,7 @@ def test_a_constant_rate_gets_no_extra_epochs():
     assert budget.epochs_to_run(20) == 20
 
 
+@pytest.mark.slow
 def test_cli_budget_run_anneals_before_it_stops(tmp_path):
     # 100000 planned epochs: cut at the budget without fitting, the rate would still be warming up,
     # rising at every epoch. Fitted, it peaks and falls (to 0 when the squeezed schedule ends first).
@@ -224,6 +228,7 @@ def test_cli_budget_run_anneals_before_it_stops(tmp_path):
     assert rates[-1] < max(rates)
 
 
+@pytest.mark.slow
 def test_cli_budget_run_with_time_to_spare_trains_more_epochs(tmp_path):
     # 3 configured epochs of tiny data take a second or two; a 60 s budget stretches the
     # one-cycle schedule over up to MAX_STRETCH times as many (fit's room), annealed to its end.

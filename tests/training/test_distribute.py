@@ -11,6 +11,7 @@ import pytest
 from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_and_records_one_run(tmp_path):
     run_cli(*TINY, "trainer.strategy=mirrored", "tracking.log_model=false", cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")
@@ -88,6 +89,7 @@ def test_two_workers_on_loopback_train_one_run_recorded_by_the_chief(tmp_path):
     assert f"MLflow run {run.info.run_id}" in outputs[0] and "MLflow run" not in outputs[1]
 
 
+@pytest.mark.slow
 def test_multi_worker_refuses_a_time_budget_in_one_line(tmp_path):
     proc = run_cli(
         *TINY, "trainer.strategy=multi_worker", "trainer.time_budget_s=60", cwd=tmp_path, check=False

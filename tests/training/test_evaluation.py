@@ -34,7 +34,6 @@ def test_views_are_the_image_its_four_moves_and_their_mirrors(flip, shift, count
 
 def test_evaluation_averages_the_predictions_over_every_view():
     import keras
-    from omegaconf import OmegaConf
 
     from cifarlab.data.base import DataSplits
     from cifarlab.data.views import views_to_average
@@ -50,8 +49,7 @@ def test_evaluation_averages_the_predictions_over_every_view():
     expected = np.mean(
         [model.predict(v.astype("float32"), verbose=0) for v in views_to_average(images, True, 2)], 0
     )
-    trainer = OmegaConf.create({"eval_batch_size": 4, "test_time_flip": True, "test_time_shift": 2})
-    probs, _, _ = evaluate_model(model, data, trainer)
+    probs, _, _ = evaluate_model(model, data, 4, flip=True, shift=2)
     np.testing.assert_allclose(probs, expected, rtol=1e-5)
-    plain, _, _ = evaluate_model(model, data, OmegaConf.create({"eval_batch_size": 4}))
+    plain, _, _ = evaluate_model(model, data, 4)
     assert not np.allclose(plain, probs)  # the views do change what is scored

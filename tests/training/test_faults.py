@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -71,6 +72,31 @@ def test_kill_during_the_first_epoch_resumes_the_same_run(tmp_path):
     assert run.info.status == "FINISHED"
     assert _steps(tmp_path / "mlruns", run.info.run_id, "train/loss") == [0, 1]
     assert _steps(tmp_path / "mlruns", run.info.run_id, "test/accuracy") == [0]
+
+
+@pytest.mark.slow
+def test_a_killed_run_whose_pid_now_belongs_to_another_process_resumes(tmp_path):
+    # After a reboot, or in a container where the trainer is PID 1, the killed run's pid is
+    # someone else's (or the rerun's own): the lease must not count that process as its holder.
+    args = [*SLOW, "trainer.epochs=2"]
+    proc, _ = _start(args, tmp_path, "first.log")
+    _wait_for(lambda: _state(tmp_path) is not None, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    squatter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        lease = _state(tmp_path) / "lease.json"
+        record = json.loads(lease.read_text())
+        lease.write_text(json.dumps({**record, "pid": squatter.pid}))  # the pid, reused
+
+        rerun = run_cli(*args, cwd=tmp_path)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert "resuming run" in rerun.stdout and "being trained by pid" not in rerun.stdout
+    run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert _steps(tmp_path / "mlruns", run.info.run_id, "train/loss") == [0, 1]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import pytest
 from helpers import TINY, all_runs, run_cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("callbacks", ["callbacks=default", "callbacks=none"])
 def test_diverged_loss_gives_one_line_of_advice_with_or_without_the_nan_callback(tmp_path, callbacks):
     proc = run_cli(

@@ -17,6 +17,7 @@ def _logged_epochs(store, run_id) -> list[int]:
     return [m.step for m in mlflow_client(store).get_metric_history(run_id, "train/loss")]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
     args = [
         *TINY,
@@ -68,6 +69,7 @@ def test_killed_run_resumes_same_mlflow_run_logging_each_epoch_once(tmp_path):
     assert second.stdout.count("Epoch ") < EPOCHS
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_resumed(tmp_path):
     from helpers import run_cli
 

@@ -85,6 +85,7 @@ def test_console_ends_with_accuracy_run_id_and_ui_command(finished_run):
     assert "\u2501" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_run):
     workdir, run, _ = finished_run
     script = textwrap.dedent(
@@ -113,6 +114,7 @@ def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_ru
     assert out["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
 
 
+@pytest.mark.slow
 def test_failure_inside_the_run_ends_it_failed_with_the_error(tmp_path):
     # A learning rate this large drives the loss to NaN: terminate-on-NaN stops it
     # and the run must end FAILED, with the error text attached, not RUNNING.

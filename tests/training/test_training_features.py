@@ -15,6 +15,7 @@ def _history(store, run_id, key):
     ]
 
 
+@pytest.mark.slow
 def test_two_stages_continue_the_same_weights_in_one_run(tmp_path):
     run_cli(
         *TINY,
@@ -53,6 +54,7 @@ def source_run(tmp_path_factory):
     return workdir, run.info.run_id
 
 
+@pytest.mark.slow
 def test_transfer_to_three_class_folder_replaces_head_and_freezes_backbone(source_run, tmp_path):
     import mlflow
 
@@ -90,6 +92,7 @@ def test_transfer_to_three_class_folder_replaces_head_and_freezes_backbone(sourc
     )
 
 
+@pytest.mark.slow
 def test_debug_overfit_drives_training_loss_near_zero(tmp_path):
     run_cli(
         "dataset=synthetic",
@@ -106,6 +109,7 @@ def test_debug_overfit_drives_training_loss_near_zero(tmp_path):
     assert losses[-1] < 0.05 < losses[0]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_and_still_records(tmp_path):
     run_cli(
         *TINY, "trainer.epochs=100000", "trainer.time_budget_s=3", "tracking.log_model=false", cwd=tmp_path
@@ -116,6 +120,7 @@ def test_time_budget_stops_training_and_still_records(tmp_path):
     assert "test/accuracy" in run.data.metrics
 
 
+@pytest.mark.slow
 def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
     run_cli(
         "dataset=synthetic",
@@ -134,6 +139,7 @@ def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
     assert {"reports/typical_images.png", "reports/confusion_matrix.png"} <= artifacts
 
 
+@pytest.mark.slow
 def test_mixup_trains_through_the_cli_with_soft_labels_and_no_label_smoothing(tmp_path):
     # mixup with trainer.label_smoothing=0: one-hot labels and a categorical loss all the same.
     run_cli(

@@ -1,0 +1,80 @@
+"""Every preset's logged model loads with plain MLflow where cifarlab cannot be imported.
+
+The README promises that the logged model needs no cifarlab code: a user serves it
+with ``mlflow models serve`` or loads it with ``mlflow.pyfunc.load_model`` on a
+machine without cifarlab. Each preset trains one step (``debug=fast``) on generated
+images in one sweep, then a fresh Python process in which ``import cifarlab`` fails
+loads every logged model and predicts on uint8 images.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from helpers import all_runs, cli_env, run_cli
+
+from cifarlab.config.locations import experiments_dir
+
+# Makes ``import cifarlab`` fail in the process that loads the models.
+BLOCK_CIFARLAB = textwrap.dedent(
+    """
+    import sys
+
+    class NoCifarlab:
+        def find_spec(self, name, path=None, target=None):
+            if name == "cifarlab" or name.startswith("cifarlab."):
+                raise ImportError(name + " is not installed here")
+            return None
+
+    sys.meta_path.insert(0, NoCifarlab())
+    """
+)
+
+LOAD_AND_PREDICT = textwrap.dedent(
+    """
+    import json, sys
+    import mlflow, numpy as np
+
+    mlflow.set_tracking_uri(sys.argv[1])
+    shapes = {}
+    for run_id in json.loads(sys.argv[2]):
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        shape = model.metadata.get_input_schema().inputs[0].shape
+        probs = model.predict(np.zeros((2, *shape[1:]), np.uint8))
+        assert probs.shape[0] == 2 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3), probs
+        shapes[run_id] = list(probs.shape)
+    print(json.dumps(shapes))
+    """
+)
+
+
+@pytest.mark.slow
+def test_every_presets_model_loads_and_predicts_without_cifarlab(tmp_path):
+    run_cli(
+        "-m", "experiment=glob(*)", "debug=fast", "dataset=synthetic", "dataset.image_size=32",
+        "tracking.log_model=true",
+        cwd=tmp_path, timeout=1500,
+    )  # fmt: skip
+    runs = [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("sweep_role") != "parent"]
+    presets = {r.data.tags.get("preset") for r in runs}
+    assert presets == {p.stem for p in experiments_dir().glob("*.yaml")}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    blocker = tmp_path / "no_cifarlab"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_CIFARLAB)
+    env = {**cli_env(), "PYTHONPATH": str(blocker)}
+    assert subprocess.run([sys.executable, "-c", "import cifarlab"], env=env, cwd=tmp_path).returncode != 0
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    run_ids = [r.info.run_id for r in runs]
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT, store, json.dumps(run_ids)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(loaded) == set(run_ids)
