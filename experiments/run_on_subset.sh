@@ -18,4 +18,4 @@ run experiment=cnn_basic_two_stage trainer.epochs=10 "+tracking.tags.note='10+10
 run experiment=resnet20_cifar10 trainer.epochs=30 optimizer.schedule.step_epochs=20 "+tracking.tags.note='30 of 200 epochs on 4.6k images: far from 92.2%'"
 run experiment=resnet9_cifar10 model.width=0.25 trainer.batch_size=128 optimizer.lr=0.1 "+tracking.tags.note='width 0.25, batch 128 at lr 0.1 (batch 512 gives the 4.6k-image subset only 9 steps an epoch); the 94% needs 50k images and a GPU'"
 run experiment=cifar10_fast_cpu "+tracking.tags.note='full recipe: 300 s training budget on 2 cores'"
-python -m cifarlab results
+python -m cifarlab results output=experiments/RESULTS.md

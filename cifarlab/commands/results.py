@@ -1,11 +1,12 @@
 """``python -m cifarlab results``: the results table of the experiment presets, from MLflow.
 
 For each preset in ``experiments/`` it takes the newest FINISHED run tagged with
-that preset (debug=fast runs excluded) and writes ``experiments/RESULTS.md``:
-the published claim, the measured accuracy, epochs, data, hardware, training
-time, and a one-line note (the run's ``note`` tag, set with
-``tracking.tags.note="..."``) saying why a number differs. Whatever was written by
-hand under the table is kept as it is.
+that preset (debug=fast runs excluded) and prints the table: the published
+claim, the measured accuracy, epochs, data, hardware, training time, and a
+one-line note (the run's ``note`` tag, set with ``tracking.tags.note="..."``)
+saying why a number differs. It writes a file only when asked, with
+``output=PATH`` (e.g. ``output=experiments/RESULTS.md``); whatever was written by
+hand under the table there is kept as it is.
 
 Options are ``key=value``, listed with their defaults by ``--help``; the store is
 ``tracking_uri=``, else $MLFLOW_TRACKING_URI, else SQLite under ``mlruns_dir=``.
@@ -28,7 +29,7 @@ EXAMPLE = "output=experiments/RESULTS.md"
 class ResultsOptions:
     tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<mlruns_dir>/mlflow.db
     experiment: str = "cifarlab"  # the MLflow experiment the preset runs are in
-    output: Optional[str] = None  # None: experiments/RESULTS.md
+    output: Optional[str] = None  # a file to write the table into (None: print it only)
     mlruns_dir: str = "mlruns"
 
 

@@ -93,9 +93,8 @@ def _balanced(value: str) -> str | None:
             quote = char
         elif char in PAIRS:
             stack.append(PAIRS[char])
-        elif char in PAIRS.values():
-            if not stack or stack.pop() != char:
-                return None
+        elif char in PAIRS.values() and (not stack or stack.pop() != char):
+            return None
     return value + quote + "".join(reversed(stack))
 
 
@@ -126,7 +125,7 @@ def _unknown_key(err: ConfigCompositionException) -> str | None:
     override = match.group(1) if match else str(cause.full_key)
     key, _, value = override.partition("=")
     section = str(cause.full_key).rpartition(".")[0]
-    known = [str(k) for k in parent.keys() if not (k == "hydra" and not section)]
+    known = [str(k) for k in parent if not (k == "hydra" and not section)]
     close = difflib.get_close_matches(str(cause.key), known, n=1)
     if close:
         depth = section.count(".") + 1 if section else 0

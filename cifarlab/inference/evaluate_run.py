@@ -73,6 +73,8 @@ def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
     client = tracking.connect(uri)
     if args.model:  # a registered model: evaluate it on the data of the run that made it
         args.run = registered_run_id(client, args.model)
+    if args.run is None:  # eval_args gives one of run= and model=; get_run(None) would fail
+        raise CifarlabError("give one of run=<run id> or model=models:/<name>@<alias>")
     source_run = queries.get_run(client, args.run)
     apply_run_params(cfg, source_run.data.params, args.overrides)
     validate(cfg)
@@ -220,6 +222,7 @@ def _record(
 def evaluate(args: EvalArgs) -> EvalResult:
     """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
     cfg, source_run, source = prepare(args)
+    assert args.run is not None  # prepare set it, or raised
     data = load_split(cfg, args.split)
     model = load_checked(source, data)
     print(

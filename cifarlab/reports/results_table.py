@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -46,7 +46,7 @@ class PresetResult:
 def _preset_claims() -> dict[str, dict]:
     claims = {}
     for path in sorted(experiments_dir().glob("*.yaml")):
-        node = OmegaConf.to_container(OmegaConf.load(path))
+        node = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(path)))
         defaults = {k: v for d in node.get("defaults", []) if isinstance(d, dict) for k, v in d.items()}
         claims[path.stem] = {
             "claim": node.get("claim", {}),
@@ -143,9 +143,9 @@ def render(results: list[PresetResult], notes: str = "") -> str:
     lines = [
         "# Results of the experiment presets",
         "",
-        "Written by `python -m cifarlab results` from the MLflow store; each row is the newest",
-        "finished run of the preset. Accuracy is on the test split unless the metric says",
-        "otherwise. Epochs: run / recipe.",
+        "Written by `python -m cifarlab results output=experiments/RESULTS.md` from the MLflow store;",
+        "each row is the newest finished run of the preset. Accuracy is on the test split unless",
+        "the metric says otherwise. Epochs: run / recipe.",
         "",
         "| preset | model | published | measured | metric | epochs | data | hardware | train time | note | run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -161,12 +161,18 @@ def render(results: list[PresetResult], notes: str = "") -> str:
     return f"{table}\n{notes}" if notes else table
 
 
-def write_results(options: Any) -> Path:
-    """Rebuild the table in ``options.output`` (keeping the notes under it) and print it."""
-    output = Path(options.output or experiments_dir() / "RESULTS.md")
+def write_results(options: Any) -> Path | None:
+    """Print the table; rebuild it in ``options.output`` (keeping the notes under it) only when given.
+
+    Reading runs never rewrites a tracked file on its own: the published table changes
+    only when the user names it as ``output``.
+    """
     results = collect(resolve_uri(options.tracking_uri, options.mlruns_dir), options.experiment)
+    print(render(results))
+    if not options.output:
+        return None
+    output = Path(options.output)
     notes = hand_written_notes(output.read_text(encoding="utf-8")) if output.exists() else ""
     output.write_text(render(results, notes), encoding="utf-8")
-    print(render(results))
     print(f"cifarlab: wrote {output}")
     return output

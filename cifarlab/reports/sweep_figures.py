@@ -5,6 +5,7 @@ parameter. Matplotlib ``Figure`` objects (no pyplot), of the rows in ``cifarlab.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -55,7 +56,7 @@ def objective_figure(rows: list[Row], keys: list[str]) -> Figure:
     fig = Figure(figsize=(max(6.0, 4.5 * cols), 3.6 * nrows), layout="constrained")
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     scored = [r for r in rows if r.objective is not None and r.status == "FINISHED"]
-    best = max(scored, key=lambda r: r.objective) if scored else None
+    best = max(scored, key=lambda r: cast(float, r.objective)) if scored else None
     for ax, key in zip(axes, keys):
         raw = [param_value(r, key) if key != "job" else r.job for r in scored]
         y = [r.objective for r in scored]

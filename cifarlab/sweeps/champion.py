@@ -28,7 +28,7 @@ def register_champion(client: Any, config: DictConfig, parent_run_id: str, outco
     name, best = str(config.tracking.register_as), champion_row(outcome)
     version = None
     if best is not None:
-        experiment_id = queries.experiment_id(client, config.tracking.experiment)
+        experiment_id = queries.known_experiment_id(client, config.tracking.experiment)
         version = registry.run_model_version(client, experiment_id, name, best.run_id)
     if version is None:
         print(f"cifarlab: sweep: no logged model of a finished job to register as {name}", flush=True)

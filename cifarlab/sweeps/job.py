@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -42,7 +42,7 @@ def multirun_hydra() -> DictConfig | None:
     """This job's Hydra config when it is one job of a multirun, else None."""
     if not HydraConfig.initialized():
         return None
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as its schema, a DictConfig at run time
     return hydra_cfg if hydra_cfg.get("mode") == RunMode.MULTIRUN else None
 
 

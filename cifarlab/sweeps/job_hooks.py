@@ -97,8 +97,10 @@ class SweepJob:
 def current_job(cfg: DictConfig) -> SweepJob | None:
     """This process's sweep job, when it runs one with tracking on (its sweep has a parent run)."""
     hydra_cfg = job.multirun_hydra()
-    ticket = read_ticket() if hydra_cfg is not None else None
-    if ticket is None or ticket.parent_run_id is None or not cfg.tracking.enabled:
+    if hydra_cfg is None or not cfg.tracking.enabled:
+        return None
+    ticket = read_ticket()
+    if ticket is None or ticket.parent_run_id is None:
         return None
     return SweepJob(ticket, hydra_cfg, tracking.target_from_config(cfg).uri, str(cfg.tracking.experiment))
 

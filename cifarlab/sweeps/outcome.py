@@ -144,7 +144,7 @@ def gather(
 ) -> SweepOutcome:
     """The sweep's outcome: every child of the parent (whichever worker ran it), this worker's job counts."""
     reports = read_reports(jobs_dir, worker)
-    experiment_id = queries.experiment_id(client, config.tracking.experiment)
+    experiment_id = queries.known_experiment_id(client, config.tracking.experiment)
     rows = sweep_rows(client, experiment_id, parent_run_id, reports)
     histories = val_accuracy_histories(client, rows)
     rows = ranked(rows)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -48,6 +48,7 @@ WORKER_ATTR = "cifarlab.worker"  # host:pid of the worker that runs the trial
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Overrides that do not change what a trial computes (as in cifarlab.tracking.identity.config_hash).
 NOT_IDENTITY = ("tracking.", "paths.", "trainer.verbose", "hydra.")
+Direction = Literal["minimize", "maximize"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def open_study(
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage if storage is not None else settings.storage_object(),
-        direction=settings.direction,
+        direction=cast(Direction, settings.direction),  # Optuna checks the value
         load_if_exists=True,
     )
     _check_same_search(study, settings, space, fixed)

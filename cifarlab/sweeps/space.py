@@ -53,6 +53,8 @@ def distribution(override: Override) -> BaseDistribution:
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
         log_scale = "log" in value.tags
+        if value.start is None or value.end is None:  # Hydra's grammar gives both; float(None) would fail
+            raise HydraException(f"{override.input_line}: an interval needs a start and an end")
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(value.start, value.end, log=log_scale)
         return FloatDistribution(float(value.start), float(value.end), log=log_scale)
@@ -106,7 +108,7 @@ def grid(dist: BaseDistribution, name: str) -> list[Any]:
 
 def sweep_lines(params: Optional[DictConfig], arguments: Sequence[str]) -> list[str]:
     """``hydra.sweeper.params`` as override lines, then the command line's (which win)."""
-    return [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    return [f"{k!s}={v}" for k, v in (params or {}).items()] + list(arguments)
 
 
 def check_repeats(repeats: int, space: Space) -> None:

@@ -60,7 +60,7 @@ def _connect_args(url: str) -> dict:
     return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
-def _missing_module(err: BaseException) -> str:
+def _missing_module(err: BaseException | None) -> str:
     """The module an ImportError (maybe wrapped by Optuna) could not find."""
     while err is not None:
         if isinstance(err, ImportError) and getattr(err, "name", None):

@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from hydra.utils import instantiate
@@ -28,6 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from cifarlab.errors import CifarlabError
 from cifarlab.sweeps.contract import StudyTicket
 from cifarlab.sweeps.storage import open_storage, resolve_storage, trial_id
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 RUN_ATTR = "mlflow_run_id"  # the trial's MLflow run, set by the sweeper from the job's report
 OPTUNA_SWEEPER = "cifarlab_optuna_sweeper"
@@ -158,8 +162,7 @@ def _save_plots(
     with warnings.catch_warnings(), plt.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = plot_optimization_history(study, target_name="objective (best val accuracy)")
-        axes.figure.savefig(folder / "optuna_history.png", dpi=110, bbox_inches="tight")
-        plt.close(axes.figure)
+        _save_figure(axes, folder / "optuna_history.png")
         if importances:
             axes = plot_param_importances(study, evaluator=_evaluator())
         else:
@@ -167,14 +170,24 @@ def _save_plots(
             axes.axis("off")
             reason = error or "needs at least 2 complete trials"
             axes.text(0.5, 0.5, f"Parameter importances: {reason}", ha="center", va="center", wrap=True)
-        axes.figure.savefig(folder / "optuna_param_importances.png", dpi=110, bbox_inches="tight")
-        plt.close(axes.figure)
+        _save_figure(axes, folder / "optuna_param_importances.png")
+
+
+def _save_figure(axes: Axes, path: Path) -> None:
+    """The axes' figure (a pyplot Figure, not a SubFigure) as a PNG, then closed."""
+    from matplotlib import pyplot as plt
+
+    figure = cast("Figure", axes.figure)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
 
 
 def study_report(config: DictConfig, folder: Path) -> dict[str, Any]:
     """Optimisation history and parameter importances as PNGs in ``folder``; the best trial as JSON."""
     sweeper = config.hydra.sweeper
     storage = resolve_storage(sweeper.storage)
+    if storage is None:  # a study in memory is gone with its process: nothing left to report on
+        return {"note": "hydra.sweeper.storage is not set: the study was kept in memory only"}
     study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(storage))
     report = _trial_counts(study, storage)
     importances, error = _importances(study)

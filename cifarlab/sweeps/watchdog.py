@@ -78,7 +78,10 @@ def _stop(sweep_pid: int) -> None:
 
 def _main_thread_in_job() -> bool:
     """Whether the main thread is still inside Hydra's ``run_job`` (ending the job's run)."""
-    frame = sys._current_frames().get(threading.main_thread().ident)
+    ident = threading.main_thread().ident
+    if ident is None:  # never started: no frame to look at
+        return False
+    frame = sys._current_frames().get(ident)
     while frame is not None:
         if frame.f_code is run_job.__code__:
             return True

@@ -9,7 +9,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +38,7 @@ def config_hash(cfg: DictConfig, data_digest: str | None = None) -> str:
     ``data_digest`` (the images' content, ``cifarlab.data.content_digest``) makes a run of
     the same config on changed data a different run: a sweep rerun then trains again.
     """
-    resolved = OmegaConf.to_container(cfg, resolve=False)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
     identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDES}
     if data_digest is not None:
         identity["data_digest"] = data_digest

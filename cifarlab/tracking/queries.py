@@ -61,6 +61,14 @@ def experiment_id(client: Any, name: str) -> str | None:
     return experiment.experiment_id if experiment is not None else None
 
 
+def known_experiment_id(client: Any, name: str) -> str:
+    """The id of experiment ``name``, which the store must have (a sweep's, once its parent run is open)."""
+    found = experiment_id(client, name)
+    if found is None:
+        raise CifarlabError(f"tracking.experiment={name!r} is not in the store at {client.tracking_uri}")
+    return found
+
+
 def experiment_name(client: Any, experiment_id: str) -> str:
     return client.get_experiment(experiment_id).name
 

@@ -134,18 +134,19 @@ class RunRecorder:
         self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
     ) -> None:
         """One split as an MLflow dataset input (the run list's Dataset column), ``context`` its split."""
-        import mlflow.data
+        from mlflow.data.numpy_dataset import from_numpy  # what mlflow.data.from_numpy is
 
         with warnings.catch_warnings():  # MLflow registers its local source twice and warns about it
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_numpy(images, targets=labels, source=source, name=name, digest=digest)
-        existing = {
-            (d.dataset.digest, i.value)
-            for d in self._mlflow.get_run(self.run_id).inputs.dataset_inputs
-            for i in d.tags
-            if i.key == "mlflow.data.context"
-        }
-        if (digest, context) in existing:  # a resumed run logged it already
+            # MLflow annotates source without None, though it takes None (no source) and defaults to it.
+            dataset = from_numpy(
+                images,
+                targets=labels,
+                source=source,  # type: ignore[arg-type]
+                name=name,
+                digest=digest,
+            )
+        if (digest, context) in self._logged_datasets():  # a resumed run logged it already
             return
         try:
             self._mlflow.log_input(dataset, context=context)
@@ -156,6 +157,18 @@ class RunRecorder:
             if "UNIQUE constraint" not in str(err):
                 raise
             self._mlflow.log_input(dataset, context=context)
+
+    def _logged_datasets(self) -> set[tuple[str, str]]:
+        """(digest, context) of each dataset input the run has."""
+        inputs = self._mlflow.get_run(self.run_id).inputs
+        if inputs is None:  # MLflow gives None for a run with no inputs at all
+            return set()
+        return {
+            (d.dataset.digest, i.value)
+            for d in inputs.dataset_inputs
+            for i in d.tags
+            if i.key == "mlflow.data.context"
+        }
 
     def count_resume(self) -> None:
         """Tag how often the run was resumed (``resumed``: 1, 2, ...)."""
@@ -259,7 +272,7 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
     status = getattr(err, "run_status", None) or (
         "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
     )
-    err.run_id = recorder.run_id  # for the CLI's closing line
+    setattr(err, "run_id", recorder.run_id)  # noqa: B010 - for the CLI's closing line; not a declared attribute
     try:
         recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
         recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})

@@ -34,7 +34,7 @@ def create_parent(client: Any, experiment_id: str, name: str, tags: Mapping[str,
 
 def running_children(client: Any, experiment: str, parent_run_id: str) -> list:
     """The parent's child runs still RUNNING."""
-    experiment_id = queries.experiment_id(client, experiment)
+    experiment_id = queries.known_experiment_id(client, experiment)
     return queries.child_runs(client, experiment_id, parent_run_id, status="RUNNING")
 
 

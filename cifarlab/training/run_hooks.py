@@ -44,4 +44,4 @@ class RunHooks:
     run_name: str | None = None
     on_run_open: Callable[[str | None], None] = field(default=_nothing_on_open)
     overrides: list[str] = field(default_factory=list)
-    preset_choices: dict[str, str] = field(default_factory=dict)
+    preset_choices: dict[str, str | None] = field(default_factory=dict)

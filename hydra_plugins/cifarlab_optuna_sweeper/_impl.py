@@ -26,7 +26,7 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -109,7 +109,7 @@ class OptunaSweeperImpl:
 
     def _sampler(self, n_existing: int, space: Space) -> Any:
         cfg = (
-            OmegaConf.to_container(self.sampler_cfg, resolve=True)
+            cast(dict[str, Any], OmegaConf.to_container(self.sampler_cfg, resolve=True))
             if OmegaConf.is_config(self.sampler_cfg)
             else dict(self.sampler_cfg)
         )

@@ -128,10 +128,10 @@ _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="cifarlab_optuna", node=CifarlabOptunaSweeperConf, provider=_PROVIDER)
 for _name, _node in (("tpe", TPESamplerConfig), ("random", RandomSamplerConfig), ("grid", GridSamplerConfig)):
     _cs.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider=_PROVIDER)
-for _name, _node in (
+for _name, _pruner in (
     ("median", MedianPrunerConfig),
     ("nop", NopPrunerConfig),
     ("threshold", ThresholdPrunerConfig),
     ("hyperband", HyperbandPrunerConfig),
 ):
-    _cs.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider=_PROVIDER)
+    _cs.store(group="hydra/sweeper/pruner", name=_name, node=_pruner, provider=_PROVIDER)

@@ -49,3 +49,15 @@ def test_results_table_shows_the_newest_preset_run_and_keeps_hand_written_notes(
     # Presets never run say so.
     (unrun,) = [line for line in text.splitlines() if line.startswith("| `resnet20_cifar10`")]
     assert "not run yet" in unrun
+
+
+def test_reading_the_results_rewrites_no_file(tmp_path, capsys):
+    from cifarlab.commands import results
+    from cifarlab.config.locations import experiments_dir
+
+    published = experiments_dir() / "RESULTS.md"
+    before = published.read_text()
+    results.main([f"mlruns_dir={tmp_path / 'mlruns'}"])  # an empty store: every preset "not run yet"
+    assert published.read_text() == before
+    assert "| `mlp_cifar10` |" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.md"))
