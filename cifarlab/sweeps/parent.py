@@ -160,8 +160,9 @@ def end_stale_children(config: DictConfig, client: Any, parent_run_id: str) -> l
 
 def close_parent(
     config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None = None
-) -> dict[str, Any]:
-    """Leaderboard, figures, best run on the parent; end it FINISHED; print this worker's job counts.
+) -> dict[str, int]:
+    """Leaderboard, figures, best run on the parent; end it FINISHED; print and return this
+    worker's job counts (skipped, finished, failed, pruned).
 
     The leaderboard covers every child of the parent, whichever worker ran it; each
     worker of a shared search writes it again as it ends, the last one with every trial.
@@ -184,4 +185,4 @@ def close_parent(
         champion.register_champion(client, config, parent_run_id, result)
     runs.end(client, parent_run_id, "FINISHED")
     sweep_report.print_outcome(result, parent_run_id)
-    return summary
+    return dict(result.counts)

@@ -97,16 +97,28 @@ class SweepRecord(Callback):
         stop_on_sigterm()  # SIGTERM ends the sweep like Ctrl-C: runs and parent KILLED
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        counts: dict[str, int] = {}
         try:
             if self.ticket is not None and self.parent_run_id is not None:
                 from cifarlab.sweeps import parent  # deferred: see the module docstring
 
-                parent.close_parent(
+                counts = parent.close_parent(
                     config, self.parent_run_id, job.jobs_dir(config.hydra), self.ticket.worker
                 )
         finally:
             self._closed = True
             contract.clear_ticket()
+        if counts.get("failed"):
+            # Hydra turns a callback's exception into a warning; a script or CI job must see the
+            # failure in the exit status, once the other jobs ran and the leaderboard is written.
+            print(
+                f"cifarlab: error: {counts['failed']} job(s) of the sweep failed (their runs, FAILED, are "
+                f"under sweep run {self.parent_run_id}); fix the cause and run the same command again: "
+                "only the jobs that did not finish run",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1)
 
     def _abandon(self, config: DictConfig) -> None:
         """At exit without on_multirun_end (the sweep raised or was interrupted): parent KILLED."""

@@ -183,13 +183,13 @@ FAILING_SWEEP = ("-m", *JOB, "optimizer=sgd", "optimizer.lr=1e30,1e-3")
 @pytest.fixture(scope="module")
 def failing_sweep(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
-    first = run_cli(*FAILING_SWEEP, cwd=workdir)  # exit code 0 despite the failed job
+    first = run_cli(*FAILING_SWEEP, cwd=workdir, check=False)
     runs_first = all_runs(workdir / "mlruns")
     (parent,) = _parents(runs_first)
     first.leaderboard = _leaderboard(workdir / "mlruns", parent.info.run_id, workdir / "leaderboard-1")
     # As if the sweep process had been killed: its parent left RUNNING.
     mlflow_client(workdir / "mlruns").update_run(parent.info.run_id, status="RUNNING")
-    second = run_cli(*FAILING_SWEEP, cwd=workdir)
+    second = run_cli(*FAILING_SWEEP, cwd=workdir, check=False)
     runs_second = all_runs(workdir / "mlruns")
     second.leaderboard = _leaderboard(workdir / "mlruns", parent.info.run_id, workdir / "leaderboard-2")
     return workdir, (first, runs_first), (second, runs_second)
@@ -239,6 +239,12 @@ def test_failed_job_is_recorded_failed_and_the_sweep_goes_on(failing_sweep):
     assert by_lr["1e+30"].info.status == "FAILED" and "nan" in by_lr["1e+30"].data.tags["error"]
     assert by_lr["0.001"].info.status == "FINISHED"  # ran after the failure
     assert "0 jobs skipped (already FINISHED), 1 ran, 1 failed" in proc.stdout
+    # ... and then exits non-zero, in one line, so that a script or CI job notices.
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
+    assert "lower optimizer.lr" in errors[0]  # the job's own line, then the sweep's
+    assert len(errors) == 2 and "1 job(s) of the sweep failed" in errors[-1]
+    assert f"sweep run {parent.info.run_id}" in errors[-1] and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow
