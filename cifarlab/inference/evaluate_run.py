@@ -29,7 +29,8 @@ from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
 from cifarlab.inference.source import ModelSource, locate_model
 from cifarlab.reports.writer import write_reports
-from cifarlab.tracking import queries
+from cifarlab.runtime.lease import process_tags, tagged_process_gone
+from cifarlab.tracking import queries, runs
 from cifarlab.tracking.registry import registered_run_id
 
 
@@ -151,6 +152,7 @@ def _tags(source_run: Any, args: EvalArgs, cfg: DictConfig) -> dict[str, str]:
         "model": source_run.data.tags.get("model") or source_run.data.params.get("model.name"),
         "overrides": " ".join(args.overrides),
         "git_commit": tracking.git_commit(),
+        **process_tags(),
         **dict(cfg.tracking.get("tags") or {}),
     }
     return {k: str(v) for k, v in tags.items() if v not in (None, "")}
@@ -219,6 +221,25 @@ def _record(
     return accuracy, loss
 
 
+def end_killed_evaluations(cfg: DictConfig, source_run: Any) -> None:
+    """End KILLED the evaluations of this run that a killed ``evaluate`` left RUNNING."""
+    target = tracking.target_from_config(cfg)
+    if not target.enabled:
+        return
+    client = tracking.connect(target.uri)
+    experiment_id = queries.experiment_id(client, target.experiment)
+    if experiment_id is None:
+        return
+    gone = runs.end_orphans(
+        client, experiment_id, "evaluation_of", source_run.info.run_id, tagged_process_gone
+    )
+    for run_id in gone:
+        print(
+            f"cifarlab: ended evaluation run {run_id} KILLED: the evaluate that made it was killed",
+            flush=True,
+        )
+
+
 def evaluate(args: EvalArgs) -> EvalResult:
     """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
     cfg, source_run, source = prepare(args)
@@ -230,6 +251,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
         flush=True,
     )
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
+    end_killed_evaluations(cfg, source_run)
     with tracking.open_run(
         tracking.target_from_config(cfg),
         resume_run_id=None,

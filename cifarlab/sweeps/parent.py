@@ -20,9 +20,9 @@ import psutil
 from omegaconf import DictConfig
 
 from cifarlab import tracking
+from cifarlab.runtime.lease import Lease
 from cifarlab.sweeps import champion, outcome, sweep_report
 from cifarlab.tracking import runs, sweep_runs
-from cifarlab.training.lease import Lease
 
 ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same instant be seen
 
@@ -139,7 +139,7 @@ def end_stale_children(config: DictConfig, client: Any, parent_run_id: str) -> l
     A rerun job resumes its own killed run; what is left RUNNING at the end is a run no
     job came back for (its process killed before the run could be resumed, an Optuna
     trial drawn anew), or one whose worker joblib killed. A run whose config's state
-    lease (``cifarlab.training.lease``) has a live owner is left alone.
+    lease (``cifarlab.runtime.lease``) has a live owner is left alone.
     """
     ended = []
     for run in sweep_runs.running_children(client, config.tracking.experiment, parent_run_id):

@@ -7,7 +7,7 @@ the active one (``cifarlab.tracking.recorder``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +77,17 @@ def record_run(
         raise
     end(client, run_id, "FINISHED")
     return run_id
+
+
+def end_orphans(
+    client: Any, experiment_id: str, key: str, value: str, gone: Callable[[dict[str, str]], bool]
+) -> list[str]:
+    """End KILLED each RUNNING run tagged ``key=value`` whose process has ended (``gone`` of its
+    tags): what a ``kill -9`` left behind. Returns their ids."""
+    query = f"tags.{key} = '{value}' and attributes.status = 'RUNNING'"
+    ended = []
+    for run in client.search_runs([experiment_id], filter_string=query, max_results=100):
+        if gone(dict(run.data.tags)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended

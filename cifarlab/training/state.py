@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from cifarlab.training.lease import Lease
+from cifarlab.runtime.lease import Lease
 
 
 class RunState:

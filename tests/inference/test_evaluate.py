@@ -168,3 +168,31 @@ def test_image_folder_is_evaluated_on_all_of_test(source, tmp_path, with_train):
     (run,) = all_runs(workdir / "mlruns", experiment)
     assert run.data.metrics["test/num_images"] == 14
     assert {f"test/recall/class_{i}" for i in range(4)} <= set(run.data.metrics)
+
+
+@pytest.mark.slow
+def test_an_evaluation_a_killed_evaluate_left_running_is_ended_by_the_next(source):
+    import subprocess
+    import sys
+
+    from cifarlab.runtime.lease import Owner, process_start_time, process_tags
+
+    workdir, src = source
+    # A process that has ended: what a kill -9 leaves of the evaluate that opened the run.
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    owner = Owner(__import__("socket").gethostname(), dead.pid, process_start_time(dead.pid))
+    dead.wait()
+    client = mlflow_client(workdir / "mlruns")
+    experiment_id = client.create_experiment("orphans")
+    tags = {"evaluation_of": src.info.run_id, **process_tags(owner)}
+    orphan = client.create_run(experiment_id, tags=tags).info.run_id
+    # A live evaluate's run (this process) is left alone.
+    live = client.create_run(
+        experiment_id, tags={"evaluation_of": src.info.run_id, **process_tags()}
+    ).info.run_id
+
+    proc = run_cli(f"run={src.info.run_id}", "tracking.experiment=orphans", command="evaluate", cwd=workdir)
+    assert f"ended evaluation run {orphan} KILLED" in proc.stdout
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(live).info.status == "RUNNING"
+    client.set_terminated(live)

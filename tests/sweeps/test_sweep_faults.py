@@ -163,8 +163,8 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
 @pytest.mark.slow
 def test_sweep_end_kills_children_a_dead_process_left_running(tmp_path):
     from cifarlab import tracking
+    from cifarlab.runtime.lease import Lease
     from cifarlab.sweeps.parent import end_stale_children
-    from cifarlab.training.lease import Lease
 
     client = tracking.store_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.create_experiment("cifarlab")

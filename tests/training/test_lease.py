@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from cifarlab.training.lease import Lease, process_start_time
+from cifarlab.runtime.lease import Lease, process_start_time
 
 
 def _write_lease(path, pid: int, started: float | None) -> None:

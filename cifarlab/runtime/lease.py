@@ -138,3 +138,21 @@ class Lease:
             self._beat.join(timeout=1)
             self._beat = None
             self.path.unlink(missing_ok=True)
+
+
+PROCESS_TAGS = ("process.host", "process.pid", "process.started")
+
+
+def process_tags(owner: Owner | None = None) -> dict[str, str]:
+    """This process (or ``owner``) as run tags, so a later command can tell whether it still runs."""
+    owner = owner or this_process()
+    return dict(zip(PROCESS_TAGS, (owner.host, str(owner.pid), repr(owner.started))))
+
+
+def tagged_process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process a run's ``process.*`` tags name has ended (only ever said of this host)."""
+    host, pid, started = (tags.get(key) for key in PROCESS_TAGS)
+    if host != socket.gethostname() or not pid:
+        return False  # another host's process: not ours to judge
+    started_at = None if started in (None, "None") else float(started)
+    return not is_running(Owner(host, int(pid), started_at))
