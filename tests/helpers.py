@@ -67,3 +67,17 @@ def all_runs(store_dir: Path, experiment: str = "cifarlab") -> list:
     if exp is None:
         return []
     return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def run_python(
+    code: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``python -c CODE ARGS`` in ``cwd``, with the CLI's environment unless ``env`` is given."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=cli_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -16,8 +16,7 @@ from cifarlab.bench.processes import report_worker_result
 from cifarlab.bench.throughput import fit_throughput
 from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
-from cifarlab.data.pipeline import batches_per_epoch, eval_dataset, resolve_input_parallelism, train_dataset
-from cifarlab.training.builders import build_augmentation
+from cifarlab.data.pipeline import batches_per_epoch, eval_dataset
 from cifarlab.training.plan import assemble
 
 
@@ -50,17 +49,8 @@ def bare_fit(args: dict) -> dict:
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    augment = build_augmentation(plan.augmentation, seed=t.seed)
     # The input pipeline a cifarlab run would use, so that only the framework around fit differs.
-    train_ds = train_dataset(
-        data.x_train,
-        data.y_train,
-        t.batch_size,
-        augment,
-        seed=t.seed,
-        repeat=True,
-        parallel_calls=resolve_input_parallelism(t.input_parallelism),
-    )
+    train_ds, _ = train_data(plan, data)
     val_ds = eval_dataset(data.x_val, data.y_val, t.eval_batch_size)
     clock = EpochClock()
     model.fit(

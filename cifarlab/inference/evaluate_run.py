@@ -91,6 +91,7 @@ def prepare(args: EvalArgs) -> tuple[DictConfig, Any, ModelSource]:
             file=sys.stderr,
             flush=True,
         )
+    end_killed_evaluations(client, cfg, source_run)
     return cfg, source_run, source
 
 
@@ -221,13 +222,11 @@ def _record(
     return accuracy, loss
 
 
-def end_killed_evaluations(cfg: DictConfig, source_run: Any) -> None:
+def end_killed_evaluations(client: Any, cfg: DictConfig, source_run: Any) -> None:
     """End KILLED the evaluations of this run that a killed ``evaluate`` left RUNNING."""
-    target = tracking.target_from_config(cfg)
-    if not target.enabled:
+    if not cfg.tracking.enabled:
         return
-    client = tracking.connect(target.uri)
-    experiment_id = queries.experiment_id(client, target.experiment)
+    experiment_id = queries.experiment_id(client, cfg.tracking.experiment)
     if experiment_id is None:
         return
     gone = runs.end_orphans(
@@ -251,7 +250,6 @@ def evaluate(args: EvalArgs) -> EvalResult:
         flush=True,
     )
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
-    end_killed_evaluations(cfg, source_run)
     with tracking.open_run(
         tracking.target_from_config(cfg),
         resume_run_id=None,

@@ -42,13 +42,11 @@ class Owner:
 
 
 def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started, or None when there is no such process."""
+    """When process ``pid`` started, or None when it cannot be told (no such process, or not ours)."""
     try:
         return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    except psutil.Error:
         return None
-    except psutil.Error:  # not ours to inspect: alive, start time unknown
-        return float("nan")
 
 
 def this_process() -> Owner:
@@ -57,12 +55,13 @@ def this_process() -> Owner:
 
 def is_running(owner: Owner) -> bool:
     """Whether the very process that wrote the lease runs: its pid, started when it said."""
-    started = process_start_time(owner.pid)
-    if started is None:
+    try:
+        started = psutil.Process(owner.pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    if owner.started is None or started != started:  # (NaN: another user's process)
+    except psutil.Error:  # another user's process, which we may not inspect: alive
         return True
-    return abs(started - owner.started) < START_TOLERANCE_S
+    return owner.started is None or abs(started - owner.started) < START_TOLERANCE_S
 
 
 class Lease:
@@ -84,14 +83,12 @@ class Lease:
         owner = Owner(
             str(record.get("host")), int(record.get("pid", -1)), None if started is None else float(started)
         )
-        if owner.host == socket.gethostname() and owner.started is not None:
+        here = owner.host == socket.gethostname()
+        if here and owner.started is not None:
             return owner if is_running(owner) else None
-        # Another host, or a lease from before start times were kept: only its heartbeat tells.
-        return (
-            owner
-            if age < STALE_AFTER_S and (owner.host != socket.gethostname() or is_running(owner))
-            else None
-        )
+        # Another host, or a lease from before start times were kept: its heartbeat must be fresh.
+        alive = age < STALE_AFTER_S and (not here or is_running(owner))
+        return owner if alive else None
 
     def acquire(self) -> Owner | None:
         """Take the lease; returns None when taken, else the live owner who holds it."""

@@ -6,11 +6,9 @@ Nothing here runs a measurement (tests/bench/test_bench.py runs the tiny bench).
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
-from helpers import cli_env
+from helpers import run_python
 
 from cifarlab.bench.report import met
 from cifarlab.commands.bench import chosen_data, chosen_plan, main, parse_bench_args
@@ -58,9 +56,7 @@ def test_help_lists_every_option_without_importing_tensorflow(tmp_path):
         "import sys; from cifarlab.commands.bench import main; main(['--help']); "
         "assert 'tensorflow' not in sys.modules, 'the bench CLI imported TensorFlow for --help'"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
-    )
+    proc = run_python(code, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("``python -m cifarlab bench``")
     assert "options (defaults):" in proc.stdout

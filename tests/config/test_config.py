@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import all_runs, cli_env, run_cli
+from helpers import all_runs, run_cli, run_python
 
 from cifarlab.config.locations import conf_dir
 from cifarlab.config.schema import validate
@@ -196,14 +194,7 @@ def test_cli_rejects_bad_values_in_one_line_without_tensorflow(tmp_path, overrid
         sys.exit(code)
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python(script, cwd=tmp_path)
     assert proc.returncode != 0
     assert "TF_NOT_IMPORTED" in proc.stdout
     error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -226,14 +217,7 @@ def test_cfg_job_prints_config_without_importing_tensorflow(tmp_path):
         print("TF_IMPORTED" if "tensorflow" in sys.modules else "TF_NOT_IMPORTED")
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python(script, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "name: mlp" in proc.stdout and "epochs: 3" in proc.stdout
     assert "TF_NOT_IMPORTED" in proc.stdout

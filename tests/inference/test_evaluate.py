@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from helpers import TINY, all_runs, mlflow_client, run_cli
@@ -11,6 +15,7 @@ from cifarlab.commands.evaluate import parse_args
 from cifarlab.config.compose import compose_config
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.run_data import apply_run_params
+from cifarlab.runtime.lease import Owner, process_start_time, process_tags
 
 # What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
 RUN_PARAMS = {
@@ -172,15 +177,10 @@ def test_image_folder_is_evaluated_on_all_of_test(source, tmp_path, with_train):
 
 @pytest.mark.slow
 def test_an_evaluation_a_killed_evaluate_left_running_is_ended_by_the_next(source):
-    import subprocess
-    import sys
-
-    from cifarlab.runtime.lease import Owner, process_start_time, process_tags
-
     workdir, src = source
     # A process that has ended: what a kill -9 leaves of the evaluate that opened the run.
     dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
-    owner = Owner(__import__("socket").gethostname(), dead.pid, process_start_time(dead.pid))
+    owner = Owner(socket.gethostname(), dead.pid, process_start_time(dead.pid))
     dead.wait()
     client = mlflow_client(workdir / "mlruns")
     experiment_id = client.create_experiment("orphans")

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import all_runs, cli_env, run_cli
+from helpers import all_runs, cli_env, run_cli, run_python
 
 from cifarlab.config.locations import experiments_dir
 
@@ -79,10 +79,7 @@ def test_every_presets_model_loads_and_predicts_without_cifarlab(tmp_path):
     # Left for later (issue 24): delta's CIEDE2000 layer is cifarlab's own, with no Keras equivalent.
     portable = [r for r in runs if r.data.tags.get("preset") not in NOT_YET_PORTABLE]
     run_ids = [r.info.run_id for r in portable]
-    proc = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_PREDICT, store, json.dumps(run_ids)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = run_python(LOAD_AND_PREDICT, store, json.dumps(run_ids), cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["failed"] == {} and set(result["loaded"]) == set(run_ids)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, mlflow_client, run_cli, run_python
 from PIL import Image
 
 from cifarlab.commands.predict import parse_args
@@ -171,9 +170,7 @@ def test_argument_errors_do_not_import_tensorflow(tmp_path):
         print("tensorflow" in sys.modules, "keras" in sys.modules)
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
-    )
+    proc = run_python(code, cwd=tmp_path)
     assert proc.stdout.split() == ["exit", "1", "False", "False"], proc.stderr
 
 

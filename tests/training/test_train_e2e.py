@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, mlflow_client, run_cli, run_python
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +97,7 @@ def test_logged_model_predicts_uint8_through_pyfunc_in_fresh_process(finished_ru
                            "class_names": model.metadata.metadata["class_names"]}}))
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=workdir,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(script, cwd=workdir, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["shape"] == [3, 4]
