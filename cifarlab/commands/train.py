@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from cifarlab.config.compose import describe_hydra_error, register_config_store
 from cifarlab.config.locations import conf_dir
 from cifarlab.config.schema import validate
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.runtime.interrupts import describe_interrupt, stop_on_sigterm
 from cifarlab.training.run_hooks import RunHooks
 
@@ -53,9 +53,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         line, code = describe_interrupt(err)
         print(f"cifarlab: {line}", file=sys.stderr)
         sys.exit(code)
-    except Exception:
+    except Exception as err:
         # Any other failure of one sweep job (its MLflow run already ended FAILED):
-        # report it and let the sweep go on. A single run still raises.
+        # report it and let the sweep go on. A single run still raises, unless the
+        # machine is at fault (a full disk, a read-only folder): that is one line.
+        described = environment_failure(err)
+        if described is not None:
+            print(f"cifarlab: error: {described}", file=sys.stderr)
+            if single_run:
+                sys.exit(1)
+            return None
         if single_run:
             raise
         traceback.print_exc()
@@ -92,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         line, code = describe_interrupt(err)
         print(f"cifarlab: {line}", file=sys.stderr)
         sys.exit(code)
+    except Exception as err:  # a full disk or a read-only folder: the machine's fault, told in one line
+        described = environment_failure(err)
+        if described is None or wants_traceback:
+            raise
+        print(f"cifarlab: error: {described}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, environment_failure
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -113,3 +113,8 @@ def run_command(
         run(options, rest)
     except CifarlabError as err:
         exit_with_error("cifarlab", err)
+    except Exception as err:  # a full disk or a read-only folder: the machine's fault, told in one line
+        described = environment_failure(err)
+        if described is None:
+            raise
+        exit_with_error("cifarlab", CifarlabError(described))

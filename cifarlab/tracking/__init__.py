@@ -21,6 +21,7 @@ from cifarlab.tracking.store import (
     run_status,
     store_client,
     target_from_config,
+    unfinished_run,
 )
 from cifarlab.tracking.target import TrackingTarget, resolve_target, resolve_uri
 
@@ -43,4 +44,5 @@ __all__ = [
     "resolve_target",
     "resolve_uri",
     "TrackingTarget",
+    "unfinished_run",
 ]

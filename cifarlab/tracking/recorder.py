@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.tracking.store import (
     bound_http_retries,
     give_up_on_server,
@@ -31,6 +31,7 @@ from cifarlab.tracking.store import (
     prepare_experiment,
     server_answers,
 )
+from cifarlab.tracking.store_faults import api_failed
 from cifarlab.tracking.target import TrackingTarget
 
 
@@ -258,16 +259,17 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
     """End the run FAILED or KILLED with the error attached; raise ServerGone if the server went away."""
     import mlflow  # deferred: see the module docstring
 
-    if is_server(uri) and not isinstance(err, CifarlabError) and not server_answers(uri):
-        give_up_on_server()
-        with contextlib.suppress(
-            Exception
-        ):  # the server is gone: the rerun resumes the run, still RUNNING there
-            mlflow.end_run(status="FAILED")
-        raise ServerGone(
-            f"the MLflow server at {uri} stopped answering; the run's local backup is kept: "
-            f"when the server is back, rerun the same command to resume run {recorder.run_id}"
-        ) from None
+    if is_server(uri) and not isinstance(err, CifarlabError):
+        answers = server_answers(uri)
+        if not answers or api_failed(err):
+            give_up_on_server()
+            with contextlib.suppress(Exception):  # the rerun resumes the run, maybe still RUNNING there
+                mlflow.end_run(status="FAILED")
+            what = "answers /health but its API fails" if answers else "stopped answering"
+            raise ServerGone(
+                f"the MLflow server at {uri} {what}; the run's local backup is kept: when the server "
+                f"works again, rerun the same command to resume run {recorder.run_id}"
+            ) from None
     # A pruned sweep job (cifarlab.sweeps.study.RunPruned) carries run_status = "FINISHED"; signals end KILLED.
     status = getattr(err, "run_status", None) or (
         "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
@@ -277,7 +279,8 @@ def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None
         recorder.log_text("".join(traceback.format_exception(err)), "error.txt")
         recorder.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
     except Exception as tag_error:  # noqa: BLE001 - the run must still end; the original error goes on
-        print(f"cifarlab: could not attach the error to run {recorder.run_id}: {tag_error}", flush=True)
+        if environment_failure(tag_error) is None:  # a full or read-only disk is said once, at the end
+            print(f"cifarlab: could not attach the error to run {recorder.run_id}: {tag_error}", flush=True)
     end_run(recorder.run_id, status)
 
 

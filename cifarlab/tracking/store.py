@@ -8,6 +8,7 @@ store is opened.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import urllib.error
@@ -17,8 +18,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, StoreError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.store_faults import describe_store_failure
 from cifarlab.tracking.target import TrackingTarget, resolve_target
 
 
@@ -56,14 +58,32 @@ def open_store(uri: str) -> None:
     columns, half-made alembic tables). So the first touch happens under a file
     lock beside the database; the others wait, then find it ready.
     """
-    import mlflow  # deferred: this module is on the config path (see the package docstring)
-
+    if is_server(uri):
+        check_server_reachable(uri)
+        bound_http_retries()
     if not uri.startswith("sqlite:///"):
+        first_touch(uri)
         return
     db = Path(uri.removeprefix("sqlite:///"))
     with exclusive(db.with_name(db.name + ".lock")):
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        first_touch(uri)
         _write_ahead_log(db)
+
+
+def first_touch(uri: str) -> None:
+    """The store's first query; a damaged store, or one from another MLflow, ends in one line."""
+    import mlflow
+
+    # MLflow logs every database error with its traceback before raising it; the error itself
+    # still reaches the command, which reports it (in one line when it is a store fault).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    try:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as err:  # MLflow and SQLAlchemy raise their own types; classified by message
+        line = describe_store_failure(uri, err)
+        if line is None:
+            raise
+        raise StoreError(line) from None
 
 
 def _write_ahead_log(db: Path) -> None:
@@ -102,6 +122,8 @@ def bound_http_retries() -> None:
     """Bound MLflow's HTTP retries and timeouts for this process, where the user has not."""
     for name, value in RUN_HTTP_LIMITS.items():
         os.environ.setdefault(name, value)
+    # Each retry is otherwise a warning line; a request that still fails ends in one line of ours.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def give_up_on_server() -> None:
@@ -128,6 +150,24 @@ def run_status(uri: str, run_id: str) -> str | None:
     return None if run.info.lifecycle_stage == "deleted" else run.info.status
 
 
+def unfinished_run(target: TrackingTarget, config_hash: str) -> str | None:
+    """The id of this config's newest run when that run is unfinished (RUNNING, FAILED, KILLED) and
+    no sweep's child: a run whose process could not note its id (a full disk, kill -9 as it began)."""
+    client = store_client(target.uri)
+    experiment = client.get_experiment_by_name(target.experiment)
+    if experiment is None:
+        return None
+    newest = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.config_hash = '{config_hash}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not newest or newest[0].info.status == "FINISHED" or "mlflow.parentRunId" in newest[0].data.tags:
+        return None
+    return str(newest[0].info.run_id)
+
+
 def store_client(uri: str) -> Any:
     """An ``mlflow.MlflowClient`` on ``uri``, the store created first if it is new (see ``open_store``)."""
     import mlflow  # deferred: this module is on the config path
@@ -145,6 +185,8 @@ def connect(uri: str) -> Any:
     # with progress bars; a user who set the variable keeps their setting.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     check_server_reachable(uri)
+    if is_server(uri):
+        bound_http_retries()
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.is_file():
@@ -152,6 +194,7 @@ def connect(uri: str) -> Any:
                 f"no MLflow store at {db} (tracking.uri={uri!r}); run from the folder you trained in, "
                 "or set tracking.uri=... (or paths.mlruns_dir=...) to where the runs are"
             )
+    first_touch(uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
 

@@ -55,7 +55,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
         return TrainResult.from_run(done)
     run_name = plan.tracking.run_name or hooks.run_name or plan.default_run_name
     with claimed_state(plan.state_dir, key, chief) as state:
-        resume_id = _resumable_run(state, target.uri) if target.enabled else None
+        resume_id = _resumable_run(state, target, key) if target.enabled else None
         tags = run_tags(plan, key, hooks)
         with tracking.open_run(target, resume_run_id=resume_id, run_name=run_name, tags=tags) as recorder:
             state.remember(recorder.run_id)
@@ -73,12 +73,16 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     return result
 
 
-def _resumable_run(state: RunState, uri: str) -> str | None:
+def _resumable_run(state: RunState, target: tracking.TrackingTarget, key: str) -> str | None:
     """The MLflow run a killed or failed attempt of this config left unfinished, if any."""
-    run_id = state.remembered_run_id() if state.shared else None
+    if not state.shared:
+        return None
+    # The state names the run; an attempt that could not write it (a full disk, killed as its run
+    # began) left its run in the store, the newest of this config.
+    run_id = state.remembered_run_id() or tracking.unfinished_run(target, key)
     if run_id is None:
         return None
-    if tracking.run_status(uri, run_id) not in UNFINISHED:
+    if tracking.run_status(target.uri, run_id) not in UNFINISHED:
         state.reset()  # its run finished (or is gone): what is left on disk is stale
         return None
     where = "its last completed epoch" if state.backup_dir.is_dir() else "the start"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli_env, run_cli
+from helpers import TINY, cli_env, free_port, run_cli, start_mlflow_server, stop_server
 
 ARGS = [
     *TINY,
@@ -22,53 +19,6 @@ ARGS = [
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(root: Path, port: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{root / 'server.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--workers",
-        "1",
-    ]
-    server = subprocess.Popen(
-        cmd,
-        cwd=root,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "server.log", "a"),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.5)
-    _kill_server(server)
-    raise AssertionError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
-
-
-def _kill_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
-    server.wait(timeout=30)
 
 
 def _runs(uri: str):
@@ -81,9 +31,9 @@ def _runs(uri: str):
 
 @pytest.mark.slow
 def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tmp_path):
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     train = subprocess.Popen(
         [sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"],
         cwd=tmp_path,
@@ -98,7 +48,7 @@ def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tm
             assert train.poll() is None and time.monotonic() < deadline, train.communicate()
             time.sleep(0.5)
         run_id = _runs(uri)[0].info.run_id
-        _kill_server(server)
+        stop_server(server)
         killed_at = time.monotonic()
         _, stderr = train.communicate(timeout=120)
         assert time.monotonic() - killed_at < 60
@@ -109,11 +59,85 @@ def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tm
     assert lines[-1].startswith("cifarlab: error: the MLflow server at " + uri) and run_id in lines[-1]
     assert "Traceback" not in stderr
 
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     try:
         rerun = run_cli(*ARGS, f"tracking.uri={uri}", cwd=tmp_path)
         assert f"resuming run {run_id}" in rerun.stdout
         (run,) = _runs(uri)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
     finally:
-        _kill_server(server)
+        stop_server(server)
+
+
+def _start_front(tmp_path: Path, upstream: str) -> tuple[subprocess.Popen, str, Path]:
+    """The faulty front (tests/tracking/faulty_server.py) before ``upstream``: its process, URI, fault file."""
+    port, fault = free_port(), tmp_path / "fault"
+    front = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("faulty_server.py")), str(port), upstream, str(fault)],
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return front, uri, fault
+        except OSError:
+            time.sleep(0.2)
+    stop_server(front)
+    raise AssertionError("the faulty front did not start")
+
+
+@pytest.mark.slow
+def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_the_rerun_resumes(tmp_path):
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
+    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
+    direct = f"http://127.0.0.1:{port}"
+    train = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (_runs(direct) and _runs(direct)[0].data.metrics.get("train/loss") is not None):
+            assert train.poll() is None and time.monotonic() < deadline, train.communicate()
+            time.sleep(0.5)
+        run_id = _runs(direct)[0].info.run_id
+        fault.write_text("hang")  # /health still answers: only the API stops
+        broken_at = time.monotonic()
+        _, stderr = train.communicate(timeout=120)
+        assert time.monotonic() - broken_at < 60
+        assert train.returncode != 0
+        lines = [line for line in stderr.splitlines() if line.startswith("cifarlab")]
+        assert "answers /health but its API fails" in lines[-1] and run_id in lines[-1]
+        assert "Traceback" not in stderr
+
+        fault.unlink()
+        rerun = run_cli(*ARGS, f"tracking.uri={uri}", cwd=tmp_path)
+        assert f"resuming run {run_id}" in rerun.stdout
+        (run,) = _runs(direct)
+        assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    finally:
+        train.kill()
+        stop_server(front)
+        stop_server(server)
+
+
+@pytest.mark.parametrize("fault", ["500", pytest.param("hang", marks=pytest.mark.slow)])
+def test_a_server_whose_api_fails_from_the_start_is_one_line_within_a_minute(tmp_path, fault):
+    front, uri, fault_file = _start_front(tmp_path, "none")
+    fault_file.write_text(fault)
+    try:
+        started = time.monotonic()
+        proc = run_cli(f"tracking_uri={uri}", cwd=tmp_path, command="results", check=False)
+        assert time.monotonic() - started < 60
+    finally:
+        stop_server(front)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"cifarlab: error: the MLflow server at {uri}")
+    assert "answers /health but its API" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,83 @@
+"""One line for a store that cannot be opened as it is: damaged, or written by another MLflow.
+
+MLflow reports both as long tracebacks, and its advice for a schema mismatch
+(``mlflow db upgrade``) is wrong when the store is newer than the installed
+MLflow. Nothing here changes the store: the user decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_DAMAGED = ("database disk image is malformed", "file is not a database")
+_SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+)")
+
+
+def describe_store_failure(uri: str, err: BaseException) -> str | None:
+    """The one line for ``err`` raised on first touching the store at ``uri``; None if not a store fault."""
+    text = str(err)
+    if any(marker in text for marker in _DAMAGED):
+        return _damaged(uri)
+    found = _SCHEMA.search(text)
+    if found:
+        return _other_version(uri, found.group(1))
+    if uri.startswith(("http://", "https://")):
+        # /health answered (checked before), yet the API fails or hangs past the bounded retries.
+        how = "does not answer in time" if "timed out" in text.lower() else "answers with errors"
+        return (
+            f"the MLflow server at {uri} answers /health but its API {how}; check the server's log "
+            "and its database, then rerun the same command"
+        )
+    return None
+
+
+def api_failed(err: BaseException) -> bool:
+    """Whether ``err`` is a request to an MLflow server's API that failed (errors or no answer)."""
+    from mlflow.exceptions import RestException
+
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, RestException) or "API request to" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _damaged(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        db = uri.removeprefix("sqlite:///")
+        return (
+            f"the MLflow store {db} is damaged (not a complete SQLite database); restore it from a "
+            f"backup, or move it aside to start a new store: mv {db} {db}.damaged"
+        )
+    return (
+        f"the MLflow store {uri} is damaged; restore its database from a backup or use another tracking.uri"
+    )
+
+
+def _other_version(uri: str, found: str) -> str:
+    import mlflow
+
+    if _known_revision(found):
+        return (
+            f"the MLflow store {uri} was made by an older MLflow (schema {found}); back it up, then "
+            f"upgrade it for MLflow {mlflow.__version__}: mlflow db upgrade {uri}"
+        )
+    return (
+        f"the MLflow store {uri} was made by a newer MLflow than the installed {mlflow.__version__} "
+        f"(schema {found}); upgrade MLflow (pip install -U mlflow) or use another tracking.uri"
+    )
+
+
+def _known_revision(revision: str) -> bool:
+    """Whether the installed MLflow's migrations know ``revision`` (so the store is older, not newer)."""
+    import mlflow.store
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    migrations = Path(mlflow.store.__file__).parent / "db_migrations"
+    try:
+        return ScriptDirectory(str(migrations)).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -1,0 +1,59 @@
+"""A real HTTP front for an MLflow server whose API can be made to fail while /health still answers.
+
+``python faulty_server.py PORT UPSTREAM FAULT_FILE``: requests are passed to UPSTREAM
+(``http://127.0.0.1:5000``, or ``none``) until FAULT_FILE exists; from then on /health
+still answers 200 and every API request gets what the file says: ``500`` (an error
+answer) or ``hang`` (no answer at all). Deleting the file heals the server.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+PORT, UPSTREAM, FAULT_FILE = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+
+class Front(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        fault = FAULT_FILE.read_text().strip() if FAULT_FILE.exists() else None
+        if self.path.startswith("/health") and (fault or UPSTREAM == "none"):
+            self._send(200, b"OK", "text/plain")
+        elif fault == "hang":
+            time.sleep(3600)
+        elif fault or UPSTREAM == "none":
+            self._send(500, b'{"error_code": "INTERNAL_ERROR", "message": "database is down"}')
+        else:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        request = urllib.request.Request(
+            UPSTREAM + self.path, data=body, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                self._send(answer.status, answer.read(), answer.headers.get("Content-Type"))
+        except urllib.error.HTTPError as err:
+            self._send(err.code, err.read(), err.headers.get("Content-Type"))
+
+    def _send(self, status: int, body: bytes, content_type: str | None = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type or "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+
+ThreadingHTTPServer(("127.0.0.1", PORT), Front).serve_forever()
