@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError, StoreError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.relocation import follow_moved_folder, moved_from
 from cifarlab.tracking.store_faults import describe_store_failure
 from cifarlab.tracking.target import TrackingTarget, resolve_target
 
@@ -68,6 +69,17 @@ def open_store(uri: str) -> None:
     with exclusive(db.with_name(db.name + ".lock")):
         first_touch(uri)
         _write_ahead_log(db)
+        _follow_moved_folder(db)
+
+
+def _follow_moved_folder(db: Path) -> None:
+    moved_from = follow_moved_folder(db)
+    if moved_from is not None:
+        print(
+            f"cifarlab: the store moved from {moved_from} to {db.resolve().parent}; its runs' artifacts "
+            "are now read and written here",
+            flush=True,
+        )
 
 
 def first_touch(uri: str) -> None:
@@ -195,6 +207,9 @@ def connect(uri: str) -> Any:
                 "or set tracking.uri=... (or paths.mlruns_dir=...) to where the runs are"
             )
     first_touch(uri)
+    if uri.startswith("sqlite:///") and moved_from(db) is not None:
+        with exclusive(db.with_name(db.name + ".lock")):
+            _follow_moved_folder(db)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
 
