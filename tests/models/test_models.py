@@ -342,3 +342,11 @@ def test_delta_rejects_bad_config():
         build_model(model_cfg("delta", temperature=0), CIFAR_SHAPE, 10)
     with pytest.raises(ConfigError, match=r"^model\.prototype='medoid'"):
         build_model(model_cfg("delta", prototype="medoid"), CIFAR_SHAPE, 10)
+
+
+def test_a_model_that_shrinks_the_images_to_nothing_is_one_line_naming_the_model_and_the_fix():
+    with pytest.raises(ConfigError) as caught:
+        build_model(model_cfg("tf_cifar"), (8, 8, 3), 4)
+    line = str(caught.value)
+    assert line.startswith("model='tf_cifar' shrinks 8x8 images") and "dataset.image_size=32" in line
+    assert build_model(model_cfg("tf_cifar"), (32, 32, 3), 4).output_shape == (None, 4)
