@@ -33,7 +33,8 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HYDRA_FULL_ERROR", None)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: cifarlab keeps the screen quiet itself
+    env.pop("CIFARLAB_VERBOSE", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -7,7 +7,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import TINY, all_runs, mlflow_client, run_cli, run_python
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli, run_python
+
+from cifarlab.runtime.quiet import START_UP_NOISE
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,32 @@ def test_console_ends_with_accuracy_run_id_and_ui_command(finished_run):
     assert "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db" in proc.stdout
     # No progress bar from MLflow running the logged model on its input example.
     assert "\u2501" not in proc.stdout
+
+
+def test_the_screen_has_no_tensorflow_or_mlflow_start_up_lines(finished_run):
+    _, _, proc = finished_run
+    lines = (proc.stdout + proc.stderr).splitlines()
+    noise = [
+        line
+        for line in lines
+        if line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages")) or " INFO mlflow" in line
+    ]
+    assert noise == [] and any(line.startswith("cifarlab: test accuracy") for line in lines)
+
+
+def test_verbose_brings_the_start_up_lines_back(tmp_path):
+    def start_up_lines(code: str, env: dict[str, str]) -> list[str]:
+        proc = run_python(code, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return [line.split("]")[-1] for line in proc.stderr.splitlines() if START_UP_NOISE.match(line)]
+
+    bare = {**cli_env(), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    plain_tensorflow = start_up_lines("import tensorflow as tf; tf.config.list_physical_devices()", bare)
+    verbose = start_up_lines(
+        "import cifarlab, tensorflow as tf; tf.config.list_physical_devices()",
+        {**cli_env(), "CIFARLAB_VERBOSE": "1"},
+    )
+    assert verbose == plain_tensorflow  # (empty on a machine where TensorFlow prints none)
 
 
 @pytest.mark.slow
