@@ -33,6 +33,11 @@ def command_main(name: str, argv: Sequence[str]) -> int | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """``cifarlab [COMMAND] ARGS``: the named command, else training with Hydra overrides."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--help"], ["-h"], ["help"]):
+        from cifarlab.commands.help import help_text
+
+        print(help_text(COMMANDS))
+        sys.exit(0)
     name = args[0] if args and args[0] in COMMANDS else "train"
     rest = args[1:] if args and args[0] == name else args
     if name == "train":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import run_cli
 
 from cifarlab.commands import evaluate, predict, results
 
@@ -45,3 +46,19 @@ def test_bad_arguments_are_one_line_and_a_non_zero_exit(name, argv, expected, ca
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("cifarlab: error: ") and expected in err
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_cifarlabs_own_help_names_every_command_group_and_preset(flag, tmp_path):
+    from cifarlab.commands import COMMANDS
+    from cifarlab.config.locations import conf_dir, experiments_dir
+
+    proc = run_cli(flag, cwd=tmp_path)
+    text = proc.stdout
+    assert "powered by Hydra" not in text and len(text.splitlines()) < 60
+    assert all(f"  {name}  " in text for name in COMMANDS)
+    for preset in experiments_dir().glob("*.yaml"):
+        assert preset.stem in text
+    assert "cnn_bn*" in text and "nadam*" in text  # the defaults, marked
+    assert all(model.stem in text for model in (conf_dir() / "model").glob("*.yaml"))
+    assert "--hydra-help" in text and "mlflow ui" in text and "README" in text
