@@ -6,7 +6,7 @@ Hydra's flags, ``--cfg job`` for every value.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from cifarlab.config.locations import conf_dir, experiments_dir
 
@@ -32,8 +32,10 @@ def options(group: str, default: str | None) -> str:
 def defaults() -> dict[str, str | None]:
     """Group -> default option, from the primary config's defaults list."""
     chosen: dict[str, str | None] = {}
-    for entry in OmegaConf.load(conf_dir() / "config.yaml").get("defaults", []):
-        if isinstance(entry, DictConfig):
+    primary = OmegaConf.to_container(OmegaConf.load(conf_dir() / "config.yaml"))
+    assert isinstance(primary, dict)
+    for entry in primary.get("defaults", []):
+        if isinstance(entry, dict):
             chosen.update({str(key): value for key, value in entry.items()})
     return chosen
 
