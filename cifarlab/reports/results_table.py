@@ -108,7 +108,7 @@ def preset_result(client: Any, preset: str, info: dict, run: Any | None) -> Pres
         hardware=run.data.tags.get("hardware", "") if run else "",
         train_seconds=_train_seconds(client, run) if run else None,
         run_id=run.info.run_id if run else None,
-        note=run.data.tags.get("note", "") if run else "not run yet",
+        note=_note(run) if run else "not run yet",
     )
 
 
@@ -124,6 +124,12 @@ def collect(uri: str, experiment: str) -> list[PresetResult]:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _note(run: Any) -> str:
+    """The run's note, and whether a time budget cut it short (its result then depends on the machine)."""
+    parts = [run.data.tags.get("note", ""), run.data.tags.get("time_budget", "")]
+    return "; ".join(part for part in parts if part)
 
 
 def hand_written_notes(previous: str) -> str:

@@ -141,7 +141,8 @@ class TimeBudget(keras.callbacks.Callback):
         self.verbose = verbose
         self.clock = clock
         self.schedule: BudgetFittedSchedule | None = None
-        self.exhausted = False
+        self.exhausted = False  # training should stop: the time is spent or the fitted schedule is over
+        self.out_of_time = False  # the time was spent before the schedule's end: the run was cut short
         self.fitted_epochs: int | None = None  # the epoch the fitted schedule ends with, once refitted
         self._announced: int | None = None
         self._message = ""
@@ -175,7 +176,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.elapsed() >= self.seconds:
-            self.exhausted = True
+            self.exhausted = self.out_of_time = True
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -189,6 +190,7 @@ class TimeBudget(keras.callbacks.Callback):
         if ends_early and (affordable == 0 or self.schedule.finished(step)):
             # The fitted schedule is over, or another epoch would not fit the budget.
             self.exhausted = True
+            self.out_of_time = not self.schedule.finished(step)
             self.model.stop_training = True
 
     def _step(self) -> int:

@@ -81,9 +81,17 @@ def fit_stages(plan: RunPlan, model: keras.Model, ctx: FitContext) -> dict[str, 
             fit_history.setdefault(name, []).extend(values)
         epoch += len(history.get("loss", []))
         if budget is not None and budget.exhausted:
-            print(f"cifarlab: time budget of {t.time_budget_s:g}s spent; evaluating", flush=True)
+            if budget.out_of_time:
+                _say_cut_short(ctx, t.time_budget_s, epoch, total_epochs)
             break
     return recorded_history(ctx.recorder, fit_history)
+
+
+def _say_cut_short(ctx: FitContext, seconds: float, epochs: int, planned: int) -> None:
+    """A run the time budget stopped: on the screen and as a tag (the results table shows it)."""
+    note = f"cut short by trainer.time_budget_s={seconds:g} after {epochs} epochs (planned {planned})"
+    print(f"cifarlab: {note}; evaluating", flush=True)
+    ctx.recorder.set_tags({"time_budget": note})
 
 
 def _fit_stage(

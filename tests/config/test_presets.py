@@ -32,6 +32,8 @@ def test_preset_composes_records_its_claim_and_builds(compose_cfg, preset):
     cfg = compose_cfg(f"experiment={preset}")
     validate(cfg)
     assert "source" in cfg.claim, f"{preset} does not say where its claim comes from"
+    # A recipe, not a race: a time budget would make the result depend on the machine's speed and load.
+    assert cfg.trainer.time_budget_s is None, f"{preset} stops on a clock"
     shape = INPUT_SHAPES.get(cfg.dataset.name, (32, 32, 3))
     model = build_model(cfg.model, shape, 10)
     assert model.output_shape == (None, 10)

@@ -166,9 +166,23 @@ def test_slow_machine_trains_the_whole_schedule_in_fewer_epochs():
     # 20 planned epochs at 1 s each do not fit 10 s: the compiled train step follows the
     # squeezed schedule, which peaks and anneals to its end within the epochs that fit.
     assert epochs_run == 10 and budget.fitted_epochs == 10 and budget.exhausted
+    assert not budget.out_of_time  # a schedule fitted to the time ends by itself: not cut short
     assert max(rates) > 0.8 * PEAK
     assert rates[-1] == pytest.approx(0.0, abs=1e-6)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 10 * 4
+
+
+def test_a_constant_rate_run_stopped_by_the_clock_is_cut_short():
+    x = np.zeros((8, 5), "float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    clock = _Clock(1.0)
+    budget = TimeBudget(5, verbose=False, clock=clock)
+    budget.follow(0.01)
+    history = model.fit(
+        x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=[clock, budget], verbose=0
+    )
+    assert len(history.history["loss"]) < 20 and budget.exhausted and budget.out_of_time
 
 
 def test_a_resumed_run_counts_the_time_it_already_trained():
