@@ -82,7 +82,7 @@ def fit_stages(plan: RunPlan, model: keras.Model, ctx: FitContext) -> dict[str, 
         epoch += len(history.get("loss", []))
         if budget is not None and budget.exhausted:
             if budget.out_of_time:
-                _say_cut_short(ctx, t.time_budget_s, epoch, total_epochs)
+                _say_cut_short(ctx, budget.seconds, epoch, total_epochs)
             break
     return recorded_history(ctx.recorder, fit_history)
 
