@@ -35,6 +35,17 @@ def run_tags(plan: RunPlan, config_hash: str, hooks: RunHooks) -> dict[str, str]
     return {k: str(v) for k, v in tags.items() if v not in (None, "")}
 
 
+# Overrides that say where things are or how they are recorded, not what is trained: left out of names.
+_PLACE_KEYS = ("paths.", "tracking.", "hydra.", "dataset.data_dir", "dataset.download", "model=", "dataset=")
+
+
+def run_name_from(base: str, overrides: list[str]) -> str:
+    """``<model>-<dataset>`` and the overrides that change what is trained (``optimizer.lr=0.01 seed=2``):
+    runs that differ can be told apart in the MLflow UI's list."""
+    kept = [o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(_PLACE_KEYS)]
+    return " ".join([base, *kept])[:250]  # MLflow's limit on a run name
+
+
 def hardware() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"

@@ -97,7 +97,17 @@ def evaluate_and_record(
         recorder,
         {"epochs_run": epochs_run, **({"val/best_accuracy": best_val} if best_val is not None else {})},
     )
+    recorder.set_tags({"mlflow.note.content": headline(plan, test_accuracy, test_loss, epochs_run, data)})
     return TrainResult(recorder.run_id, test_accuracy, test_loss, best_val, epochs_run, history)
+
+
+def headline(plan: RunPlan, accuracy: float, loss: float, epochs: int, data: DataSplits) -> str:
+    """The run's description in the MLflow UI (its note): the result first, then what made it."""
+    return (
+        f"test accuracy {accuracy:.2%} (loss {loss:.3f}) after {epochs} epochs: {plan.model.name} on "
+        f"{plan.data.name} ({len(data.x_train)} training images), {plan.optimizer.name} "
+        f"lr={plan.optimizer.lr:g}, augmentation {plan.augmentation.name}"
+    )
 
 
 def log_once(recorder: Recorder, metrics: dict[str, float]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 
 from cifarlab import tracking
-from cifarlab.training.describe import print_summary, run_tags
+from cifarlab.training.describe import print_summary, run_name_from, run_tags
 from cifarlab.training.distribute import is_chief, make_strategy
 from cifarlab.training.multi_worker import adapt_model
 from cifarlab.training.plan import RunPlan
@@ -53,7 +53,9 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     if done is not None:
         print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
         return TrainResult.from_run(done)
-    run_name = plan.tracking.run_name or hooks.run_name or plan.default_run_name
+    run_name = (
+        plan.tracking.run_name or hooks.run_name or run_name_from(plan.default_run_name, hooks.overrides)
+    )
     with claimed_state(plan.state_dir, key, chief) as state:
         resume_id = _resumable_run(state, target, key) if target.enabled else None
         tags = run_tags(plan, key, hooks)

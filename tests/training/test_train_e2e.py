@@ -52,6 +52,14 @@ def test_params_and_tags_describe_the_config(finished_run):
     assert int(params["model/num_params"]) == 16 * 16 * 3 * 32 + 32 + 32 * 4 + 4
     assert tags["dataset"] == "synthetic" and tags["model"] == "mlp"
     assert "trainer.epochs=3" in tags["overrides"]
+    assert (
+        tags["mlflow.note.content"].startswith("test accuracy ")
+        and "mlp on synthetic" in tags["mlflow.note.content"]
+    )
+    # Named by what was changed from the defaults, so runs can be told apart in the UI's list.
+    assert run.info.run_name == "mlp-synthetic " + " ".join(
+        o for o in [*TINY, "trainer.epochs=3"] if not o.startswith(("model=", "dataset="))
+    )
     assert len(tags["config_hash"]) == 16
     # trainer.precision=auto is recorded as the policy it chose on this machine.
     from cifarlab.training.precision import resolve_precision

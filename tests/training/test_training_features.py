@@ -151,3 +151,18 @@ def test_mixup_trains_through_the_cli_with_soft_labels_and_no_label_smoothing(tm
     losses = [value for _, value in _history(tmp_path / "mlruns", run.info.run_id, "train/loss")]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
+
+
+def test_a_run_is_named_by_what_it_changes_not_by_where_things_are():
+    from cifarlab.training.describe import run_name_from
+
+    overrides = [
+        "model=mlp",
+        "optimizer.lr=0.01",
+        "paths.mlruns_dir=/x",
+        "tracking.experiment=e",
+        "+trainer.seed=2",
+    ]
+    assert run_name_from("mlp-cifar10", overrides) == "mlp-cifar10 optimizer.lr=0.01 trainer.seed=2"
+    assert run_name_from("mlp-cifar10", []) == "mlp-cifar10"
+    assert len(run_name_from("m-d", [f"k{i}=v" for i in range(200)])) == 250
