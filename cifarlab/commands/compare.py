@@ -2,9 +2,11 @@
 
     python -m cifarlab compare runs=<run id>,<run id>[,...]
     python -m cifarlab compare sweep=<parent run id> top=3     # the sweep's best jobs by val/best_accuracy
+    python -m cifarlab compare runs=<id>,<id> configs_only=true  # only what differs: settings, data, code
 
-From each run's stored test predictions (``reports/test_predictions.npz``): test
-accuracy with a 95% Wilson interval; for each pair, McNemar's exact test with
+First, the config keys whose values differ between the runs (and the data digests
+and code state when they differ); then, from each run's stored test predictions
+(``reports/test_predictions.npz``): test accuracy with a 95% Wilson interval; for each pair, McNemar's exact test with
 the discordant counts it rests on, per-class precision and recall deltas, the
 errors that changed most and a heatmap of the confusion-matrix difference.
 Printed, written to ``out=`` (comparison.md and PNGs) and logged as a new MLflow
@@ -34,6 +36,7 @@ class CompareOptions:
     top_errors: int = 5  # how many changed errors to put in words
     tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<mlruns_dir>/mlflow.db
     mlruns_dir: str = "mlruns"
+    configs_only: bool = False  # only the table of what differs: no predictions read, nothing logged
 
 
 def main(argv: Sequence[str] | None = None) -> None:

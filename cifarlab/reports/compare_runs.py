@@ -29,6 +29,7 @@ from cifarlab.reports.comparison import (
     confusion_difference_figure,
     wilson_interval,
 )
+from cifarlab.reports.config_diff import differences, differences_markdown
 from cifarlab.reports.figures import save_figure
 from cifarlab.reports.writer import read_predictions
 from cifarlab.tracking import queries, runs
@@ -139,14 +140,18 @@ def n_classes(loaded: Sequence[LoadedRun]) -> int:
 
 
 def write_outputs(
-    out: Path, results: list[RunResult], pairs: list[PairComparison], names: list[str]
+    out: Path,
+    results: list[RunResult],
+    pairs: list[PairComparison],
+    names: list[str],
+    what_differs: list[str],
 ) -> list[Path]:
-    """comparison.md and one heatmap per pair in ``out``; the paths written."""
+    """comparison.md (what differs, then the statistics) and one heatmap per pair in ``out``; the paths."""
     out.mkdir(parents=True, exist_ok=True)
     figures = [f"confusion_difference_{p.a.short}_{p.b.short}.png" for p in pairs]
     paths = [save_figure(confusion_difference_figure(p, names), out / f) for p, f in zip(pairs, figures)]
     report = out / "comparison.md"
-    report.write_text(comparison_markdown(results, pairs, figures), encoding="utf-8")
+    report.write_text(comparison_markdown(results, pairs, figures, what_differs), encoding="utf-8")
     return [report, *paths]
 
 
@@ -201,14 +206,16 @@ def log_comparison(client: Any, loaded: list[LoadedRun], metrics: dict[str, floa
     )
 
 
-def compare(options: Any) -> str:
-    """Load, check, compare, write, print and log; the comparison run's id."""
+def compare(options: Any) -> str | None:
+    """Load, check, compare, write, print and log; the comparison run's id (None: configs only)."""
     client = connect(resolve_uri(options.tracking_uri, options.mlruns_dir))
     scratch = Path(tempfile.mkdtemp(prefix="cifarlab-compare-"))
-    loaded = [
-        load_run(client, run_id, scratch / "downloads")
-        for run_id in run_ids(client, options, scratch / "sweep")
-    ]
+    ids = run_ids(client, options, scratch / "sweep")
+    if options.configs_only:
+        compared = [queries.get_run(client, run_id, key="runs") for run_id in ids]
+        print("\n".join(differences_markdown(compared, differences(compared))))
+        return None
+    loaded = [load_run(client, run_id, scratch / "downloads") for run_id in ids]
     for other in loaded[1:]:
         check_same_test_data(loaded[0], other)
     names = class_names_for(loaded[0], n_classes(loaded))
@@ -217,7 +224,8 @@ def compare(options: Any) -> str:
         compare_pair(a, b, names, int(options.top_errors)) for a, b in itertools.combinations(results, 2)
     ]
     out = Path(options.out) if options.out else scratch / "comparison"
-    files = write_outputs(out, results, pairs, names)
+    compared = [r.run for r in loaded]
+    files = write_outputs(out, results, pairs, names, differences_markdown(compared, differences(compared)))
     print(files[0].read_text(encoding="utf-8"))
     run_id = log_comparison(client, loaded, comparison_metrics(results, pairs), files)
     print(f"cifarlab: wrote {out}")

@@ -221,10 +221,13 @@ def pair_lines(pair: PairComparison, figure_name: str | None = None) -> list[str
 
 
 def comparison_markdown(
-    results: Sequence[RunResult], pairs: Sequence[PairComparison], figure_names: Sequence[str | None] = ()
+    results: Sequence[RunResult],
+    pairs: Sequence[PairComparison],
+    figure_names: Sequence[str | None] = (),
+    what_differs: Sequence[str] = (),
 ) -> str:
-    """The whole report: the accuracy table, then one section per pair."""
-    lines = ["# Comparison of runs", "", *accuracy_lines(results), ""]
+    """The whole report: what differs between the runs, the accuracy table, then one section per pair."""
+    lines = ["# Comparison of runs", "", *what_differs, *accuracy_lines(results), ""]
     names = list(figure_names) + [None] * (len(pairs) - len(figure_names))
     for pair, name in zip(pairs, names):
         lines += pair_lines(pair, name)

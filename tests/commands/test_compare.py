@@ -92,9 +92,22 @@ def _run_id(stdout: str) -> str:
 def test_compare_two_real_runs_and_refuse_other_test_data(tmp_path):
     first = _run_id(run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", cwd=tmp_path).stdout)
     second = _run_id(
-        run_cli(*TINY, "trainer.epochs=1", "tracking.log_model=false", "optimizer=adam", cwd=tmp_path).stdout
+        run_cli(
+            *TINY,
+            "trainer.epochs=1",
+            "tracking.log_model=false",
+            "optimizer.lr=0.01",
+            "trainer.label_smoothing=0.1",
+            cwd=tmp_path,
+        ).stdout
     )
     out = tmp_path / "comparison"
+
+    # What differs comes first, and is exactly the two settings changed (the data and code are the same).
+    only = run_cli(f"runs={first},{second}", "configs_only=true", command="compare", cwd=tmp_path)
+    rows = re.findall(r"^\| `([^`]+)` \|", only.stdout, flags=re.M)
+    assert rows == ["optimizer.lr", "trainer.label_smoothing"], only.stdout
+    assert "McNemar" not in only.stdout
 
     done = run_cli(f"runs={first},{second}", f"out={out}", command="compare", cwd=tmp_path)
     for run_id in (first, second):
@@ -102,6 +115,8 @@ def test_compare_two_real_runs_and_refuse_other_test_data(tmp_path):
             rf"\| `{run_id[:8]}` \| .* \| \d+\.\d\d% \| \[\d+\.\d\d%, \d+\.\d\d%\] \|", done.stdout
         )
     assert re.search(r"McNemar exact test: b = \d+ .*, c = \d+ .*, p = [0-9.e-]+", done.stdout)
+    assert done.stdout.index("## What differs") < done.stdout.index("McNemar")
+    assert only.stdout.strip() in done.stdout  # the same table heads the full report
     heatmap = f"confusion_difference_{first[:8]}_{second[:8]}.png"
     assert (out / "comparison.md").is_file() and (out / heatmap).stat().st_size > 0
 
