@@ -18,6 +18,10 @@ COMMANDS = {
     "evaluate": ("cifarlab.commands.evaluate", "score a trained run's model again, recorded as a linked run"),
     "compare": ("cifarlab.commands.compare", "is one run really better than another? intervals and McNemar"),
     "export": ("cifarlab.commands.export", "a trained model as a SavedModel or LiteRT file"),
+    "rerun": (
+        "cifarlab.commands.rerun",
+        "the command that made a run, run again (warns if code or versions differ)",
+    ),
     "results": ("cifarlab.commands.results", "the presets' results table, from the MLflow store"),
     "workers": ("cifarlab.commands.workers", "K workers of one search, as local processes or a SLURM array"),
     "bench": ("cifarlab.commands.bench", "measure cifarlab's speed on this machine against its targets"),

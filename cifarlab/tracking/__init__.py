@@ -1,7 +1,8 @@
 """MLflow tracking, the one door to the store: every read and write of a run goes through here.
 
 - ``target`` and ``store``: where runs go (URI, experiment), opening the store;
-- ``identity``: what makes two runs the same run (config hash, git commit);
+- ``identity``: what makes two runs the same run (config hash, params);
+- ``provenance``: what a run was made with (the code's state, the installed packages);
 - ``recorder``: one run's record, written as the process's active run (``Recorder``);
 - ``runs``: writing to a run by its id (a sweep's parent, a comparison run);
 - ``queries``: reading runs, their children, metric histories, artifacts, logged models;
@@ -11,7 +12,8 @@
 Nothing here imports TensorFlow, and MLflow only once a store is opened.
 """
 
-from cifarlab.tracking.identity import config_hash, flatten, git_commit
+from cifarlab.tracking.identity import config_hash, flatten
+from cifarlab.tracking.provenance import git_commit
 from cifarlab.tracking.recorder import NullRecorder, Recorder, RunRecorder, ServerGone, open_run
 from cifarlab.tracking.store import (
     check_server_reachable,

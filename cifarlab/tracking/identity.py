@@ -1,4 +1,4 @@
-"""What makes two runs the same run: the config hash, flattened params, the code's commit.
+"""What makes two runs the same run: the config hash and the flattened params.
 
 Imports no TensorFlow and no MLflow.
 """
@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections.abc import Mapping
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
-
-from cifarlab.config.locations import checkout_dir
 
 # Config keys that do not change what a run computes: left out of its identity.
 _IDENTITY_EXCLUDES = ("paths", "tracking")
@@ -47,16 +44,3 @@ def config_hash(cfg: DictConfig, data_digest: str | None = None) -> str:
             k: v for k, v in identity["trainer"].items() if k not in _SPEED_ONLY_TRAINER_KEYS
         }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def git_commit() -> str | None:
-    root = checkout_dir()
-    if root is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None

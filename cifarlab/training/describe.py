@@ -10,7 +10,6 @@ import keras
 import tensorflow as tf
 
 from cifarlab.data.base import DataSplits
-from cifarlab.tracking import git_commit
 from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks
 
@@ -23,7 +22,6 @@ def run_tags(plan: RunPlan, config_hash: str, hooks: RunHooks) -> dict[str, str]
         "optimizer": plan.optimizer.name,
         "augmentation": plan.augmentation.name,
         "config_hash": config_hash,
-        "git_commit": git_commit(),
         "overrides": " ".join(hooks.overrides),
         "hardware": hardware(),
         **hooks.preset_choices,

@@ -16,6 +16,7 @@ from cifarlab.models.transfer import TransferReport
 from cifarlab.reports import write_reports
 from cifarlab.tracking import Recorder
 from cifarlab.tracking.models import log_keras_model, register_model, run_metrics
+from cifarlab.tracking.provenance import code_state, installed_versions, requirements_text
 from cifarlab.training.describe import model_summary
 from cifarlab.training.evaluation import evaluate_model
 from cifarlab.training.plan import RunIdentity, RunPlan
@@ -46,6 +47,16 @@ def record_setup(
         recorder.log_artifact(folder / "overrides.txt", "config")
     if transfer_report is not None:
         recorder.log_text(transfer_report.summary() + "\n", "transfer.txt")
+    record_provenance(recorder)
+
+
+def record_provenance(recorder: Recorder) -> None:
+    """The code's state (tags; the uncommitted changes as a patch) and the installed packages."""
+    code = code_state()
+    recorder.set_tags(code.tags())
+    if code.dirty:
+        recorder.log_text(code.patch, "code/uncommitted.patch")
+    recorder.log_text(requirements_text(installed_versions()), "environment/requirements.txt")
 
 
 def record_datasets(recorder: Recorder, data: DataSplits, source: str | None) -> None:

@@ -1,0 +1,42 @@
+"""A run id turned back into its command, rerun: the same metrics, bit for bit, when nothing changed."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import TINY, all_runs, mlflow_client, run_cli
+
+
+@pytest.mark.slow
+def test_rerun_makes_the_same_run_again_and_links_it(tmp_path):
+    run_cli(*TINY, "trainer.epochs=2", "tracking.system_metrics=false", cwd=tmp_path)
+    (original,) = all_runs(tmp_path / "mlruns")
+    assert original.data.tags["git_dirty"] in ("true", "false", "")
+    artifacts = {
+        a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(original.info.run_id, "environment")
+    }
+    assert artifacts == {"environment/requirements.txt"}
+
+    shown = run_cli(f"run={original.info.run_id}", "dry_run=true", command="rerun", cwd=tmp_path)
+    assert "python -m cifarlab dataset=synthetic model=mlp" in shown.stdout
+    assert len(all_runs(tmp_path / "mlruns")) == 1  # a dry run trains nothing
+
+    done = run_cli(f"run={original.info.run_id}", command="rerun", cwd=tmp_path)
+    assert "installed versions differ" not in done.stdout  # the same environment
+    again = next(r for r in all_runs(tmp_path / "mlruns") if r.info.run_id != original.info.run_id)
+    assert again.data.tags["rerun_of"] == original.info.run_id
+    assert again.data.tags["config_hash"] == original.data.tags["config_hash"]
+    client = mlflow_client(tmp_path / "mlruns")
+    for key in ("test/accuracy", "test/loss"):
+        assert again.data.metrics[key] == original.data.metrics[key], key
+    history = [
+        [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        for run in (original, again)
+    ]
+    assert history[0] == history[1] and len(history[0]) == 2
+
+
+def test_rerun_of_an_unknown_run_is_one_line(tmp_path):
+    run_cli(command="results", cwd=tmp_path)  # an empty store
+    proc = run_cli("run=0123456789abcdef0123456789abcdef", command="rerun", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("cifarlab: error: run=")
