@@ -73,7 +73,7 @@ def save_grid(path: Path, preds: Predictions, top_k: int, seed: int) -> None:
         )
     else:
         fig = unlabeled_grid_figure(preds, top_k, dpi=DPI)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05)  # grown to what is drawn, as reports.figures does
     fig.clear()
     if len(preds.names) > MAX_GRID_IMAGES:
         print(f"cifarlab: grid shows {MAX_GRID_IMAGES} of {len(preds.names)} images", flush=True)

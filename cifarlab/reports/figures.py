@@ -25,9 +25,10 @@ MAX_BARS = 10  # with more classes, probability bars show the most probable (+ t
 CORRECT_COLOUR, WRONG_COLOUR, TRUE_COLOUR, OTHER_COLOUR = "tab:green", "tab:red", "tab:blue", "0.75"
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write fig as a PNG at DPI and free its contents."""
-    fig.savefig(path, dpi=DPI)
+def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """Write fig as a PNG and free its contents. The image is grown to what is drawn (a tight box):
+    rotated tick labels of long class names can reach past where the layout put the axes."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     fig.clear()
     return path
 

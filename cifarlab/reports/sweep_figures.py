@@ -14,8 +14,17 @@ from cifarlab.reports.leaderboard import Row, param_value
 
 
 def job_label(row: Row, keys: list[str]) -> str:
-    text = " ".join(f"{k.rsplit('.', 1)[-1]}={param_value(row, k)}" for k in keys) or row.run_id[:8]
+    text = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(param_value(row, k))}" for k in keys) or row.run_id[:8]
     return text if len(text) <= 48 else text[:45] + "..."
+
+
+def _short(value: str | None) -> str:
+    """A number as 4 significant digits (Optuna draws rates like 0.0012345678901234567), else as it is."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+    return value if value is not None and len(value) <= 6 else f"{number:.4g}"
 
 
 def val_accuracy_figure(

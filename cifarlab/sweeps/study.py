@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.errors import CifarlabError
+from cifarlab.reports.figures import save_figure
 from cifarlab.sweeps.contract import StudyTicket
 from cifarlab.sweeps.storage import open_storage, resolve_storage, trial_id
 
@@ -178,7 +179,7 @@ def _save_figure(axes: Axes, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     figure = cast("Figure", axes.figure)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from cifarlab.reports.figures import save_figure
 from cifarlab.reports.leaderboard import (
     ConfigGroup,
     config_leaderboard,
@@ -50,8 +51,8 @@ def write_report(config: DictConfig, outcome: SweepOutcome, folder: Path) -> dic
     if outcome.best_config is not None:
         summary["best_config"] = config_summary(outcome.best_config)
     figure = val_accuracy_figure(outcome.rows, outcome.histories, outcome.keys)
-    figure.savefig(folder / "val_accuracy_per_epoch.png", dpi=DPI)
-    objective_figure(outcome.rows, outcome.keys).savefig(folder / "objective_vs_params.png", dpi=DPI)
+    save_figure(figure, folder / "val_accuracy_per_epoch.png")
+    save_figure(objective_figure(outcome.rows, outcome.keys), folder / "objective_vs_params.png")
     if study.is_optuna(config):
         summary["optuna"] = study.study_report(config, folder)
     (folder / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -18,6 +18,7 @@ from cifarlab.data.base import DataSplits
 from cifarlab.data.pipeline import eval_dataset
 from cifarlab.errors import CifarlabError
 from cifarlab.models.transfer import set_frozen
+from cifarlab.reports.figures import save_figure
 from cifarlab.tracking import Recorder
 from cifarlab.training.budget import TimeBudget
 from cifarlab.training.builders import CallbackContext, build_callbacks
@@ -187,7 +188,7 @@ def fit_without_gradients(
     if hasattr(model, "typical_images_figure"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "typical_images.png"
-            model.typical_images_figure(data.class_names).savefig(path)
+            save_figure(model.typical_images_figure(data.class_names), path)
             ctx.recorder.log_artifact(path, "reports")
     print(f"cifarlab: fitted without gradients; val accuracy {val_accuracy:.4f}", flush=True)
     return {"val/accuracy": [val_accuracy]}
