@@ -53,6 +53,7 @@ class SweepTicket:
     parent_run_id: Optional[str] = None  # None with tracking off
     swept_keys: tuple[str, ...] = ()
     study: Optional[StudyTicket] = None  # an Optuna search with a storage
+    planned_jobs: Optional[int] = None  # how many jobs the sweep runs, for its progress lines
 
 
 @dataclass

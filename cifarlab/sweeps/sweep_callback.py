@@ -39,6 +39,7 @@ from cifarlab.config.compose import override_key
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime.interrupts import stop_on_sigterm
 from cifarlab.sweeps import contract, job, watchdog
+from cifarlab.sweeps.progress import planned_jobs, progress_line
 
 # Overrides that do not change which sweep this is.
 _NOT_SWEEP_IDENTITY = ("tracking.rerun_finished", "tracking.tags", "trainer.verbose")
@@ -88,6 +89,7 @@ class SweepRecord(Callback):
             parent_run_id=parent_run_id,
             swept_keys=tuple(job.swept_override_keys(config)),
             study=study.study_ticket(config),
+            planned_jobs=planned_jobs(config),
         )
         contract.write_ticket(self.ticket)
         if parent_run_id is None:
@@ -141,5 +143,8 @@ class SweepRecord(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if job.is_multirun(config):
-            job.finish_job(config, job_return)
+            report = job.finish_job(config, job_return)
             watchdog.job_ended()
+            ticket = contract.read_ticket()
+            if ticket is not None:
+                print(progress_line(config, report, ticket), flush=True)

@@ -54,3 +54,14 @@ def test_reports_round_trip_and_the_sweep_reads_only_ended_ones_of_its_worker(tm
         "00002.json",
         "00003.json",
     ]
+
+
+def test_a_sweep_counts_its_jobs_as_hydra_expands_the_overrides():
+    from omegaconf import OmegaConf
+
+    from cifarlab.sweeps.progress import planned_jobs
+
+    grid = {"sweeper": {}, "overrides": {"task": ["a=1,2,3", "b=range(0,4)", "c=x", "d=choice(p,q)"]}}
+    assert planned_jobs(OmegaConf.create({"hydra": grid})) == 3 * 4 * 2
+    search = {"sweeper": {"n_trials": 5, "repeats": 3}, "overrides": {"task": ["optimizer.lr=0.1"]}}
+    assert planned_jobs(OmegaConf.create({"hydra": search})) == 15

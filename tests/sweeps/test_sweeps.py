@@ -239,6 +239,7 @@ def test_failed_job_is_recorded_failed_and_the_sweep_goes_on(failing_sweep):
     assert by_lr["1e+30"].info.status == "FAILED" and "nan" in by_lr["1e+30"].data.tags["error"]
     assert by_lr["0.001"].info.status == "FINISHED"  # ran after the failure
     assert "0 jobs skipped (already FINISHED), 1 ran, 1 failed" in proc.stdout
+    assert "2 of 2 done; best so far" in proc.stdout  # the progress line of the last job
     # ... and then exits non-zero, in one line, so that a script or CI job notices.
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
