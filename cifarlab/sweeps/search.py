@@ -19,6 +19,7 @@ another; they stop together once ``n_trials`` trials are COMPLETE or PRUNED:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import threading
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Optional, cast
 
+import numpy as np
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -243,19 +245,60 @@ def claim(trial: optuna.Trial, heartbeat: Heartbeat) -> None:
     trial.set_user_attr(WORKER_ATTR, worker_name())
 
 
+def draw_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler's seed for the next ask: the study's seed and its trials so far, mixed.
+
+    The same study state gives the same draw (a search is reproducible for its seed), a resumed
+    study does not repeat its first draws, and workers that ask one after another (under
+    ``ask_lock``) draw differently. Mixed by NumPy's SeedSequence, not added: with ``seed + k``,
+    seed s at trial k drew what seed s+k drew at trial 0, so studies of nearby seeds repeated
+    shifted copies of each other.
+    """
+    return int(np.random.SeedSequence([seed, trials_so_far]).generate_state(1)[0])
+
+
 @contextlib.contextmanager
 def ask_lock(storage: Optional[str], thread_lock: threading.Lock) -> Iterator[None]:
-    """Between threads always; between processes on the same SQLite file, a file lock beside it.
+    """Between threads always; between processes on the same SQLite file, a file lock beside it;
+    on PostgreSQL and MySQL, a lock of the database itself (workers on other machines too).
 
-    A database server has no such lock: two workers asking at the very same moment
-    can then run one trial past ``n_trials`` (as Optuna's own MaxTrialsCallback can).
+    So no two workers ask at the same moment: each sees the other's trial, draws with another
+    seed (``draw_seed``) and counts it against ``n_trials``.
     """
     with thread_lock:
         if storage and storage.startswith(SQLITE) and storage != f"{SQLITE}:memory:":
             with exclusive(Path(storage[len(SQLITE) :] + ".ask.lock")):
                 yield
+        elif storage and storage.startswith(("postgresql", "mysql")):
+            with database_lock(storage, "cifarlab-optuna-ask"):
+                yield
         else:
             yield
+
+
+@contextlib.contextmanager
+def database_lock(url: str, name: str) -> Iterator[None]:
+    """An advisory lock held by one connection of the database server at ``url`` (PostgreSQL's
+    pg_advisory_lock, MySQL's GET_LOCK), released when the block ends or the connection drops."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    postgres = url.startswith("postgresql")
+    take, give = (
+        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
+        if postgres
+        else ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)")
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(take), {"key": key, "name": name})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(give), {"key": key, "name": name})
+    finally:
+        engine.dispose()
 
 
 class Heartbeat:

@@ -114,9 +114,7 @@ class OptunaSweeperImpl:
             else dict(self.sampler_cfg)
         )
         if cfg.get("seed") is not None:
-            # Reseeded at each ask with the trials so far: a resumed study does not repeat its
-            # first draws, and workers asking one after another draw different trials.
-            cfg["seed"] = int(cfg["seed"]) + n_existing
+            cfg["seed"] = search.draw_seed(int(cfg["seed"]), n_existing)
         with search.optuna_quiet():  # constant_liar is experimental
             sampler = instantiate(cfg)
         if cfg.get("_partial_"):  # the grid sampler: its grid comes from the search space

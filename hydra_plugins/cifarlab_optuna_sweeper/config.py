@@ -29,8 +29,9 @@ from omegaconf import MISSING
 @dataclass
 class TPESamplerConfig:
     _target_: str = "optuna.samplers.TPESampler"
-    # A seed makes a study reproducible; each invocation reseeds with seed + trials so far,
-    # so a resumed study does not repeat its first trials.
+    # A seed makes a study reproducible; each ask reseeds with the seed and the trials so far
+    # mixed (cifarlab.sweeps.search.draw_seed), so a resumed study, another worker or a nearby
+    # seed does not repeat earlier draws.
     seed: Optional[int] = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
