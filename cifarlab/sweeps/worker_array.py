@@ -27,9 +27,11 @@ CLUSTERS = ("local", "slurm")
 @dataclass
 class SlurmOptions:
     partition: Optional[str] = None
+    # What one worker needs for the small models a search trains, so that it starts on any node;
+    # ask for more (slurm.cpus_per_task=8 slurm.gpus_per_node=1 slurm.mem_gb=32) where nodes have it.
     gpus_per_node: int = 0
-    cpus_per_task: int = 4
-    mem_gb: int = 16
+    cpus_per_task: int = 1
+    mem_gb: Optional[int] = None  # None: the partition's default memory per CPU
     account: Optional[str] = None
     array_parallelism: Optional[int] = None  # at most this many tasks at once (None: all K)
 
@@ -68,7 +70,7 @@ def check_options(options: Any, overrides: list[str]) -> None:
 def _executor(options: Any) -> Any:
     import submitit  # deferred: only this command needs it
 
-    folder = Path(str(options.folder)) / "%j"
+    folder = Path(str(options.folder))  # submitit names each file by its job id; no "%j" folder
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
     except RuntimeError as err:  # e.g. no srun here
@@ -82,7 +84,7 @@ def _executor(options: Any) -> Any:
             slurm_partition=slurm.partition,
             gpus_per_node=int(slurm.gpus_per_node),
             cpus_per_task=int(slurm.cpus_per_task),
-            mem_gb=int(slurm.mem_gb),
+            mem_gb=int(slurm.mem_gb) if slurm.mem_gb else None,
             slurm_array_parallelism=int(slurm.array_parallelism or options.workers),
         )
         if slurm.account:

@@ -224,6 +224,8 @@ def test_workers_command_starts_k_workers_of_one_search(tmp_path):
     parent, children, _ = _parent_and_children(tmp_path)
     assert parent.info.status == "FINISHED" and len(children) == 4
     assert len({c.data.tags["sweep_worker"] for c in children}) == 2  # both workers ran trials
+    logs = tmp_path / "mlruns" / "workers"
+    assert not (logs / "%j").exists() and any(logs.glob("*_log.out"))  # submitit's files, by job id
 
 
 def test_workers_command_refuses_bad_options_in_one_line(tmp_path):

@@ -143,7 +143,9 @@ def test_slurm_launchers_compose(tmp_path):
         extra = [f"hydra.launcher.partition={partition}"] if partition else []
         proc = run_cli(f"hydra/launcher={launcher}", *extra, "--cfg", "hydra", cwd=tmp_path)
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout
-    assert "gpus_per_node: 1" in proc.stdout and "partition: gpu" in proc.stdout
+    # cifarlab's preset asks for what starts on any node: 1 CPU, no GPU, the partition's default memory.
+    assert "partition: gpu" in proc.stdout and "cpus_per_task: 1\n" in proc.stdout
+    assert "gpus_per_node: 0\n" in proc.stdout and "mem_gb: null\n" in proc.stdout
 
 
 def _free_port() -> int:
