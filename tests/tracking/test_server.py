@@ -15,7 +15,7 @@ ARGS = [
     *TINY,
     "dataset.samples_per_class=1500",
     "model.hidden_units=[512]",
-    "trainer.epochs=30",
+    "trainer.epochs=12",  # long enough that the fault lands mid-run, short for the rerun
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
 ]
