@@ -12,6 +12,8 @@ fitting had finished.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from cifarlab import tracking
@@ -51,7 +53,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     key = plan.identity.config_hash(prepared.data_digest)
     done = hooks.finished_run(key) if target.enabled else None
     if done is not None:
-        print(f"cifarlab: skipping, config already has FINISHED run {done.info.run_id}", flush=True)
+        print(f"cifarlab: {_reuse_note(done)}", flush=True)
         return TrainResult.from_run(done)
     run_name = (
         plan.tracking.run_name or hooks.run_name or run_name_from(plan.default_run_name, hooks.overrides)
@@ -73,6 +75,20 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
         state.clear()
     print_summary(result.test_accuracy, result.test_loss, result.run_id, target.experiment, target.uri)
     return result
+
+
+def _reuse_note(done: Any) -> str:
+    """What a sweep job says when it reuses a FINISHED run instead of training: which run, whose."""
+    tags = done.data.tags
+    whose = (
+        f"a job of sweep run {tags['mlflow.parentRunId']}"
+        if tags.get("mlflow.parentRunId")
+        else "a single run"
+    )
+    return (
+        f"reusing FINISHED run {done.info.run_id} ({whose}, same config and data, "
+        f"{done.info.run_name}) instead of training again; tracking.rerun_finished=true trains anew"
+    )
 
 
 def _resumable_run(state: RunState, target: tracking.TrackingTarget, key: str) -> str | None:
