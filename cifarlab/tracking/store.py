@@ -163,8 +163,8 @@ def run_status(uri: str, run_id: str) -> str | None:
 
 
 def unfinished_run(target: TrackingTarget, config_hash: str) -> str | None:
-    """The id of this config's newest run when that run is unfinished (RUNNING, FAILED, KILLED) and
-    no sweep's child: a run whose process could not note its id (a full disk, kill -9 as it began)."""
+    """The id of this config's newest run when that run ended FAILED or KILLED and is no sweep's
+    child: a run whose process could not note its id (a full disk under the run state)."""
     client = store_client(target.uri)
     experiment = client.get_experiment_by_name(target.experiment)
     if experiment is None:
@@ -175,7 +175,11 @@ def unfinished_run(target: TrackingTarget, config_hash: str) -> str | None:
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    if not newest or newest[0].info.status == "FINISHED" or "mlflow.parentRunId" in newest[0].data.tags:
+    # RUNNING may be another live process's run of the same config (it trains as a separate run):
+    # only a run that ended FAILED or KILLED is taken up again.
+    if not newest or newest[0].info.status not in ("FAILED", "KILLED"):
+        return None
+    if "mlflow.parentRunId" in newest[0].data.tags:
         return None
     return str(newest[0].info.run_id)
 

@@ -190,12 +190,12 @@ def test_a_storage_whose_server_or_driver_is_missing_is_refused_without_its_pass
 
 @pytest.mark.slow
 def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
-    # Seed 9 draws trainer.epochs 30, 1, 1, 1 for trials 0-3 (the sampler is reseeded per ask):
+    # Seed 2 draws trainer.epochs 30, 1, 1 for trials 0-2 (the sampler is reseeded per ask, draw_seed):
     # while trial 0 trains, the other slot goes on to trial 2 as soon as trial 1 ends. In batches
     # of two, trial 2 would wait for trial 0, the slowest of its batch.
     run_cli(
         *SEARCH[:3], "dataset.samples_per_class=300", "augmentation=none", "tracking.log_model=false",
-        "callbacks.early_stopping.enabled=false", "trainer.epochs=choice(1,30)", "hydra.sweeper.sampler.seed=9",
+        "callbacks.early_stopping.enabled=false", "trainer.epochs=choice(1,30)", "hydra.sweeper.sampler.seed=2",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=3", cwd=tmp_path,
     )  # fmt: skip
     _, children, _ = _parent_and_children(tmp_path)

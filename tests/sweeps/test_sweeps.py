@@ -273,7 +273,9 @@ def test_rerun_skips_finished_jobs_reruns_failed_ones_under_the_same_parent(fail
     assert "reopened parent run" in proc.stdout
     assert "1 job skipped (already FINISHED), 0 ran, 1 failed" in proc.stdout
     reused = finished[0]
-    assert f"reusing FINISHED run {reused.info.run_id} (a job of sweep run {parent.info.run_id}" in proc.stdout
+    assert (
+        f"reusing FINISHED run {reused.info.run_id} (a job of sweep run {parent.info.run_id}" in proc.stdout
+    )
     rows = proc.leaderboard
     assert len(rows) == 2  # one row per job
     assert {r["run_id"] for r in rows} == {finished[0].info.run_id, failed_first.info.run_id}
