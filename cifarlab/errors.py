@@ -62,8 +62,9 @@ def environment_failure(err: BaseException) -> str | None:
             )
         if any(marker in text for marker in _SQLITE_READ_ONLY):
             return (
-                "the MLflow store cannot be written (SQLite: read-only database or folder); make "
-                "mlruns/ writable (or set tracking.uri=...) and rerun the same command: it resumes"
+                "the MLflow store cannot be written (SQLite: a read-only database or folder, or one it "
+                "cannot open); make mlruns/ writable (or set tracking.uri=...) and rerun the same command: "
+                "it resumes"
             )
     return None
 

@@ -119,15 +119,22 @@ def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
         stderr=open(root / "server.log", "a"),
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.5)
+    if answers_health(f"http://127.0.0.1:{port}", within_s=120):
+        return server
     stop_server(server)
     raise AssertionError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
+
+
+def answers_health(uri: str, within_s: float) -> bool:
+    """Whether the server at ``uri`` answers ``/health`` within ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.tracking.store import (
-    bound_http_retries,
     give_up_on_server,
     is_server,
     prepare_experiment,
@@ -230,9 +229,7 @@ def open_run(
     import mlflow  # deferred: see the module docstring
 
     uri = target.uri
-    if is_server(uri):
-        bound_http_retries()
-    experiment_id = prepare_experiment(target)
+    experiment_id = prepare_experiment(target)  # a server's HTTP retries bounded there
     # MLflow samples every 10 s by default, so a short run would record no system metrics.
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
     run = mlflow.start_run(

@@ -8,6 +8,7 @@ store is opened.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -60,8 +61,8 @@ def open_store(uri: str) -> None:
     lock beside the database; the others wait, then find it ready.
     """
     if is_server(uri):
-        check_server_reachable(uri)
-        bound_http_retries()
+        _open_server(uri)
+        return
     if not uri.startswith("sqlite:///"):
         first_touch(uri)
         return
@@ -72,11 +73,19 @@ def open_store(uri: str) -> None:
         _follow_moved_folder(db)
 
 
+@functools.cache
+def _open_server(uri: str) -> None:
+    """Once per process and server (a failure is not remembered): it answers, and its API works."""
+    check_server_reachable(uri)
+    bound_http_retries()
+    first_touch(uri)
+
+
 def _follow_moved_folder(db: Path) -> None:
-    moved_from = follow_moved_folder(db)
-    if moved_from is not None:
+    old = follow_moved_folder(db)
+    if old is not None:
         print(
-            f"cifarlab: the store moved from {moved_from} to {db.resolve().parent}; its runs' artifacts "
+            f"cifarlab: the store moved from {old} to {db.resolve().parent}; its runs' artifacts "
             "are now read and written here",
             flush=True,
         )
@@ -200,20 +209,21 @@ def connect(uri: str) -> Any:
     # Reading trained runs downloads artifacts (models, reports) that MLflow would show
     # with progress bars; a user who set the variable keeps their setting.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    check_server_reachable(uri)
     if is_server(uri):
-        bound_http_retries()
-    if uri.startswith("sqlite:///"):
+        _open_server(uri)
+    elif uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.is_file():
             raise CifarlabError(
                 f"no MLflow store at {db} (tracking.uri={uri!r}); run from the folder you trained in, "
                 "or set tracking.uri=... (or paths.mlruns_dir=...) to where the runs are"
             )
-    first_touch(uri)
-    if uri.startswith("sqlite:///") and moved_from(db) is not None:
-        with exclusive(db.with_name(db.name + ".lock")):
-            _follow_moved_folder(db)
+        first_touch(uri)
+        if moved_from(db) is not None:  # read-only first: a store on a read-only disk stays readable
+            with exclusive(db.with_name(db.name + ".lock")):
+                _follow_moved_folder(db)
+    else:
+        first_touch(uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
 
@@ -223,8 +233,7 @@ def prepare_experiment(target: TrackingTarget) -> str:
     import mlflow
 
     uri = target.uri
-    check_server_reachable(uri)
-    open_store(uri)
+    open_store(uri)  # a server: checked to answer, once
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     name = target.experiment

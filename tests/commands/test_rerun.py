@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 from helpers import TINY, all_runs, mlflow_client, run_cli
 
+from cifarlab.tracking import provenance
+
 
 @pytest.mark.slow
 def test_rerun_makes_the_same_run_again_and_links_it(tmp_path):
     run_cli(*TINY, "trainer.epochs=2", "tracking.system_metrics=false", cwd=tmp_path)
     (original,) = all_runs(tmp_path / "mlruns")
-    assert original.data.tags["git_dirty"] in ("true", "false", "")
+    assert (
+        original.data.tags.get("git_dirty", "") == provenance.code_state().tags()["git_dirty"]
+    )  # this checkout's
     artifacts = {
         a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(original.info.run_id, "environment")
     }

@@ -5,11 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli_env, free_port, run_cli, start_mlflow_server, stop_server
+from helpers import TINY, answers_health, cli_env, free_port, run_cli, start_mlflow_server, stop_server
 
 ARGS = [
     *TINY,
@@ -29,11 +28,9 @@ def _runs(uri: str):
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
-@pytest.mark.slow
-def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tmp_path):
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = start_mlflow_server(tmp_path, port)
+def _train_past_its_first_epoch(tmp_path: Path, uri: str, server_uri: str) -> tuple[subprocess.Popen, str]:
+    """Training tracked to ``uri``, started and watched on the server at ``server_uri`` until its first
+    epoch is recorded: the process (still training) and its run id."""
     train = subprocess.Popen(
         [sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"],
         cwd=tmp_path,
@@ -42,12 +39,22 @@ def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tm
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 240
+    while not (_runs(server_uri) and _runs(server_uri)[0].data.metrics.get("train/loss") is not None):
+        if train.poll() is not None or time.monotonic() > deadline:
+            train.kill()
+            raise AssertionError(train.communicate())
+        time.sleep(0.5)
+    return train, _runs(server_uri)[0].info.run_id
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_run_ends_it_in_one_line_and_the_rerun_resumes(tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(tmp_path, port)
+    train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=uri)
     try:
-        deadline = time.monotonic() + 240
-        while not (_runs(uri) and _runs(uri)[0].data.metrics.get("train/loss") is not None):
-            assert train.poll() is None and time.monotonic() < deadline, train.communicate()
-            time.sleep(0.5)
-        run_id = _runs(uri)[0].info.run_id
         stop_server(server)
         killed_at = time.monotonic()
         _, stderr = train.communicate(timeout=120)
@@ -77,13 +84,8 @@ def _start_front(tmp_path: Path, upstream: str) -> tuple[subprocess.Popen, str, 
         start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return front, uri, fault
-        except OSError:
-            time.sleep(0.2)
+    if answers_health(uri, within_s=30):
+        return front, uri, fault
     stop_server(front)
     raise AssertionError("the faulty front did not start")
 
@@ -94,20 +96,9 @@ def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_th
     server = start_mlflow_server(tmp_path, port)
     front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
     direct = f"http://127.0.0.1:{port}"
-    train = subprocess.Popen(
-        [sys.executable, "-m", "cifarlab", *ARGS, f"tracking.uri={uri}"],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    train = None
     try:
-        deadline = time.monotonic() + 240
-        while not (_runs(direct) and _runs(direct)[0].data.metrics.get("train/loss") is not None):
-            assert train.poll() is None and time.monotonic() < deadline, train.communicate()
-            time.sleep(0.5)
-        run_id = _runs(direct)[0].info.run_id
+        train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=direct)
         fault.write_text("hang")  # /health still answers: only the API stops
         broken_at = time.monotonic()
         _, stderr = train.communicate(timeout=120)
@@ -123,7 +114,8 @@ def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_th
         (run,) = _runs(direct)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
     finally:
-        train.kill()
+        if train is not None:
+            train.kill()
         stop_server(front)
         stop_server(server)
 
