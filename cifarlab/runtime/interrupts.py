@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report
@@ -30,6 +32,29 @@ def stop_on_sigterm() -> None:
             raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
         signal.signal(signal.SIGTERM, terminate)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block (ending a run), then act on the first one that came.
+
+    A signal landing inside ``mlflow.end_run`` (which waits for the system-metrics
+    thread before it writes the status) would leave the run RUNNING. Outside the
+    main thread, where handlers cannot be set, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda s, _f: arrived.append(s)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])  # its own handler now: Terminated, Ctrl-C or the default
 
 
 def describe_interrupt(err: KeyboardInterrupt) -> tuple[str, int]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cifarlab.errors import CifarlabError, environment_failure
+from cifarlab.runtime.interrupts import signals_held
 from cifarlab.tracking.store import (
     give_up_on_server,
     is_server,
@@ -240,16 +241,18 @@ def open_run(
         log_system_metrics=target.system_metrics,
     )
     recorder = RunRecorder(run.info.run_id)
-    if resume_run_id:
-        recorder.count_resume()
     try:
+        if resume_run_id:
+            recorder.count_resume()
         yield recorder
     except BaseException as err:
-        _end_unfinished(recorder, err, uri)
+        with signals_held():  # a second Ctrl-C or SIGTERM must not cut the ending short
+            _end_unfinished(recorder, err, uri)
         raise
-    if resume_run_id:
-        recorder.forget_interruption()  # the error of the attempt it resumed no longer applies
-    end_run(recorder.run_id, "FINISHED")
+    with signals_held():  # a signal now would stop mlflow.end_run before it writes FINISHED
+        if resume_run_id:
+            recorder.forget_interruption()  # the error of the attempt it resumed no longer applies
+        end_run(recorder.run_id, "FINISHED")
 
 
 def _end_unfinished(recorder: RunRecorder, err: BaseException, uri: str) -> None:
