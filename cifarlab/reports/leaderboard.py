@@ -48,10 +48,17 @@ def param_value(row: Row, key: str) -> str | None:
 
 
 def ranked(rows: list[Row]) -> list[Row]:
-    """FINISHED rows with an objective first, best first; then the others, oldest first."""
+    """FINISHED rows with an objective first, best first; then the others. Equal scores go by
+    job (an Optuna search's trial number: the study's own rule, ``cifarlab.sweeps.study.best_trial``),
+    then by start."""
     return sorted(
         rows,
-        key=lambda r: (r.objective is None or r.status != "FINISHED", -(r.objective or 0.0), r.start_time),
+        key=lambda r: (
+            r.objective is None or r.status != "FINISHED",
+            -(r.objective or 0.0),
+            int(r.job) if r.job.isdigit() else math.inf,
+            r.start_time,
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from cifarlab.config.compose import override_key
 from cifarlab.reports.leaderboard import ConfigGroup, Row, config_groups, ranked
+from cifarlab.sweeps import study
 from cifarlab.sweeps.contract import JobReport, read_reports
 from cifarlab.sweeps.job import swept_override_keys
 from cifarlab.tracking import queries
@@ -23,6 +24,7 @@ from cifarlab.tracking import queries
 # PRUNED: a FINISHED run that Optuna stopped early (tag pruned=true), shown as such and never "best".
 STATUS_RANK = {"FINISHED": 0, "PRUNED": 1, "KILLED": 2, "FAILED": 3, "RUNNING": 4, "SCHEDULED": 5}
 JOB_OUTCOMES = ("skipped", "finished", "failed", "pruned")
+REUSED = "reused: earlier run"  # the note of a job that took up a FINISHED run of the same config
 
 
 def row_from_run(run: Any, note: str = "") -> Row:
@@ -78,15 +80,22 @@ def swept_keys(config: DictConfig, rows: list[Row]) -> list[str]:
     return keys
 
 
-def sweep_rows(client: Any, experiment_id: str, parent_run_id: str, reports: list[JobReport]) -> list[Row]:
-    """One row per job of the sweep: its child runs, the earlier runs skipped jobs reuse, jobs without a run."""
+def sweep_rows(
+    client: Any, experiment_id: str, parent_run_id: str, reports: list[JobReport], trials: dict[str, int]
+) -> list[Row]:
+    """One row per job of the sweep: its child runs, the earlier runs reused by its jobs (``reports``
+    that say skipped, and every counted trial of a study, ``trials``: run id -> trial number, whichever
+    worker ran it), jobs without a run."""
     rows = [row_from_run(run) for run in queries.child_runs(client, experiment_id, parent_run_id)]
     known = {row.run_id for row in rows}
     # Jobs skipped because an earlier run (maybe of another sweep) has their config FINISHED.
-    for report in reports:
-        if report.status == "skipped" and report.run_id and report.run_id not in known:
-            rows.append(row_from_run(queries.get_run(client, report.run_id), note="skipped: earlier run"))
-            known.add(report.run_id)
+    reused = [r.run_id for r in reports if r.status == "skipped" and r.run_id] + list(trials)
+    for run_id in reused:
+        if run_id not in known:
+            rows.append(row_from_run(queries.get_run(client, run_id), note=REUSED))
+            known.add(run_id)
+    for row in rows:  # a reused run is labelled by this study's trial, not the one that first made it
+        row.job = str(trials.get(row.run_id, row.job))
     rows = _dedupe(rows)
     # Jobs that failed before opening a run (bad config, unreachable data) still get a row.
     for report in reports:
@@ -145,7 +154,7 @@ def gather(
     """The sweep's outcome: every child of the parent (whichever worker ran it), this worker's job counts."""
     reports = read_reports(jobs_dir, worker)
     experiment_id = queries.known_experiment_id(client, config.tracking.experiment)
-    rows = sweep_rows(client, experiment_id, parent_run_id, reports)
+    rows = sweep_rows(client, experiment_id, parent_run_id, reports, study.counted_runs(config))
     histories = val_accuracy_histories(client, rows)
     rows = ranked(rows)
     counts = {s: sum(1 for r in reports if r.status == s) for s in JOB_OUTCOMES}

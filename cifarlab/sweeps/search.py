@@ -19,7 +19,6 @@ another; they stop together once ``n_trials`` trials are COMPLETE or PRUNED:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
@@ -28,7 +27,6 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, Optional, cast
 
 import numpy as np
@@ -40,9 +38,8 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from cifarlab.errors import CifarlabError
-from cifarlab.runtime.locks import exclusive
 from cifarlab.sweeps.space import Space, check_repeats, grid, search_space, sweep_lines
-from cifarlab.sweeps.storage import SQLITE, open_storage, resolve_storage, shown, trial_id
+from cifarlab.sweeps.storage import open_storage, resolve_storage, shown, storage_lock, trial_id
 
 IDENTITY_ATTR = "cifarlab.fixed_overrides"
 SPACE_ATTR = "cifarlab.search_space"
@@ -259,46 +256,14 @@ def draw_seed(seed: int, trials_so_far: int) -> int:
 
 @contextlib.contextmanager
 def ask_lock(storage: Optional[str], thread_lock: threading.Lock) -> Iterator[None]:
-    """Between threads always; between processes on the same SQLite file, a file lock beside it;
-    on PostgreSQL and MySQL, a lock of the database itself (workers on other machines too).
+    """Between threads always; between processes, the storage's own lock (``storage_lock``):
+    a file lock beside a SQLite file, a lock of the PostgreSQL or MySQL server itself.
 
     So no two workers ask at the same moment: each sees the other's trial, draws with another
     seed (``draw_seed``) and counts it against ``n_trials``.
     """
-    with thread_lock:
-        if storage and storage.startswith(SQLITE) and storage != f"{SQLITE}:memory:":
-            with exclusive(Path(storage[len(SQLITE) :] + ".ask.lock")):
-                yield
-        elif storage and storage.startswith(("postgresql", "mysql")):
-            with database_lock(storage, "cifarlab-optuna-ask"):
-                yield
-        else:
-            yield
-
-
-@contextlib.contextmanager
-def database_lock(url: str, name: str) -> Iterator[None]:
-    """An advisory lock held by one connection of the database server at ``url`` (PostgreSQL's
-    pg_advisory_lock, MySQL's GET_LOCK), released when the block ends or the connection drops."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    postgres = url.startswith("postgresql")
-    take, give = (
-        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
-        if postgres
-        else ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)")
-    )
-    try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(take), {"key": key, "name": name})
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text(give), {"key": key, "name": name})
-    finally:
-        engine.dispose()
+    with thread_lock, storage_lock(storage, "ask"):
+        yield
 
 
 class Heartbeat:

@@ -7,13 +7,18 @@ stopped beating for ``grace_period`` seconds is failed and, through Optuna's
 ``RetryHeartbeatStaleTrialCallback``, queued again for a live worker.
 
 SQLite waits up to a minute for another process's write instead of failing
-at once, and a new database file is created under a file lock, so that
-workers started together do not race to create its tables.
+at once. Workers started together on a new database would race to create its
+tables (on PostgreSQL one dies of ``duplicate key value violates unique
+constraint``): the storage is opened under ``storage_lock``, a file lock beside a
+SQLite file, an advisory lock of the PostgreSQL or MySQL server otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -113,12 +118,47 @@ def open_storage(
             )
 
     try:
-        if url.startswith(SQLITE) and url != f"{SQLITE}:memory:":
-            with exclusive(Path(url[len(SQLITE) :] + ".lock")):
-                return create()
-        return create()
+        with storage_lock(url, "schema"):  # one worker creates the tables, the others find them
+            return create()
     except (ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as err:
         raise _why_not(url, err) from None
+
+
+@contextlib.contextmanager
+def storage_lock(url: str | None, name: str) -> Iterator[None]:
+    """Held by one process of all that share the storage at ``url``: a file lock beside a SQLite
+    file; PostgreSQL's pg_advisory_lock or MySQL's GET_LOCK, held by one connection (released
+    when the block ends or the connection drops); no lock for other storages."""
+    if url and url.startswith(SQLITE) and url != f"{SQLITE}:memory:":
+        with exclusive(Path(f"{url[len(SQLITE) :]}.{name}.lock")):
+            yield
+    elif url and url.startswith(("postgresql", "mysql")):
+        with _server_lock(url, f"cifarlab-optuna-{name}"):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _server_lock(url: str, name: str) -> Iterator[None]:
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, connect_args=_connect_args(url)
+    )
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    take, give = (
+        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
+        if url.startswith("postgresql")
+        else ("SELECT GET_LOCK(:name, -1)", "SELECT RELEASE_LOCK(:name)")
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(take), {"key": key, "name": name})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(give), {"key": key, "name": name})
+    finally:
+        engine.dispose()
 
 
 def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:

@@ -124,8 +124,8 @@ def _trial_counts(study: optuna.Study, storage: str | None) -> dict[str, Any]:
         "trials": len(trials),
         "states": {k: v for k, v in states.items() if v},
     }
-    if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
-        best = study.best_trial
+    best = best_trial(study)
+    if best is not None:
         report.update(
             best_trial=best.number,
             best_value=best.value,
@@ -133,6 +133,29 @@ def _trial_counts(study: optuna.Study, storage: str | None) -> dict[str, Any]:
             best_run_id=best.user_attrs.get(RUN_ATTR),
         )
     return report
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best COMPLETE trial; among equal values the earliest (lowest number), the rule the
+    leaderboard follows too (``cifarlab.reports.leaderboard.ranked``). Optuna's own
+    ``study.best_trial`` leaves ties to the database's order."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(complete, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+
+
+def counted_runs(config: DictConfig) -> dict[str, int]:
+    """The MLflow run of every trial the search counts (COMPLETE or PRUNED), by run id, with its
+    trial number: runs a trial reused from an earlier search included, whichever worker ran it."""
+    ticket = study_ticket(config)
+    if ticket is None:
+        return {}
+    study, _ = _load(ticket)
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    trials = study.get_trials(deepcopy=False, states=counted)
+    return {t.user_attrs[RUN_ATTR]: t.number for t in trials if t.user_attrs.get(RUN_ATTR)}
 
 
 def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
