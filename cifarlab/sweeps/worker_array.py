@@ -13,15 +13,24 @@ starts K processes on this machine with submitit's local executor.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from cifarlab.errors import CifarlabError
+from cifarlab.runtime.quiet import stderr_without
+from cifarlab.sweeps import slurm_watch
 
 CLUSTERS = ("local", "slurm")
+NO_ACCOUNTING = re.compile(r"^Slurm accounting storage is disabled")
+WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
 
 
 @dataclass
@@ -70,6 +79,10 @@ def check_options(options: Any, overrides: list[str]) -> None:
 def _executor(options: Any) -> Any:
     import submitit  # deferred: only this command needs it
 
+    # Its "Bypassing sacct error" warnings, every few seconds on clusters without accounting:
+    # the states come from the result files then, and the pending reasons from squeue (_wait).
+    logging.getLogger("submitit").setLevel(logging.ERROR)
+
     folder = Path(str(options.folder))  # submitit names each file by its job id; no "%j" folder
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
@@ -93,24 +106,64 @@ def _executor(options: Any) -> Any:
     return executor
 
 
-def start_workers(options: Any, overrides: list[str]) -> list[int]:
-    """Submit the K workers; with ``wait``, their exit codes (0: the worker ended with the study done)."""
+def _submit(executor: Any, options: Any, *arguments: list) -> list:
+    from submitit.core.utils import FailedJobError
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal: said once, below
+            return list(executor.map_array(run_worker, *arguments))
+    except FailedJobError as err:  # sbatch refused the array
+        raise slurm_watch.refusal(str(err), options) from None
+
+
+def _wait(jobs: list, options: Any) -> None:
+    """Until every worker ended; on SLURM, an array whose tasks would pend for ever is cancelled."""
+    while not _all_done(jobs):
+        if options.cluster == "slurm":
+            error = slurm_watch.stuck(jobs[0].job_id, options)
+            if error is not None:
+                slurm_watch.cancel(jobs[0].job_id)
+                raise error
+        time.sleep(WAIT_POLL_S)
+
+
+def _all_done(jobs: list) -> bool:
+    # submitit asks sacct, whose complaint on clusters without accounting would repeat on every poll.
+    with stderr_without(NO_ACCOUNTING):
+        return all(job.done() for job in jobs)
+
+
+def start_workers(options: Any, overrides: list[str]) -> list[Any]:
+    """Submit the K workers; with ``wait``, wait for them and print their exit codes. The jobs."""
     check_options(options, overrides)
     executor = _executor(options)
     cwd = str(Path.cwd())
     n = int(options.workers)
-    jobs = executor.map_array(run_worker, [list(overrides)] * n, [cwd] * n)
+    jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n)
     print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
           f"logs in {options.folder}", flush=True)  # fmt: skip
-    if not options.wait:
-        return []
-    codes = [int(job.result()) for job in jobs]
-    print(f"cifarlab: workers: all {n} ended, exit codes {codes}", flush=True)
-    return codes
+    if options.wait:
+        _wait(jobs, options)
+        print(
+            f"cifarlab: workers: all {n} ended, exit codes {[int(job.result()) for job in jobs]}", flush=True
+        )
+    return jobs
 
 
 def run_workers(options: Any, overrides: list[str]) -> None:
-    """Start the workers (``start_workers``); one line when any of them failed."""
-    codes = start_workers(options, overrides)
-    if any(codes):
-        raise CifarlabError(f"{sum(1 for c in codes if c)} worker(s) failed; see their logs")
+    """Start the workers (``start_workers``); one line when any of them failed, with its error."""
+    jobs = start_workers(options, overrides)
+    failed = [job for job in jobs if options.wait and int(job.result())]
+    if failed:
+        log = Path(failed[0].paths.stderr)
+        raise CifarlabError(f"{len(failed)} worker(s) failed; the first said: {_last_error(log)} ({log})")
+
+
+def _last_error(log: Path) -> str:
+    """The worker's closing ``cifarlab: error:`` line, else the last line of its log."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line.removeprefix("cifarlab: error: ") for line in lines if line.startswith("cifarlab: error:")]
+    return (errors or lines or ["an empty log"])[-1]
