@@ -94,7 +94,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
+def start_mlflow_server(root: Path, port: int, backend: str | None = None) -> subprocess.Popen:
+    """``mlflow server`` on loopback: its runs in ``backend`` (SQLite in ``root`` by default)."""
     cmd = [
         sys.executable,
         "-m",
@@ -105,7 +106,7 @@ def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{root / 'server.db'}",
+        backend or f"sqlite:///{root / 'server.db'}",
         "--artifacts-destination",
         str(root / "artifacts"),
         "--workers",

@@ -1,7 +1,7 @@
 """``python -m cifarlab workers``: start K workers of one search, as a SLURM job array or K local processes.
 
     python -m cifarlab workers workers=4 cluster=slurm slurm.partition=gpu slurm.gpus_per_node=1 \\
-        hparams_search=cnn_bn_optuna hydra.sweeper.storage=postgresql://user:pw@db-host/optuna
+        hparams_search=cnn_bn_optuna hydra.sweeper.storage=postgresql+psycopg://user:pw@db-host/optuna
     python -m cifarlab workers workers=2 hparams_search=mlp_optuna          # 2 processes on this machine
 
 Options are ``key=value`` (below, with their defaults); every other argument is an

@@ -83,7 +83,7 @@ def _why_not(url: str, err: BaseException) -> CifarlabError:
     if isinstance(err, sqlalchemy.exc.ArgumentError):
         return CifarlabError(
             f"{where} is not a database URL ({err}); use e.g. sqlite:///mlruns/optuna.db or "
-            "postgresql://user:password@host/db"
+            "postgresql+psycopg://user:password@host/db"
         )
     reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
     return CifarlabError(

@@ -107,8 +107,17 @@ class SweepRecord(Callback):
                 counts = parent.close_parent(
                     config, self.parent_run_id, job.jobs_dir(config.hydra), self.ticket.worker
                 )
-        finally:
             self._closed = True
+        except Exception as err:  # noqa: BLE001 - Hydra would turn it into a warning and exit 0
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            print(
+                f"cifarlab: error: the sweep's jobs ended but its run {self.parent_run_id} could not be "
+                f"closed ({first_line}); run the same command again to write its leaderboard",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1) from None  # the parent is then ended KILLED at exit (_abandon)
+        finally:
             contract.clear_ticket()
         if counts.get("failed"):
             # Hydra turns a callback's exception into a warning; a script or CI job must see the

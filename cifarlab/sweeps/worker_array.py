@@ -30,6 +30,7 @@ from cifarlab.sweeps import slurm_watch
 
 CLUSTERS = ("local", "slurm")
 NO_ACCOUNTING = re.compile(r"^Slurm accounting storage is disabled")
+STOPPED_CODES = {130: "SIGINT", 143: "SIGTERM (scancel, preemption)"}  # a search's exit codes for them
 WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
 
 
@@ -133,8 +134,36 @@ def _all_done(jobs: list) -> bool:
         return all(job.done() for job in jobs)
 
 
-def start_workers(options: Any, overrides: list[str]) -> list[Any]:
-    """Submit the K workers; with ``wait``, wait for them and print their exit codes. The jobs."""
+@dataclass
+class WorkerEnd:
+    """How one worker (task) ended: its exit code, None when the scheduler ended it first; its log."""
+
+    task: int
+    code: int | None
+    log: Path
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped from outside (scancel, preemption, Ctrl-C): its trial went back to the study."""
+        return self.code is None or self.code in STOPPED_CODES
+
+
+def _ends(jobs: list) -> list[WorkerEnd]:
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    ends = []
+    for task, job in enumerate(jobs):
+        try:
+            with stderr_without(NO_ACCOUNTING):
+                code: int | None = int(job.result())
+        except (FailedJobError, UncompletedJobError):  # cancelled, timed out or killed by the scheduler
+            code = None
+        ends.append(WorkerEnd(task, code, Path(job.paths.stderr)))
+    return ends
+
+
+def start_workers(options: Any, overrides: list[str]) -> list[WorkerEnd]:
+    """Submit the K workers; with ``wait``, wait for them and say how each ended."""
     check_options(options, overrides)
     executor = _executor(options)
     cwd = str(Path.cwd())
@@ -142,21 +171,31 @@ def start_workers(options: Any, overrides: list[str]) -> list[Any]:
     jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n)
     print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
           f"logs in {options.folder}", flush=True)  # fmt: skip
-    if options.wait:
-        _wait(jobs, options)
-        print(
-            f"cifarlab: workers: all {n} ended, exit codes {[int(job.result()) for job in jobs]}", flush=True
-        )
-    return jobs
+    if not options.wait:
+        return []
+    _wait(jobs, options)
+    ends = _ends(jobs)
+    print(f"cifarlab: workers: all {n} ended, exit codes {[e.code for e in ends]}", flush=True)
+    for end in ends:
+        if end.stopped:
+            how = "by the scheduler" if end.code is None else f"by {STOPPED_CODES[end.code]}"
+            print(f"cifarlab: workers: worker {end.task} was stopped {how}; its trial went back to "
+                  "the study for the other workers", flush=True)  # fmt: skip
+    return ends
 
 
 def run_workers(options: Any, overrides: list[str]) -> None:
-    """Start the workers (``start_workers``); one line when any of them failed, with its error."""
-    jobs = start_workers(options, overrides)
-    failed = [job for job in jobs if options.wait and int(job.result())]
+    """Start the workers (``start_workers``); one line when any failed, or when all were stopped."""
+    ends = start_workers(options, overrides)
+    failed = [e for e in ends if e.code and not e.stopped]
     if failed:
-        log = Path(failed[0].paths.stderr)
-        raise CifarlabError(f"{len(failed)} worker(s) failed; the first said: {_last_error(log)} ({log})")
+        raise CifarlabError(
+            f"{len(failed)} worker(s) failed; the first said: {_last_error(failed[0].log)} ({failed[0].log})"
+        )
+    if ends and all(e.stopped for e in ends):
+        raise CifarlabError(
+            "every worker was stopped before the search ended; rerun the same command to resume it"
+        )
 
 
 def _last_error(log: Path) -> str:

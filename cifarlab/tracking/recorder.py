@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.runtime.interrupts import signals_held
+from cifarlab.tracking.outages import Patient
 from cifarlab.tracking.store import (
     give_up_on_server,
     is_server,
@@ -80,7 +81,7 @@ class RunRecorder:
     def __init__(self, run_id: str) -> None:
         import mlflow
 
-        self._mlflow = mlflow
+        self._mlflow = Patient(mlflow)  # every write rides out a server's brief 503s
         self.run_id = run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -233,7 +234,7 @@ def open_run(
     experiment_id = prepare_experiment(target)  # a server's HTTP retries bounded there
     # MLflow samples every 10 s by default, so a short run would record no system metrics.
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", SYSTEM_METRICS_INTERVAL_S)
-    run = mlflow.start_run(
+    run = Patient(mlflow).start_run(
         run_id=resume_run_id,
         experiment_id=None if resume_run_id else experiment_id,
         run_name=None if resume_run_id else run_name,
@@ -294,7 +295,7 @@ def end_run(run_id: str, status: str) -> None:
     import mlflow  # deferred: see the module docstring
 
     try:
-        mlflow.end_run(status=status)
+        Patient(mlflow).end_run(status=status)
         return
     except Exception as err:  # noqa: BLE001 - retried below, raised if it keeps failing
         last_error = err

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError, StoreError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.outages import Patient, ride_out
 from cifarlab.tracking.relocation import follow_moved_folder, moved_from
 from cifarlab.tracking.store_faults import describe_store_failure
 from cifarlab.tracking.target import TrackingTarget, resolve_target
@@ -99,7 +100,7 @@ def first_touch(uri: str) -> None:
     # still reaches the command, which reports it (in one line when it is a store fault).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        ride_out(mlflow.MlflowClient(uri).search_experiments, max_results=1)
     except Exception as err:  # MLflow and SQLAlchemy raise their own types; classified by message
         line = describe_store_failure(uri, err)
         if line is None:
@@ -198,7 +199,7 @@ def store_client(uri: str) -> Any:
     import mlflow  # deferred: this module is on the config path
 
     open_store(uri)
-    return mlflow.MlflowClient(tracking_uri=uri)
+    return Patient(mlflow.MlflowClient(tracking_uri=uri))
 
 
 def connect(uri: str) -> Any:
@@ -235,7 +236,7 @@ def prepare_experiment(target: TrackingTarget) -> str:
     uri = target.uri
     open_store(uri)  # a server: checked to answer, once
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
+    client = Patient(mlflow.MlflowClient())
     name = target.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

@@ -9,9 +9,11 @@ SLURM would leave it pending for ever.
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 
 import pytest
-from helpers import all_runs, run_cli
+from helpers import all_runs, cli_env, mlflow_client, run_cli
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -68,3 +70,52 @@ def test_the_submitit_launcher_preset_with_its_defaults_runs_a_sweep(slurm, tmp_
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {c.data.params["optimizer.lr"] for c in children} == {"0.001", "0.002"}, proc.stdout
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+# Trials long enough to be cancelled mid-trial; a short heartbeat so that a lost one is noticed in seconds.
+SLOW = [*SEARCH, "trainer.epochs=6", "dataset.samples_per_class=300", "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=4", "hydra/sweeper/pruner=nop"]  # fmt: skip
+
+
+def _epochs_logged(store) -> list[int]:
+    client = mlflow_client(store)
+    return [len(client.get_metric_history(r.info.run_id, "val/accuracy"))
+            for r in all_runs(store) if r.data.tags.get("sweep_role") != "parent"]  # fmt: skip
+
+
+def test_scancel_of_a_task_mid_trial_hands_its_trial_to_the_other_worker_which_resumes_its_run(
+    slurm, postgres_url, tmp_path
+):
+    import optuna
+    from optuna.trial import TrialState
+
+    args = [
+        "workers=2",
+        "cluster=slurm",
+        *SLOW,
+        f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.n_trials=4",
+    ]
+    command = subprocess.Popen([sys.executable, "-m", "cifarlab", "workers", *args], cwd=tmp_path, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while sum(0 < n < 6 for n in _epochs_logged(tmp_path / "mlruns")) < 2:  # both tasks mid-trial
+        assert command.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    (task,) = [line.split()[0] for line in _queue() if line.split()[0].endswith("_1")]
+    subprocess.run(["scancel", task], check=True)
+    out = command.communicate(timeout=600)[0]
+    assert command.returncode == 0 and "Traceback" not in out, out[-3000:]
+    assert "stopped by SIGTERM" in out  # said, not counted as a failure: the other worker finished the search
+
+    trials = optuna.load_study(study_name="mlp_optuna", storage=postgres_url).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1  # the cancelled task's trial, handed back
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert retry.state == TrialState.COMPLETE and retry.params == failed[0].params
+    runs = all_runs(tmp_path / "mlruns")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    assert len(children) == 4 and {c.info.status for c in children} == {
+        "FINISHED"
+    }  # resumed: no empty KILLED run

@@ -3,7 +3,8 @@
 ``python faulty_server.py PORT UPSTREAM FAULT_FILE``: requests are passed to UPSTREAM
 (``http://127.0.0.1:5000``, or ``none``) until FAULT_FILE exists; from then on /health
 still answers 200 and every API request gets what the file says: ``500`` (an error
-answer) or ``hang`` (no answer at all). Deleting the file heals the server.
+answer), ``503`` (unavailable, as while its database restarts) or ``hang`` (no answer at
+all). Deleting the file heals the server.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Front(BaseHTTPRequestHandler):
             self._send(200, b"OK", "text/plain")
         elif fault == "hang":
             time.sleep(3600)
+        elif fault == "503":
+            self._send(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database restarting"}')
         elif fault or UPSTREAM == "none":
             self._send(500, b'{"error_code": "INTERNAL_ERROR", "message": "database is down"}')
         else:

@@ -91,6 +91,34 @@ def _start_front(tmp_path: Path, upstream: str) -> tuple[subprocess.Popen, str, 
 
 
 @pytest.mark.slow
+def test_a_run_rides_out_a_server_answering_503_for_a_few_seconds(tmp_path):
+    """As while the server's database restarts: the calls wait, the run goes on, each epoch once."""
+    from mlflow import MlflowClient
+
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
+    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
+    direct = f"http://127.0.0.1:{port}"
+    train = None
+    try:
+        train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=direct)
+        fault.write_text("503")
+        time.sleep(8)
+        fault.unlink()
+        _, stderr = train.communicate(timeout=300)
+        assert train.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
+        (run,) = _runs(direct)
+        assert run.info.run_id == run_id and run.info.status == "FINISHED"
+        steps = [m.step for m in MlflowClient(direct).get_metric_history(run_id, "val/accuracy")]
+        assert sorted(steps) == list(range(12))
+    finally:
+        if train is not None:
+            train.kill()
+        stop_server(front)
+        stop_server(server)
+
+
+@pytest.mark.slow
 def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_the_rerun_resumes(tmp_path):
     port = free_port()
     server = start_mlflow_server(tmp_path, port)

@@ -1,0 +1,64 @@
+"""Calls to an MLflow server that ride out a brief outage of its database.
+
+A server whose database restarts or fails over answers 503 (Service
+Unavailable) for a few seconds while /health still says OK. MLflow's own
+retries are bounded to seconds (``store.RUN_HTTP_LIMITS``, so that a hanging
+server lets a run go within a minute); a call that still meets 503s is tried
+again here, every few seconds for up to ``OUTAGE_S``, instead of failing the
+run. Other failures (500s, hangs, refused connections) are not retried here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+OUTAGE_S = 60.0  # how long a server may answer 503 before the call fails
+POLL_S = 3.0
+UNAVAILABLE = re.compile(r"too many 503 error responses|TEMPORARILY_UNAVAILABLE")
+
+T = TypeVar("T")
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a server answering 503."""
+    current: BaseException | None = err
+    while current is not None:
+        if UNAVAILABLE.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def ride_out(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, tried again while the server answers 503, for up to ``OUTAGE_S``."""
+    deadline = time.monotonic() + OUTAGE_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            if not unavailable(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
+
+
+class Patient:
+    """``target`` (the ``mlflow`` module, an ``MlflowClient``) whose calls ride out 503s (``ride_out``)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr) or isinstance(attr, type) and name != "MlflowClient":
+            return attr
+
+        @functools.wraps(attr)
+        def patient_call(*args: Any, **kwargs: Any) -> Any:
+            result = ride_out(attr, *args, **kwargs)
+            return Patient(result) if name == "MlflowClient" else result
+
+        return patient_call
