@@ -21,6 +21,12 @@ TARGETS: dict[str, tuple[str | None, float | None, str, str]] = {
     "flops_utilization": (">=", 0.40, "", "cnn_bn training FLOP/s / matmul peak in the run's compute dtype"),
     "flops_utilization_float32": (None, None, "", "cnn_bn training FLOP/s / float32 matmul peak"),
     "mlflow_overhead_ratio": ("<", 0.01, "", "per-epoch MLflow logging / epoch time"),
+    "search_overhead_ratio": (
+        "<=",
+        1.5,
+        "",
+        "MLP search of N short trials / a hand-written Keras loop of them",
+    ),
 }
 SWITCHES = (
     "jit_compile",
@@ -89,6 +95,8 @@ class Plan:
     model_overrides: tuple[str, ...] = ()  # tiny: a one-block cnn_bn, so tracing and XLA take seconds
     synthetic_per_class: int = 500
     subprocess_timeout_s: float = 900.0
+    search_trials: int = 12  # search_overhead_ratio: trials of the MLP search, and epochs each
+    search_epochs: int = 2
 
 
 PLANS = {
@@ -155,6 +163,8 @@ PLANS = {
         thread_settings=((1, 1),),
         synthetic_per_class=20,
         subprocess_timeout_s=300.0,
+        search_trials=2,
+        search_epochs=1,
         concurrent=True,
         model_overrides=("model.filters=[8]", "model.dropout=[0.1]", "model.dense_units=16"),
     ),

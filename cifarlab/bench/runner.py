@@ -15,9 +15,10 @@ import tensorflow as tf
 
 from cifarlab.bench.in_process import in_process_stage
 from cifarlab.bench.measurements import Measurements
-from cifarlab.bench.plan import Plan, bench_overrides
+from cifarlab.bench.plan import Plan, bench_overrides, data_overrides
 from cifarlab.bench.progress import Log
 from cifarlab.bench.report import result_json
+from cifarlab.bench.search_overhead import search_overhead_stage
 from cifarlab.bench.subprocess_stages import cfg_job_stage, overhead_stage, threads_stage
 from cifarlab.bench.switches import recommend
 from cifarlab.runtime.hardware import cpu_model, isa_features, library_versions, usable_cores
@@ -71,6 +72,7 @@ def run_bench(plan: Plan, data_dir: Path | None, workdir: Path, log: Log | None 
     log = log or Log()
     started = time.perf_counter()
     overrides, data_description = bench_overrides(plan, data_dir)
+    search_data = data_overrides(data_dir, plan.synthetic_per_class)[0]
     m = Measurements()
     run_stages(
         lambda: in_process_stage(plan, overrides, workdir, log, m),
@@ -78,6 +80,7 @@ def run_bench(plan: Plan, data_dir: Path | None, workdir: Path, log: Log | None 
             lambda: cfg_job_stage(plan, workdir, log, m),
             lambda: threads_stage(plan, overrides, workdir, log, m),
             lambda: overhead_stage(plan, overrides, workdir, log, m),
+            lambda: search_overhead_stage(plan, search_data, workdir, log, m),
         ],
         plan.concurrent,
     )

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from cifarlab.bench.processes import report_worker_result
+from cifarlab.bench.search_overhead import keras_search_loop
 from cifarlab.bench.throughput import fit_throughput
 from cifarlab.bench.variants import build_compiled, train_data
 from cifarlab.config.compose import compose_config
@@ -88,7 +89,11 @@ def threads(args: dict) -> dict:
     return {"images_per_s": values, "threads": [intra, inter]}
 
 
-WORKERS: dict[str, Callable[[dict], dict]] = {"bare_fit": bare_fit, "threads": threads}
+WORKERS: dict[str, Callable[[dict], dict]] = {
+    "bare_fit": bare_fit,
+    "threads": threads,
+    "search_peer": keras_search_loop,
+}
 
 
 def run_worker_here(kind: str, args: dict) -> None:

@@ -278,6 +278,10 @@ class ReportsConfig:
     # true_rows: true labels on the rows (sklearn); pred_rows: predicted labels on the rows
     orientation: str = "true_rows"
     top_pairs: int = 5
+    # The PNG figures (confusion matrices, reliability, curves, image grids). null: every run's,
+    # but a search's trials', whose best reports.search_top get theirs when the search ends.
+    figures: Optional[bool] = None
+    search_top: int = 3
 
 
 ORIENTATIONS = ("true_rows", "pred_rows")  # the same as cifarlab/reports/confusion.py's

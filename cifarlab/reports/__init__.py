@@ -38,13 +38,20 @@ from cifarlab.reports.figures import (
     training_curves_figure,
 )
 from cifarlab.reports.tables import classification_table, metric_safe_name
-from cifarlab.reports.writer import ReportSummary, read_predictions, write_predictions, write_reports
+from cifarlab.reports.writer import (
+    ReportSummary,
+    read_predictions,
+    write_figures,
+    write_predictions,
+    write_reports,
+)
 
 __all__ = [
     "Calibration",
     "calibration",
     "read_predictions",
     "reliability_figure",
+    "write_figures",
     "write_predictions",
     "DPI",
     "ORIENTATIONS",

@@ -116,4 +116,5 @@ def job_hooks(cfg: DictConfig) -> RunHooks:
         callbacks=sweep_job.callbacks,
         on_run_open=sweep_job.on_run_open,
         run_name=sweep_job.run_name(str(cfg.model.name), str(cfg.dataset.name)),
+        search_trial=sweep_job.trial is not None,
     )

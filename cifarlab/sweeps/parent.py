@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from cifarlab import tracking
 from cifarlab.runtime.lease import Lease
-from cifarlab.sweeps import champion, outcome, sweep_report
+from cifarlab.sweeps import champion, outcome, study, sweep_report, top_figures
 from cifarlab.tracking import runs, sweep_runs
 
 ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same instant be seen
@@ -170,6 +170,10 @@ def close_parent(
     client = _client(config)
     end_stale_children(config, client, parent_run_id)
     result = outcome.gather(config, client, parent_run_id, jobs_dir, worker)
+    if study.is_optuna(config):  # its trials were recorded without figures (reports.figures)
+        top_figures.draw_top_figures(
+            client, result.rows, int(config.reports.search_top), str(config.reports.orientation)
+        )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         summary = sweep_report.write_report(config, result, folder)

@@ -109,6 +109,19 @@ def download_run_artifact(run_id: str, artifact_path: str, dst_path: str) -> Pat
         return None
 
 
+def artifact_paths(client: Any, run_id: str, folder: str) -> list[str]:
+    """The paths of the artifacts directly in ``folder`` of the run."""
+    return [a.path for a in client.list_artifacts(run_id, folder)]
+
+
+def download_artifact(client: Any, run_id: str, artifact_path: str, dst_path: str) -> Path | None:
+    """``download_run_artifact`` through ``client`` (its store, whatever MLflow's default is)."""
+    try:
+        return Path(client.download_artifacts(run_id, artifact_path, dst_path))
+    except Exception:  # MlflowException or OSError: the artifact is not there; callers fall back
+        return None
+
+
 def model_info(uri: str) -> Any:
     """``mlflow.models.get_model_info`` of a logged model's URI; raises what MLflow raises."""
     import mlflow

@@ -35,10 +35,10 @@ def log_metrics(client: Any, run_id: str, metrics: Mapping[str, float]) -> None:
         client.log_metric(run_id, key, float(value))
 
 
-def log_files(client: Any, run_id: str, paths: list[Path]) -> None:
-    """Each file as an artifact at the top of the run."""
+def log_files(client: Any, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    """Each file as an artifact of the run, at its top or under ``artifact_path``."""
     for path in paths:
-        client.log_artifact(run_id, str(path))
+        client.log_artifact(run_id, str(path), artifact_path)
 
 
 def status(client: Any, run_id: str) -> str:

@@ -84,14 +84,16 @@ def evaluate_and_record(
     recorder: Recorder,
     state: RunState,
     history: dict[str, list[float]],
+    figures: bool = True,
 ) -> TrainResult:
-    """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics."""
+    """Test metrics, reports (with their figures if ``figures``), the best checkpoint and the model,
+    then the run's summary metrics."""
     t = plan.trainer
     probs, test_accuracy, test_loss = evaluate_model(
         model, data, t.eval_batch_size, flip=t.test_time_flip, shift=t.test_time_shift
     )
     log_once(recorder, {"test/accuracy": test_accuracy, "test/loss": test_loss})
-    record_reports(recorder, plan, data, probs, history)
+    record_reports(recorder, plan, data, probs, history, figures)
     best_checkpoint = state.checkpoint_dir / "best.keras"
     if plan.tracking.log_checkpoints and best_checkpoint.exists():
         recorder.log_artifact(best_checkpoint, "checkpoints")
@@ -136,9 +138,10 @@ def record_reports(
     data: DataSplits,
     probs: np.ndarray,
     history: dict[str, list[float]],
+    figures: bool = True,
 ) -> None:
-    """The report files under ``reports/``, their metrics (test/accuracy only if not logged yet),
-    and the most confused pairs as a tag."""
+    """The report files under ``reports/`` (the figures too if ``figures``), their metrics
+    (test/accuracy only if not logged yet), and the most confused pairs as a tag."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_reports(
             Path(tmp),
@@ -152,6 +155,7 @@ def record_reports(
             orientation=plan.reports.orientation,
             top_pairs=plan.reports.top_pairs,
             seed=plan.trainer.seed,
+            figures=figures,
         )
         recorder.log_artifacts(Path(tmp), "reports")
     log_once(recorder, summary.metrics)

@@ -45,3 +45,4 @@ class RunHooks:
     on_run_open: Callable[[str | None], None] = field(default=_nothing_on_open)
     overrides: list[str] = field(default_factory=list)
     preset_choices: dict[str, str | None] = field(default_factory=dict)
+    search_trial: bool = False  # a trial of a search: its figures wait for the search's end (reports.figures)

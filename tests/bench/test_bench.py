@@ -130,6 +130,7 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
         "cfg_job_seconds",
         "flops_utilization",
         "mlflow_overhead_ratio",
+        "search_overhead_ratio",
         "speedup_jit_compile",
         "speedup_mixed_bfloat16",
         "speedup_autocast_bfloat16",
@@ -141,6 +142,9 @@ def test_tiny_bench_writes_every_key_as_a_number(tmp_path):
     ):
         assert key in result
     assert set(result["targets"]) == set(TARGETS) and set(result["met"]) == set(TARGETS)
+    search = result["details"]["search_overhead"]  # both sides ran the search's 2 trials, timed whole
+    assert search["trials"] == 2 and len(search["keras_loop_val_accuracy"]) == 2
+    assert search["cifarlab_search_s"] / search["keras_loop_s"] == result["search_overhead_ratio"]
     assert result["targets"]["pipeline_stall_ratio"] == {
         "op": ">=",
         "value": 0.97,

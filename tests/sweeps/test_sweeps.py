@@ -330,7 +330,7 @@ def test_submitit_local_runs_a_one_job_sweep_with_its_parent(tmp_path):
 # --- Optuna ---------------------------------------------------------------------------------------
 
 OPTUNA = ("-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=1", "augmentation=none",
-          "tracking.log_model=false")  # fmt: skip
+          "tracking.log_model=false", "reports.search_top=2")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -394,6 +394,29 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
         "leaderboard.csv",
     } <= _artifacts(workdir / "mlruns", parent.info.run_id)
     assert all(f"best.{k}" in tags for k in ("optimizer.lr", "trainer.batch_size", "model.hidden_units"))
+
+
+@pytest.mark.slow
+def test_a_searchs_trials_record_their_predictions_and_only_its_best_two_get_figures(optuna_study, tmp_path):
+    workdir, _, (_, runs) = optuna_study
+    store = workdir / "mlruns"
+    (parent,) = _parents(runs)
+    ranked = [
+        row["run_id"]
+        for row in _leaderboard(store, parent.info.run_id, tmp_path)
+        if row["status"] == "FINISHED"
+    ]
+    client = mlflow_client(store)
+    trained = [c for c in _children(runs, parent.info.run_id) if c.data.tags.get("pruned") != "true"]
+    assert len(trained) == 3  # the pruned ones stopped before their reports
+    for child in trained:
+        reports = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "reports")}
+        assert {"test_predictions.npz", "confusion_matrix.csv", "classification_report.md"} <= reports
+        figures = {name for name in reports if name.endswith(".png")}
+        if child.info.run_id in ranked[:2]:  # drawn when the search ended, from the logged predictions
+            assert {"confusion_matrix.png", "reliability_diagram.png", "training_curves.png"} <= figures
+        else:
+            assert figures == set()
 
 
 @pytest.mark.slow
