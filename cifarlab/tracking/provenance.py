@@ -7,6 +7,7 @@ Imports no TensorFlow and no MLflow.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -53,6 +54,7 @@ def code_state() -> CodeState:
     return CodeState(commit, bool(patch.strip()), patch)
 
 
+@functools.cache  # read once a process (a third of a second): a search records it for every trial
 def installed_versions() -> dict[str, str]:
     """Every installed distribution and its version (``pip freeze`` as a dict), and Python's."""
     versions = {

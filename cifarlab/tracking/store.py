@@ -68,6 +68,14 @@ def open_store(uri: str) -> None:
         first_touch(uri)
         return
     db = Path(uri.removeprefix("sqlite:///"))
+    _open_sqlite(db, db.is_file())  # a store removed since is opened (created) again
+
+
+@functools.cache
+def _open_sqlite(db: Path, existed: bool) -> None:
+    """Once per process and database file (a failure is not remembered): a search's trials
+    and a sweep's jobs in one process each open the store; the first open is the one that counts."""
+    uri = f"sqlite:///{db}"
     with exclusive(db.with_name(db.name + ".lock")):
         first_touch(uri)
         _write_ahead_log(db)

@@ -19,7 +19,7 @@ from helpers import cli_env, free_port, start_mlflow_server, stop_server
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SEARCH = ["-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=6", "augmentation=none",
-          "dataset.samples_per_class=200", "hydra/sweeper/pruner=nop", "hydra.sweeper.n_trials=3"]  # fmt: skip
+          "dataset.samples_per_class=200", "hydra/sweeper/pruner=nop", "hydra.sweeper.n_trials=2"]  # fmt: skip
 
 
 def _block(admin: sqlalchemy.Engine, database: str, blocked: bool) -> None:
@@ -73,7 +73,7 @@ def test_a_search_rides_out_its_servers_database_refusing_connections_for_a_few_
         experiment = client.get_experiment_by_name("cifarlab")
         runs = client.search_runs([experiment.experiment_id])
         children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
-        assert len(children) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+        assert len(children) == 2 and {r.info.status for r in runs} == {"FINISHED"}
         for child in children:
             steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/accuracy")]
             assert sorted(steps) == list(range(6))  # each epoch once
