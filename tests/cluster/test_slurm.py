@@ -73,8 +73,9 @@ def test_the_submitit_launcher_preset_with_its_defaults_runs_a_sweep(slurm, tmp_
 
 
 # Trials long enough to be cancelled mid-trial; a short heartbeat so that a lost one is noticed in seconds.
-SLOW = [*SEARCH, "trainer.epochs=6", "dataset.samples_per_class=300", "hydra.sweeper.heartbeat_interval=1",
-        "hydra.sweeper.grace_period=4", "hydra/sweeper/pruner=nop"]  # fmt: skip
+SLOW_EPOCHS = 8
+SLOW = [*SEARCH, f"trainer.epochs={SLOW_EPOCHS}", "dataset.samples_per_class=300",
+        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4", "hydra/sweeper/pruner=nop"]  # fmt: skip
 
 
 def _epochs_logged(store) -> list[int]:
@@ -83,23 +84,30 @@ def _epochs_logged(store) -> list[int]:
             for r in all_runs(store) if r.data.tags.get("sweep_role") != "parent"]  # fmt: skip
 
 
+def _wait_for_an_empty_queue() -> None:
+    deadline = time.monotonic() + 120
+    while _queue() and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def test_scancel_of_a_task_mid_trial_hands_its_trial_to_the_other_worker_which_resumes_its_run(
     slurm, postgres_url, tmp_path
 ):
     import optuna
     from optuna.trial import TrialState
 
+    _wait_for_an_empty_queue()  # both tasks must run at once: no other test's jobs on the node
     args = [
         "workers=2",
         "cluster=slurm",
         *SLOW,
         f"hydra.sweeper.storage={postgres_url}",
-        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_trials=6",
     ]
     command = subprocess.Popen([sys.executable, "-m", "cifarlab", "workers", *args], cwd=tmp_path, env=cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while sum(0 < n < 6 for n in _epochs_logged(tmp_path / "mlruns")) < 2:  # both tasks mid-trial
+    while sum(0 < n < SLOW_EPOCHS for n in _epochs_logged(tmp_path / "mlruns")) < 2:  # both tasks mid-trial
         assert command.poll() is None and time.monotonic() < deadline
         time.sleep(0.5)
     (task,) = [line.split()[0] for line in _queue() if line.split()[0].endswith("_1")]
@@ -116,6 +124,6 @@ def test_scancel_of_a_task_mid_trial_hands_its_trial_to_the_other_worker_which_r
     runs = all_runs(tmp_path / "mlruns")
     assert not [r for r in runs if r.info.status == "RUNNING"]
     children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
-    assert len(children) == 4 and {c.info.status for c in children} == {
+    assert len(children) == 6 and {c.info.status for c in children} == {
         "FINISHED"
     }  # resumed: no empty KILLED run
