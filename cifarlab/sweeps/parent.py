@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from cifarlab import tracking
 from cifarlab.runtime.lease import Lease
 from cifarlab.sweeps import champion, outcome, study, sweep_report, top_figures
+from cifarlab.sweeps.storage import storage_lock
 from cifarlab.tracking import runs, sweep_runs
 
 ELECTION_WAIT_S = 0.3  # see open_parent: lets a parent created in the same instant be seen
@@ -41,33 +42,40 @@ def _sweeper_name(config: DictConfig) -> str:
 def open_parent(config: DictConfig, sweep_hash: str) -> str:
     """Create the store and experiment, then the sweep's parent run, or reopen (or join) the one it has.
 
-    Workers of one search started together may each find no parent and create one:
-    then the first created wins, and the others delete theirs (before any job used it).
+    Workers of one search share its study's storage: under that storage's lock the first
+    finds no parent and creates it, the others find it. Without a shared storage, processes
+    started together may each find none and create one: the first created wins, and the
+    others delete theirs (before any job used it).
     """
     # Raises CifarlabError for an unreachable server.
     experiment_id = tracking.prepare_experiment(tracking.target_from_config(config))
     client = _client(config)
-    earlier = sweep_runs.parents(client, experiment_id, sweep_hash)
-    if earlier:
-        run_id, was = earlier[0].info.run_id, earlier[0].info.status
-        runs.reopen(client, run_id)
-        # RUNNING: another worker of this search runs it, or its last worker was killed.
-        print(
-            f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True
-        )
-        return run_id
-    mine = _create_parent(client, config, experiment_id, sweep_hash)
-    time.sleep(ELECTION_WAIT_S)  # a worker that searched at the same moment has created its own by now
-    first = sweep_runs.parents(client, experiment_id, sweep_hash)[0].info.run_id
-    if first != mine:
-        runs.delete(client, mine)
-        print(
-            f"cifarlab: sweep: joined parent run {first} (another worker of this sweep created it)",
-            flush=True,
-        )
-        return first
+    shared = study.study_ticket(config)
+    with storage_lock(shared.storage if shared else None, "parent"):
+        earlier = sweep_runs.parents(client, experiment_id, sweep_hash)
+        if earlier:
+            return _reopen(client, earlier[0])
+        mine = _create_parent(client, config, experiment_id, sweep_hash)
+    if shared is None:
+        time.sleep(ELECTION_WAIT_S)  # a process that searched at the same moment has created its own by now
+        first = sweep_runs.parents(client, experiment_id, sweep_hash)[0].info.run_id
+        if first != mine:
+            runs.delete(client, mine)
+            print(
+                f"cifarlab: sweep: joined parent run {first} (another process of this sweep created it)",
+                flush=True,
+            )
+            return first
     print(f"cifarlab: sweep: parent run {mine} in experiment '{config.tracking.experiment}'", flush=True)
     return mine
+
+
+def _reopen(client: Any, run: Any) -> str:
+    run_id, was = run.info.run_id, run.info.status
+    runs.reopen(client, run_id)
+    # RUNNING: another worker of this search runs it, or its last worker was killed.
+    print(f"cifarlab: sweep: reopened parent run {run_id} (same sweep as before; it was {was})", flush=True)
+    return str(run_id)
 
 
 def _create_parent(client: Any, config: DictConfig, experiment_id: str, sweep_hash: str) -> str:

@@ -4,12 +4,14 @@
 (``http://127.0.0.1:5000``, or ``none``) until FAULT_FILE exists; from then on /health
 still answers 200 and every API request gets what the file says: ``500`` (an error
 answer), ``503`` (unavailable, as while its database restarts) or ``hang`` (no answer at
-all). Deleting the file heals the server.
+all). Deleting the file heals the server. ``slow-first-create`` passes every request on but
+holds the first ``runs/create`` for SLOW_S seconds (one worker's run created late).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PORT, UPSTREAM, FAULT_FILE = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+SLOW_S = 3.0
+creates_seen = []  # one item per runs/create passed on
+seen_lock = threading.Lock()
 
 
 class Front(BaseHTTPRequestHandler):
@@ -31,18 +36,28 @@ class Front(BaseHTTPRequestHandler):
             time.sleep(3600)
         elif fault == "503":
             self._send(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database restarting"}')
+        elif fault == "slow-first-create":
+            self._pass_on(delay_s=SLOW_S if self._first_create() else 0.0)
         elif fault or UPSTREAM == "none":
             self._send(500, b'{"error_code": "INTERNAL_ERROR", "message": "database is down"}')
         else:
             self._pass_on()
 
-    def _pass_on(self) -> None:
+    def _first_create(self) -> bool:
+        if not self.path.endswith("/runs/create"):
+            return False
+        with seen_lock:
+            creates_seen.append(self.path)
+            return len(creates_seen) == 1
+
+    def _pass_on(self, delay_s: float = 0.0) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         request = urllib.request.Request(
             UPSTREAM + self.path, data=body, headers=headers, method=self.command
         )
+        time.sleep(delay_s)
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 self._send(answer.status, answer.read(), answer.headers.get("Content-Type"))

@@ -162,3 +162,43 @@ def test_a_server_whose_api_fails_from_the_start_is_one_line_within_a_minute(tmp
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"cifarlab: error: the MLflow server at {uri}")
     assert "answers /health but its API" in proc.stderr and "Traceback" not in proc.stderr
+
+
+OPEN_PARENT_AT = """
+import sys, time
+from cifarlab.config.compose import compose_config
+from cifarlab.sweeps import parent
+storage, uri, at = sys.argv[1:]
+config = compose_config(
+    ["hparams_search=mlp_optuna", f"hydra.sweeper.storage={storage}", f"tracking.uri={uri}"], hydra_config=True
+)
+time.sleep(max(0.0, float(at) - time.time()))
+print("parent", parent.open_parent(config, "one-search"))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_whose_parent_run_is_created_late_still_shares_one_parent(tmp_path):
+    """Two workers of one search open its parent one second apart; the server holds the first
+    worker's create for 3 s. Under the study storage's lock the second finds the first's parent;
+    a timed election instead kept two parents (each worker saw only its own in time)."""
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
+    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
+    fault.write_text("slow-first-create")
+    storage, start = f"sqlite:///{tmp_path / 'optuna.db'}", time.time() + 20  # past the imports
+    try:
+        workers = [
+            subprocess.Popen([sys.executable, "-c", OPEN_PARENT_AT, storage, uri, str(start + delay)],
+                             cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+            for delay in (0.0, 1.0)
+        ]  # fmt: skip
+        outputs = [w.communicate(timeout=180)[0] for w in workers]
+        parents = [r for r in _runs(f"http://127.0.0.1:{port}") if r.data.tags.get("sweep_role") == "parent"]
+    finally:
+        stop_server(front)
+        stop_server(server)
+    said = {line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("parent ")}
+    assert len(parents) == 1, outputs
+    assert said == {parents[0].info.run_id}, outputs
