@@ -14,6 +14,7 @@ import numpy as np
 
 from cifarlab.errors import CifarlabError, first_line
 from cifarlab.inference.source import ModelSource, locate_model, unreadable_checkpoint
+from cifarlab.tracking.models import load_logged_keras_model
 
 
 @dataclass
@@ -44,10 +45,8 @@ def load_keras_model(source: ModelSource) -> Any:
             return keras.models.load_model(source.location, compile=False)
         except Exception as err:  # corrupt file, unknown layer, wrong format
             raise unreadable_checkpoint(source.location, first_line(err)) from None
-    import mlflow.keras
-
     try:
-        return mlflow.keras.load_model(source.location)
+        return load_logged_keras_model(source.location)
     except Exception as err:
         raise CifarlabError(f"{source.description} could not be loaded ({first_line(err)})") from None
 

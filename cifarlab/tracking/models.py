@@ -1,12 +1,19 @@
 """Models in the store: logging a run's Keras model, registering it, loading one back; a run's metrics.
 
 MLflow is imported inside each function (see ``cifarlab.tracking.recorder``), and
-nothing here imports TensorFlow: callers pass the Keras objects and versions in.
+nothing here imports TensorFlow but loading a model back: callers pass the Keras objects
+and versions in.
+
+A model made only of Keras's own layers is logged in Keras's format. One with a layer
+of cifarlab's own (the delta baseline's CIEDE2000) is logged as a TensorFlow SavedModel
+(MLflow's ``save_exported_model``): its graph is traced, so serving or loading it needs
+TensorFlow and MLflow but no cifarlab code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cifarlab.tracking.recorder import Recorder
@@ -22,9 +29,11 @@ def log_keras_model(
     predictions: Any,
     metadata: Mapping[str, Any],
     pip_requirements: Sequence[str],
+    exported: bool = False,
 ) -> None:
     """``model`` as the run's MLflow Keras model, its signature inferred from ``example`` and its
-    ``predictions``; MLflow's own version is added to ``pip_requirements``."""
+    ``predictions``; MLflow's own version is added to ``pip_requirements``. ``exported``: as a
+    TensorFlow SavedModel (for models with layers Keras does not have)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -35,6 +44,7 @@ def log_keras_model(
         input_example=example,
         metadata=dict(metadata),
         pip_requirements=[*pip_requirements, f"mlflow=={mlflow.__version__}"],
+        save_exported_model=exported,
     )
 
 
@@ -59,13 +69,25 @@ def run_metrics(run_id: str) -> dict[str, float]:
     return dict(mlflow.get_run(run_id).data.metrics)
 
 
-def load_logged_keras_model(uri: str, tracking_uri: str) -> Any:
-    """A Keras model logged to the store at ``tracking_uri``: ``runs:/<id>/<name>`` or ``models:/...``.
+def load_logged_keras_model(uri: str, tracking_uri: str | None = None) -> Any:
+    """A Keras model logged to the store at ``tracking_uri`` (MLflow's current one if None):
+    ``runs:/<id>/<name>`` or ``models:/...``. An exported SavedModel comes back wrapped in a
+    Keras model (uint8 images in, class probabilities out) that predicts and exports alike.
 
     Raises what MLflow raises for a missing run or model.
     """
     import mlflow
     import mlflow.keras
+    from mlflow.models import Model
 
-    mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.keras.load_model(uri)
+    if tracking_uri is not None:
+        mlflow.set_tracking_uri(tracking_uri)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    logged = Model.load(str(folder))
+    if not logged.flavors.get("keras", {}).get("save_exported_model"):
+        return mlflow.keras.load_model(str(folder))
+    import keras  # imports TensorFlow
+
+    shape = tuple(int(d) for d in logged.get_input_schema().inputs[0].shape[1:])
+    saved_model = keras.layers.TFSMLayer(str(folder / "data" / "model"), call_endpoint="serve")
+    return keras.Sequential([keras.Input(shape, dtype="uint8"), saved_model], name="saved_model")

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from cifarlab.data.base import DataSplits, content_digest
 from cifarlab.models.class_names import class_names_path
-from cifarlab.models.layers.swap import standard_layers
+from cifarlab.models.layers.swap import keras_layers_only, standard_layers
 from cifarlab.models.transfer import TransferReport
 from cifarlab.reports import write_reports
 from cifarlab.tracking import Recorder
@@ -176,13 +176,15 @@ def inference_model(model: keras.Model) -> keras.Model:
 
 def log_model(recorder: Recorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
     """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names."""
+    plain = inference_model(model)
     log_keras_model(
         recorder,
-        inference_model(model),
+        plain,
         example=data.x_test[:2],
         predictions=probs[:2],
         metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        exported=not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
     )
 
 

@@ -34,8 +34,6 @@ BLOCK_CIFARLAB = textwrap.dedent(
     """
 )
 
-NOT_YET_PORTABLE = {"delta_cifar10"}
-
 LOAD_AND_PREDICT = textwrap.dedent(
     """
     import json, sys
@@ -76,9 +74,7 @@ def test_every_presets_model_loads_and_predicts_without_cifarlab(tmp_path):
     env = {**cli_env(), "PYTHONPATH": str(blocker)}
     assert subprocess.run([sys.executable, "-c", "import cifarlab"], env=env, cwd=tmp_path).returncode != 0
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    # Left for later (issue 24): delta's CIEDE2000 layer is cifarlab's own, with no Keras equivalent.
-    portable = [r for r in runs if r.data.tags.get("preset") not in NOT_YET_PORTABLE]
-    run_ids = [r.info.run_id for r in portable]
+    run_ids = [r.info.run_id for r in runs]  # delta's own layer too: its model is a traced SavedModel
     proc = run_python(LOAD_AND_PREDICT, store, json.dumps(run_ids), cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

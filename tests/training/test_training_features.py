@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers import TINY, all_runs, mlflow_client, run_cli
@@ -121,15 +123,10 @@ def test_time_budget_stops_training_and_still_records(tmp_path):
 
 
 @pytest.mark.slow
-def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
-    run_cli(
-        "dataset=synthetic",
-        "model=delta",
-        "augmentation=none",
-        "callbacks=none",
-        "tracking.log_model=false",
-        cwd=tmp_path,
-    )
+def test_delta_baseline_runs_through_the_same_pipeline_and_its_logged_model_predicts(tmp_path):
+    """Its CIEDE2000 layer is cifarlab's own: the model is logged as a traced SavedModel, which
+    cifarlab's predict and export load as they load any logged model."""
+    run_cli("dataset=synthetic", "model=delta", "augmentation=none", "callbacks=none", cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/accuracy"] > 0.5  # 4 classes: chance is 0.25
@@ -137,6 +134,14 @@ def test_delta_baseline_runs_through_the_same_pipeline(tmp_path):
         a.path for a in mlflow_client(tmp_path / "mlruns").list_artifacts(run.info.run_id, "reports")
     }
     assert {"reports/typical_images.png", "reports/confusion_matrix.png"} <= artifacts
+
+    run_id = run.info.run_id
+    run_cli(f"run={run_id}", "samples=40", "output=samples.json", command="predict", cwd=tmp_path)
+    rows = json.loads((tmp_path / "samples.json").read_text())
+    right = sum(row["correct"] for row in rows) / len(rows)
+    assert len(rows) == 40 and right > 0.5, rows[:3]
+    proc = run_cli(f"run={run_id}", "format=saved_model", "out=sm", command="export", cwd=tmp_path)
+    assert "exported as saved_model" in proc.stdout and (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow

@@ -84,6 +84,11 @@ def standard_layers(model: keras.Model) -> keras.Model:
     return _rebuild(model, lambda layer: _TRAINING_LAYERS.get(type(layer)))
 
 
+def keras_layers_only(model: keras.Model) -> bool:
+    """Whether every layer of ``model`` is Keras's own (loading it from Keras's format needs no cifarlab)."""
+    return all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+
+
 def _consumers(layer) -> list:
     return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
 
