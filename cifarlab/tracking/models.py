@@ -30,10 +30,12 @@ def log_keras_model(
     metadata: Mapping[str, Any],
     pip_requirements: Sequence[str],
     exported: bool = False,
+    check_serving: bool = True,
 ) -> None:
     """``model`` as the run's MLflow Keras model, its signature inferred from ``example`` and its
     ``predictions``; MLflow's own version is added to ``pip_requirements``. ``exported``: as a
-    TensorFlow SavedModel (for models with layers Keras does not have)."""
+    TensorFlow SavedModel (for models with layers Keras does not have); ``check_serving``: MLflow
+    reloads the model and predicts on ``example``."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -45,6 +47,7 @@ def log_keras_model(
         metadata=dict(metadata),
         pip_requirements=[*pip_requirements, f"mlflow=={mlflow.__version__}"],
         save_exported_model=exported,
+        validate_serving_input=check_serving,
     )
 
 

@@ -121,6 +121,7 @@ class RunRecorder:
         from mlflow.models import Model
 
         def save_model(path: str, **save_kwargs: Any) -> None:
+            save_kwargs.pop("validate_serving_input", None)  # Model.log's own option
             os.makedirs(path, exist_ok=True)
             mlflow.keras.save_model(path=path, **save_kwargs)
 

@@ -84,10 +84,15 @@ def evaluate_and_record(
     recorder: Recorder,
     state: RunState,
     history: dict[str, list[float]],
-    figures: bool = True,
+    search_trial: bool = False,
 ) -> TrainResult:
-    """Test metrics, reports (with their figures if ``figures``), the best checkpoint and the model,
-    then the run's summary metrics."""
+    """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics.
+
+    A search's trial draws no report figures unless ``reports.figures=true`` (the best trials
+    get theirs when the search ends), and skips MLflow's check that its logged model serves
+    (a reload and a prediction per trial; every model type is checked once by the tests).
+    """
+    figures = plan.reports.figures if plan.reports.figures is not None else not search_trial
     t = plan.trainer
     probs, test_accuracy, test_loss = evaluate_model(
         model, data, t.eval_batch_size, flip=t.test_time_flip, shift=t.test_time_shift
@@ -100,7 +105,7 @@ def evaluate_and_record(
         if class_names_path(best_checkpoint).exists():
             recorder.log_artifact(class_names_path(best_checkpoint), "checkpoints")
     if plan.tracking.log_model:
-        log_model(recorder, model, data, probs)
+        log_model(recorder, model, data, probs, check_serving=not search_trial)
         if plan.tracking.register_as and recorder.run_id:
             register_logged_model(recorder.run_id, plan.tracking.register_as)
     val_accuracy = history.get("val/accuracy")
@@ -174,8 +179,11 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model(plain.inputs, plain.outputs, name=model.name)
 
 
-def log_model(recorder: Recorder, model: keras.Model, data: DataSplits, probs: np.ndarray) -> None:
-    """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names."""
+def log_model(
+    recorder: Recorder, model: keras.Model, data: DataSplits, probs: np.ndarray, check_serving: bool = True
+) -> None:
+    """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names;
+    ``check_serving``: MLflow reloads it and predicts on the input example (a warning if that fails)."""
     plain = inference_model(model)
     log_keras_model(
         recorder,
@@ -185,6 +193,7 @@ def log_model(recorder: Recorder, model: keras.Model, data: DataSplits, probs: n
         metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
         exported=not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
+        check_serving=check_serving,
     )
 
 

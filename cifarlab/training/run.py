@@ -70,8 +70,9 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
             ctx = FitContext(prepared.data, recorder, state, hooks)
             with strategy.scope():
                 history = _fit_or_restore(plan, model, ctx)
-                figures = plan.reports.figures if plan.reports.figures is not None else not hooks.search_trial
-                result = evaluate_and_record(plan, model, prepared.data, recorder, state, history, figures)
+                result = evaluate_and_record(
+                    plan, model, prepared.data, recorder, state, history, hooks.search_trial
+                )
             report_warnings(recorder, chance_warning(result.test_accuracy, prepared.data, plan.optimizer.lr))
         state.clear()
     print_summary(result.test_accuracy, result.test_loss, result.run_id, target.experiment, target.uri)
