@@ -4,18 +4,22 @@ The README promises that the logged model needs no cifarlab code: a user serves 
 with ``mlflow models serve`` or loads it with ``mlflow.pyfunc.load_model`` on a
 machine without cifarlab. Each preset trains one step (``debug=fast``) on generated
 images in one sweep, then a fresh Python process in which ``import cifarlab`` fails
-loads every logged model and predicts on uint8 images.
+loads every logged model and predicts on uint8 images; the README's serving recipe,
+run as written in bash (only the run id and port filled in), serves two of them: the
+recommended CPU preset's (whose training schedule is cifarlab's own class) and the delta
+baseline's (a traced SavedModel).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from helpers import all_runs, cli_env, run_cli, run_python
+from helpers import REPO_ROOT, all_runs, cli_env, free_port, run_cli, run_python
 
 from cifarlab.config.locations import experiments_dir
 
@@ -56,6 +60,27 @@ LOAD_AND_PREDICT = textwrap.dedent(
 )
 
 
+SERVED = ("cifar10_fast_cpu", "delta_cifar10")
+
+
+def readme_serving_block() -> str:
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "mlflow models serve -m runs:/" in b]
+    return block
+
+
+def serve_as_the_readme_says(run_id: str, cwd, env: dict[str, str]) -> list[float]:
+    """The README's serving block in bash for ``run_id``: the class probabilities it answers."""
+    script = readme_serving_block().replace("<run id>", run_id).replace("5001", str(free_port()))
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    answer = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert answer.startswith("{"), (run_id, proc.stdout[-2000:], proc.stderr[-3000:])
+    (probs,) = json.loads(answer)["predictions"]
+    return probs
+
+
 @pytest.mark.slow
 def test_every_presets_model_loads_and_predicts_without_cifarlab(tmp_path):
     run_cli(
@@ -79,3 +104,8 @@ def test_every_presets_model_loads_and_predicts_without_cifarlab(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["failed"] == {} and set(result["loaded"]) == set(run_ids)
+
+    by_preset = {r.data.tags.get("preset"): r.info.run_id for r in runs}
+    for preset in SERVED:
+        probs = serve_as_the_readme_says(by_preset[preset], tmp_path, env)
+        assert len(probs) == 4 and abs(sum(probs) - 1.0) < 1e-3, preset  # the synthetic dataset's 4 classes

@@ -186,7 +186,7 @@ def test_a_worker_whose_parent_run_is_created_late_still_shares_one_parent(tmp_p
     server = start_mlflow_server(tmp_path, port)
     front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
     fault.write_text("slow-first-create")
-    storage, start = f"sqlite:///{tmp_path / 'optuna.db'}", time.time() + 20  # past the imports
+    storage, start = f"sqlite:///{tmp_path / 'optuna.db'}", time.time() + 12  # past the imports
     try:
         workers = [
             subprocess.Popen([sys.executable, "-c", OPEN_PARENT_AT, storage, uri, str(start + delay)],
