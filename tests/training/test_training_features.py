@@ -125,7 +125,7 @@ def test_time_budget_stops_training_and_still_records(tmp_path):
 @pytest.mark.slow
 def test_delta_baseline_runs_through_the_same_pipeline_and_its_logged_model_predicts(tmp_path):
     """Its CIEDE2000 layer is cifarlab's own: the model is logged as a traced SavedModel, which
-    cifarlab's predict and export load as they load any logged model."""
+    cifarlab's predict, evaluate and export load as they load any logged model."""
     run_cli("dataset=synthetic", "model=delta", "augmentation=none", "callbacks=none", cwd=tmp_path)
     (run,) = all_runs(tmp_path / "mlruns")
     assert run.info.status == "FINISHED"
@@ -140,6 +140,8 @@ def test_delta_baseline_runs_through_the_same_pipeline_and_its_logged_model_pred
     rows = json.loads((tmp_path / "samples.json").read_text())
     right = sum(row["correct"] for row in rows) / len(rows)
     assert len(rows) == 40 and right > 0.5, rows[:3]
+    proc = run_cli(f"run={run_id}", command="evaluate", cwd=tmp_path)
+    assert f"records this evaluation of run {run_id}" in proc.stdout
     proc = run_cli(f"run={run_id}", "format=saved_model", "out=sm", command="export", cwd=tmp_path)
     assert "exported as saved_model" in proc.stdout and (tmp_path / "sm" / "saved_model.pb").is_file()
 
