@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,47 +93,53 @@ def _start_front(tmp_path: Path, upstream: str) -> tuple[subprocess.Popen, str, 
     raise AssertionError("the faulty front did not start")
 
 
+@contextlib.contextmanager
+def _server_behind_front(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """A real MLflow server and the faulty front before it: the server's URI, the front's, the fault file."""
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
+    try:
+        front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
+        try:
+            yield f"http://127.0.0.1:{port}", uri, fault
+        finally:
+            stop_server(front)
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.slow
 def test_a_run_rides_out_a_server_answering_503_for_a_few_seconds(tmp_path):
     """As while the server's database restarts: the calls wait, the run goes on, each epoch once."""
     from mlflow import MlflowClient
 
-    port = free_port()
-    server = start_mlflow_server(tmp_path, port)
-    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
-    direct = f"http://127.0.0.1:{port}"
-    train = None
-    try:
+    with _server_behind_front(tmp_path) as (direct, uri, fault):
         train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=direct)
-        fault.write_text("503")
-        time.sleep(8)
-        fault.unlink()
-        _, stderr = train.communicate(timeout=300)
+        try:
+            fault.write_text("503")
+            time.sleep(8)
+            fault.unlink()
+            _, stderr = train.communicate(timeout=300)
+        finally:
+            train.kill()
         assert train.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
         (run,) = _runs(direct)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
         steps = [m.step for m in MlflowClient(direct).get_metric_history(run_id, "val/accuracy")]
         assert sorted(steps) == list(range(12))
-    finally:
-        if train is not None:
-            train.kill()
-        stop_server(front)
-        stop_server(server)
 
 
 @pytest.mark.slow
 def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_the_rerun_resumes(tmp_path):
-    port = free_port()
-    server = start_mlflow_server(tmp_path, port)
-    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
-    direct = f"http://127.0.0.1:{port}"
-    train = None
-    try:
+    with _server_behind_front(tmp_path) as (direct, uri, fault):
         train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=direct)
-        fault.write_text("hang")  # /health still answers: only the API stops
-        broken_at = time.monotonic()
-        _, stderr = train.communicate(timeout=120)
-        assert time.monotonic() - broken_at < 60
+        try:
+            fault.write_text("hang")  # /health still answers: only the API stops
+            broken_at = time.monotonic()
+            _, stderr = train.communicate(timeout=120)
+            assert time.monotonic() - broken_at < 60
+        finally:
+            train.kill()
         assert train.returncode != 0
         lines = [line for line in stderr.splitlines() if line.startswith("cifarlab")]
         assert "answers /health but its API fails" in lines[-1] and run_id in lines[-1]
@@ -142,11 +150,6 @@ def test_a_server_whose_api_hangs_mid_run_lets_the_run_go_within_a_minute_and_th
         assert f"resuming run {run_id}" in rerun.stdout
         (run,) = _runs(direct)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
-    finally:
-        if train is not None:
-            train.kill()
-        stop_server(front)
-        stop_server(server)
 
 
 @pytest.mark.parametrize("fault", ["500", pytest.param("hang", marks=pytest.mark.slow)])
@@ -182,12 +185,9 @@ def test_a_worker_whose_parent_run_is_created_late_still_shares_one_parent(tmp_p
     """Two workers of one search open its parent one second apart; the server holds the first
     worker's create for 3 s. Under the study storage's lock the second finds the first's parent;
     a timed election instead kept two parents (each worker saw only its own in time)."""
-    port = free_port()
-    server = start_mlflow_server(tmp_path, port)
-    front, uri, fault = _start_front(tmp_path, f"http://127.0.0.1:{port}")
-    fault.write_text("slow-first-create")
     storage, start = f"sqlite:///{tmp_path / 'optuna.db'}", time.time() + 12  # past the imports
-    try:
+    with _server_behind_front(tmp_path) as (direct, uri, fault):
+        fault.write_text("slow-first-create")
         workers = [
             subprocess.Popen([sys.executable, "-c", OPEN_PARENT_AT, storage, uri, str(start + delay)],
                              cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -195,10 +195,7 @@ def test_a_worker_whose_parent_run_is_created_late_still_shares_one_parent(tmp_p
             for delay in (0.0, 1.0)
         ]  # fmt: skip
         outputs = [w.communicate(timeout=180)[0] for w in workers]
-        parents = [r for r in _runs(f"http://127.0.0.1:{port}") if r.data.tags.get("sweep_role") == "parent"]
-    finally:
-        stop_server(front)
-        stop_server(server)
+        parents = [r for r in _runs(direct) if r.data.tags.get("sweep_role") == "parent"]
     said = {line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("parent ")}
     assert len(parents) == 1, outputs
     assert said == {parents[0].info.run_id}, outputs
