@@ -71,7 +71,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
             with strategy.scope():
                 history = _fit_or_restore(plan, model, ctx)
                 result = evaluate_and_record(
-                    plan, model, prepared.data, recorder, state, history, hooks.search_trial
+                    plan, model, prepared.data, recorder, state, history, search_trial=hooks.search_trial
                 )
             report_warnings(recorder, chance_warning(result.test_accuracy, prepared.data, plan.optimizer.lr))
         state.clear()

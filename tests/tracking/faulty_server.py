@@ -10,8 +10,8 @@ holds the first ``runs/create`` for SLOW_S seconds (one worker's run created lat
 
 from __future__ import annotations
 
+import itertools
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +20,7 @@ from pathlib import Path
 
 PORT, UPSTREAM, FAULT_FILE = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 SLOW_S = 3.0
-creates_seen = []  # one item per runs/create passed on
-seen_lock = threading.Lock()
+creates = itertools.count()  # runs/create requests seen (next() is atomic under the GIL)
 
 
 class Front(BaseHTTPRequestHandler):
@@ -44,11 +43,7 @@ class Front(BaseHTTPRequestHandler):
             self._pass_on()
 
     def _first_create(self) -> bool:
-        if not self.path.endswith("/runs/create"):
-            return False
-        with seen_lock:
-            creates_seen.append(self.path)
-            return len(creates_seen) == 1
+        return self.path.endswith("/runs/create") and next(creates) == 0
 
     def _pass_on(self, delay_s: float = 0.0) -> None:
         length = int(self.headers.get("Content-Length") or 0)
