@@ -6,11 +6,15 @@ fixtures stay in ``conftest.py``.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -40,10 +44,22 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, command: str | None = None, check: bool = True, timeout: float = 300
+    *args: str,
+    cwd: Path,
+    command: str | None = None,
+    check: bool = True,
+    timeout: float = 300,
+    new_store: bool = False,
 ) -> subprocess.CompletedProcess:
-    """``python -m cifarlab [COMMAND] ARGS`` in ``cwd`` (so its mlruns/ lands there)."""
+    """``python -m cifarlab [COMMAND] ARGS`` in ``cwd`` (so its mlruns/ lands there).
+
+    A training command's SQLite store, when it has none yet, starts as a copy of an empty one
+    (see ``seed_store``); ``new_store=True`` leaves the store to the command to make (or not).
+    """
     argv = [command, *args] if command else list(args)
+    store = None if command or new_store else local_store_folder(args, cwd)
+    if store is not None:
+        seed_store(store)
     proc = subprocess.run(
         [sys.executable, "-m", "cifarlab", *argv],
         cwd=cwd,
@@ -58,6 +74,41 @@ def run_cli(
             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+@functools.cache
+def _empty_store() -> Path:
+    """An empty MLflow SQLite store, made by MLflow once per test process (removed at its exit)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = Path(tempfile.mkdtemp(prefix="cifarlab-empty-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    store = SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts"))
+    store.engine.dispose()  # every change on disk, no connection left open
+    return folder / "mlflow.db"
+
+
+def seed_store(folder: Path) -> None:
+    """Give ``folder`` a copy of an empty MLflow store unless it has a store already.
+
+    Making a store runs MLflow's schema migrations, about 2 s of a tiny run's 15 on 2 cores;
+    most tests need a store, not its making, which the store tests check from nothing.
+    """
+    if not (folder / "mlflow.db").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_store(), folder / "mlflow.db")
+
+
+def local_store_folder(args: tuple[str, ...] | list[str], cwd: Path) -> Path | None:
+    """The folder of the SQLite store a training command with ``args`` uses; None for a server's."""
+    folder = cwd / "mlruns"
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "tracking.uri":
+            return None
+        if key == "paths.mlruns_dir":
+            folder = cwd / value
+    return folder
 
 
 def mlflow_client(store_dir: Path):

@@ -62,7 +62,7 @@ CONFIG_ERRORS = [
     "overrides, expected", CONFIG_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
 )
 def test_config_errors_are_one_line_before_any_run(tmp_path, overrides, expected):
-    proc = run_cli(*overrides, cwd=tmp_path, check=False, timeout=120)
+    proc = run_cli(*overrides, cwd=tmp_path, check=False, timeout=120, new_store=True)
     assert expected in error_line(proc)
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # failed before the store was opened
 
