@@ -89,14 +89,19 @@ def _empty_store() -> Path:
 
 
 def seed_store(folder: Path) -> None:
-    """Give ``folder`` a copy of an empty MLflow store unless it has a store already.
+    """Make ``folder`` with a copy of an empty MLflow store in it, unless the folder exists (a
+    store already, or one a test prepared: a mount, a read-only folder...).
 
     Making a store runs MLflow's schema migrations, about 2 s of a tiny run's 15 on 2 cores;
     most tests need a store, not its making, which the store tests check from nothing.
     """
-    if not (folder / "mlflow.db").exists():
-        folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        return
+    try:
+        folder.mkdir(parents=True)
         shutil.copyfile(_empty_store(), folder / "mlflow.db")
+    except OSError:  # a read-only or full folder: the command meets it as it is
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def local_store_folder(args: tuple[str, ...] | list[str], cwd: Path) -> Path | None:
