@@ -6,7 +6,8 @@ absl::InitializeLog()...", "Could not find cuda drivers" and, on a machine witho
 a GPU, "failed call to cuInit", which reads like a failure and is not one. So the
 first import of TensorFlow (and its look for devices) runs with the process's
 stderr captured, and every line but those start-up lines is written out again.
-MLflow's INFO lines are held back the same way, by its own log level.
+MLflow's INFO lines are held back the same way, by its own log level, and so are its
+artifact download bars.
 
 ``CIFARLAB_VERBOSE=1`` brings all of them back; a user's own settings of the
 variables win.
@@ -46,6 +47,8 @@ def quiet_tensorflow() -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_LOG_LEVEL)
+    # MLflow draws a progress bar for every artifact it downloads, a search's end downloads dozens.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport())
 
