@@ -236,10 +236,19 @@ class TrackingConfig:
     rerun_finished: bool = False
     # Register the run's logged model as a new version of this registered model (a sweep: its best, as @champion).
     register_as: Optional[str] = None
+    # A search's trials keep their trained model as a plain Keras file (checkpoints/trained.keras);
+    # its best search_models get the MLflow model when the search ends. null: every trial logs it.
+    search_models: Optional[int] = 3
+
+
+TRACKING_CHECKS = (
+    Check("search_models", null_or(at_least(0)), "use null (every trial) or a whole number >= 0, e.g. 3"),
+)
 
 
 def check_tracking(tracking: DictConfig) -> None:
     """A registered model needs a logged model to register."""
+    run_checks(tracking, "tracking", TRACKING_CHECKS)
     name = tracking.get("register_as")
     if name is not None and not str(name).strip():
         raise ConfigError("tracking.register_as", name, "give a model name, e.g. tracking.register_as=cnn")

@@ -19,13 +19,15 @@ from cifarlab.errors import CifarlabError, ConfigError, first_line
 from cifarlab.inference.labels import as_names, checkpoint_class_names, run_class_names
 from cifarlab.models.class_names import class_names_path, load_class_names
 from cifarlab.tracking import queries
+from cifarlab.tracking.models import TRAINED_FILE
 from cifarlab.tracking.registry import MODEL_NAME
 from cifarlab.tracking.store import connect
 from cifarlab.tracking.target import resolve_uri
 
 CHECKPOINT_SUFFIXES = (".keras", ".h5")
 DEFAULT_MLRUNS_DIR = "mlruns"  # where training keeps its store when nothing else is said
-RUN_CHECKPOINT = "checkpoints/best.keras"
+# A run without an MLflow model: the model its test metrics are of (a search's trial), else its best checkpoint.
+RUN_KERAS_FILES = (TRAINED_FILE, "checkpoints/best.keras")
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
 URI_HELP = (
     "use models:/<name>/<version>, models:/<name>@<alias>, models:/<model id> (m-...) or runs:/<run id>/model"
@@ -140,34 +142,35 @@ def model_info(uri: str, key: str) -> Any:
 
 
 def run_source(client: Any, run_id: str, class_names: list[str] | None) -> ModelSource:
-    """The run's logged model, else its ``checkpoints/best.keras`` artifact."""
+    """The run's logged model, else its trained Keras file (a search's trial), else its best checkpoint."""
     run = queries.get_run(client, run_id)
     uri = f"runs:/{run_id}/{MODEL_NAME}"
     try:
         info = model_info(uri, "run")
-    except ConfigError:  # no logged model (tracking.log_model=false): try the checkpoint
+    except ConfigError:  # no logged model (tracking.log_model=false, a search's trial): a Keras file
         info = None
     if info is not None:
         names = class_names or as_names((info.metadata or {}).get("class_names")) or run_class_names(run_id)
         return ModelSource("mlflow", uri, names, run_id, f"run {run_id} ({info.model_uri})")
-    local = download_run_checkpoint(run_id)
-    if local is None:
-        raise ConfigError(
-            "run",
-            run_id,
-            "train with tracking.log_model=true, or pass checkpoint=<path.keras>",
-            problem=f"has no logged model and no {RUN_CHECKPOINT} (status {run.info.status})",
-        )
-    names = class_names or load_class_names(local) or run_class_names(run_id)
-    return ModelSource("checkpoint", str(local), names, run_id, f"run {run_id} ({RUN_CHECKPOINT})")
+    for artifact in RUN_KERAS_FILES:
+        local = download_run_keras_file(run_id, artifact)
+        if local is not None:
+            names = class_names or load_class_names(local) or run_class_names(run_id)
+            return ModelSource("checkpoint", str(local), names, run_id, f"run {run_id} ({artifact})")
+    raise ConfigError(
+        "run",
+        run_id,
+        "train with tracking.log_model=true, or pass checkpoint=<path.keras>",
+        problem=f"has no logged model and no {' or '.join(RUN_KERAS_FILES)} (status {run.info.status})",
+    )
 
 
-def download_run_checkpoint(run_id: str) -> Path | None:
-    """The run's best checkpoint, with the class names saved beside it when there are any."""
+def download_run_keras_file(run_id: str, artifact: str) -> Path | None:
+    """The run's Keras file ``artifact``, with the class names saved beside it when there are any."""
     folder = tempfile.mkdtemp()
-    local = queries.download_run_artifact(run_id, RUN_CHECKPOINT, folder)
+    local = queries.download_run_artifact(run_id, artifact, folder)
     if local is not None:
-        names_file = class_names_path(Path(RUN_CHECKPOINT))
+        names_file = class_names_path(Path(artifact))
         queries.download_run_artifact(run_id, names_file.as_posix(), folder)
     return local
 

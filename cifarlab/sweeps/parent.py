@@ -20,8 +20,9 @@ import psutil
 from omegaconf import DictConfig
 
 from cifarlab import tracking
+from cifarlab.reports.leaderboard import Row
 from cifarlab.runtime.lease import Lease
-from cifarlab.sweeps import champion, outcome, study, sweep_report, top_figures
+from cifarlab.sweeps import champion, outcome, study, sweep_report, top_trials
 from cifarlab.sweeps.storage import storage_lock
 from cifarlab.tracking import runs, sweep_runs
 
@@ -166,6 +167,21 @@ def end_stale_children(config: DictConfig, client: Any, parent_run_id: str) -> l
 # --- close ------------------------------------------------------------------------------------
 
 
+def _complete_top_trials(config: DictConfig, client: Any, rows: list[Row]) -> None:
+    """The figures and MLflow models of a search's best trials (``cifarlab.sweeps.top_trials``);
+    with ``tracking.register_as`` the best trial's model at least, to register as champion."""
+    top_trials.draw_top_figures(client, rows, int(config.reports.search_top), str(config.reports.orientation))
+    models = config.tracking.get("search_models")
+    if models is None or not config.tracking.log_model:
+        return  # every trial logged its own (or none)
+    if config.tracking.get("register_as"):
+        models = max(int(models), 1)
+    shared = study.study_ticket(config)
+    with storage_lock(shared.storage if shared else None, "models"):  # one worker logs each
+        uri = tracking.target_from_config(config).uri
+        top_trials.log_top_models(client, uri, rows, int(models))
+
+
 def close_parent(
     config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None = None
 ) -> dict[str, int]:
@@ -178,10 +194,8 @@ def close_parent(
     client = _client(config)
     end_stale_children(config, client, parent_run_id)
     result = outcome.gather(config, client, parent_run_id, jobs_dir, worker)
-    if study.is_optuna(config):  # its trials were recorded without figures (reports.figures)
-        top_figures.draw_top_figures(
-            client, result.rows, int(config.reports.search_top), str(config.reports.orientation)
-        )
+    if study.is_optuna(config):  # its trials were recorded without figures and MLflow models
+        _complete_top_trials(config, client, result.rows)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         summary = sweep_report.write_report(config, result, folder)

@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cifarlab.tracking.recorder import Recorder
+from cifarlab.tracking.recorder import Recorder, log_keras_flavor
+from cifarlab.tracking.registry import MODEL_NAME
 
-MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+# A search trial's model as a plain Keras file, until its search logs it as MLflow's (``add_keras_model``).
+TRAINED_FILE = "checkpoints/trained.keras"
 
 
 def log_keras_model(
@@ -36,19 +38,57 @@ def log_keras_model(
     ``predictions``; MLflow's own version is added to ``pip_requirements``. ``exported``: as a
     TensorFlow SavedModel (for models with layers Keras does not have); ``check_serving``: MLflow
     reloads the model and predicts on ``example``."""
+    recorder.log_keras_model(
+        model, **_flavor_options(example, predictions, metadata, pip_requirements, exported, check_serving)
+    )
+
+
+def add_keras_model(
+    uri: str,
+    run_id: str,
+    model: Any,
+    *,
+    example: Any,
+    predictions: Any,
+    metadata: Mapping[str, Any],
+    pip_requirements: Sequence[str],
+    exported: bool = False,
+    check_serving: bool = True,
+) -> None:
+    """``log_keras_model`` for a run that has ended, named by its id (a search's best trials get
+    their model when the search ends); the run's status and times stay as they are."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)  # where MLflow's Model.log writes...
+    # ...and in which experiment: the process's current one, not the run's, when no run is active.
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id)
+    log_keras_flavor(
+        model,
+        run_id=run_id,
+        **_flavor_options(example, predictions, metadata, pip_requirements, exported, check_serving),
+    )
+
+
+def _flavor_options(
+    example: Any,
+    predictions: Any,
+    metadata: Mapping[str, Any],
+    pip_requirements: Sequence[str],
+    exported: bool,
+    check_serving: bool,
+) -> dict[str, Any]:
     import mlflow
     from mlflow.models import infer_signature
 
-    recorder.log_keras_model(
-        model,
-        name=MODEL_NAME,
-        signature=infer_signature(example, predictions),
-        input_example=example,
-        metadata=dict(metadata),
-        pip_requirements=[*pip_requirements, f"mlflow=={mlflow.__version__}"],
-        save_exported_model=exported,
-        validate_serving_input=check_serving,
-    )
+    return {
+        "name": MODEL_NAME,
+        "signature": infer_signature(example, predictions),
+        "input_example": example,
+        "metadata": dict(metadata),
+        "pip_requirements": [*pip_requirements, f"mlflow=={mlflow.__version__}"],
+        "save_exported_model": exported,
+        "validate_serving_input": check_serving,
+    }
 
 
 def register_model(run_id: str, name: str) -> int:

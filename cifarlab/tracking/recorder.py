@@ -112,22 +112,7 @@ class RunRecorder:
         self._mlflow.log_text(text, artifact_file)
 
     def log_keras_model(self, model: Any, **kwargs: Any) -> None:
-        """``mlflow.keras.log_model``, working around mlflow/mlflow#16183.
-
-        The Keras flavor writes the input example before creating the model
-        folder; the shim creates it first and otherwise is ``mlflow.keras``.
-        """
-        import mlflow.keras
-        from mlflow.models import Model
-
-        def save_model(path: str, **save_kwargs: Any) -> None:
-            save_kwargs.pop("validate_serving_input", None)  # Model.log's own option
-            os.makedirs(path, exist_ok=True)
-            mlflow.keras.save_model(path=path, **save_kwargs)
-
-        flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
-        with _quiet_keras_progress():  # MLflow predicts on the input example
-            Model.log(artifact_path=None, flavor=flavor, model=model, **kwargs)
+        log_keras_flavor(model, run_id=self.run_id, **kwargs)
 
     def metric_history(self, key: str) -> dict[int, float]:
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
@@ -188,6 +173,23 @@ class RunRecorder:
         # A store that cannot delete (or nothing to delete): the tag is what lists it.
         with contextlib.suppress(Exception):
             get_artifact_repository(run.info.artifact_uri).delete_artifacts("error.txt")
+
+
+def log_keras_flavor(model: Any, run_id: str, **kwargs: Any) -> None:
+    """``mlflow.keras.log_model`` for the run ``run_id`` (active or ended), working around
+    mlflow/mlflow#16183: the Keras flavor writes the input example before creating the model
+    folder; the shim creates it first and otherwise is ``mlflow.keras``."""
+    import mlflow.keras
+    from mlflow.models import Model
+
+    def save_model(path: str, **save_kwargs: Any) -> None:
+        save_kwargs.pop("validate_serving_input", None)  # Model.log's own option
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **save_kwargs)
+
+    flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
+    with _quiet_keras_progress():  # MLflow predicts on the input example
+        Model.log(artifact_path=None, flavor=flavor, model=model, run_id=run_id, **kwargs)
 
 
 @contextmanager

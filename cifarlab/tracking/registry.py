@@ -43,19 +43,24 @@ def run_model_version(client: Any, experiment_id: str, name: str, run_id: str) -
     versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if versions:
         return str(max(int(v.version) for v in versions))
-    logged = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run_id}' and name = '{MODEL_NAME}'"
-    )
-    if not logged:
+    model = run_logged_model(client, experiment_id, run_id)
+    if model is None:
         return None
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
-    model = logged[0]
     return str(
         client.create_model_version(
             name, f"models:/{model.model_id}", run_id, model_id=model.model_id
         ).version
     )
+
+
+def run_logged_model(client: Any, experiment_id: str, run_id: str) -> Any | None:
+    """The model the run logged as ``model`` (``runs:/<run id>/model``); None if it has none."""
+    logged = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' and name = '{MODEL_NAME}'"
+    )
+    return logged[0] if logged else None
 
 
 def set_alias(client: Any, name: str, alias: str, version: str) -> None:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from cifarlab.data.base import DataSplits, content_digest
-from cifarlab.models.class_names import class_names_path
+from cifarlab.models.class_names import class_names_path, save_class_names
 from cifarlab.models.layers.swap import keras_layers_only, standard_layers
 from cifarlab.models.transfer import TransferReport
 from cifarlab.reports import write_reports
 from cifarlab.tracking import Recorder
-from cifarlab.tracking.models import log_keras_model, register_model, run_metrics
+from cifarlab.tracking.models import (
+    TRAINED_FILE,
+    add_keras_model,
+    log_keras_model,
+    register_model,
+    run_metrics,
+)
 from cifarlab.tracking.provenance import code_state, installed_versions, requirements_text
 from cifarlab.training.describe import model_summary
 from cifarlab.training.evaluation import evaluate_model
@@ -88,9 +96,9 @@ def evaluate_and_record(
 ) -> TrainResult:
     """Test metrics, reports, the best checkpoint and the model, then the run's summary metrics.
 
-    A search's trial draws no report figures unless ``reports.figures=true`` (the best trials
-    get theirs when the search ends), and skips MLflow's check that its logged model serves
-    (a reload and a prediction per trial; every model type is checked once by the tests).
+    A search's trial draws no report figures unless ``reports.figures=true``, and keeps its
+    model as a plain Keras file unless ``tracking.search_models=null``: its best trials get
+    their figures and MLflow model when the search ends (``cifarlab.sweeps.top_trials``).
     """
     figures = plan.reports.figures if plan.reports.figures is not None else not search_trial
     t = plan.trainer
@@ -104,8 +112,13 @@ def evaluate_and_record(
         recorder.log_artifact(best_checkpoint, "checkpoints")
         if class_names_path(best_checkpoint).exists():
             recorder.log_artifact(class_names_path(best_checkpoint), "checkpoints")
-    if plan.tracking.log_model:
-        log_model(recorder, model, data, probs, check_serving=not search_trial)
+    if plan.tracking.log_model and search_trial and plan.tracking.search_models is not None:
+        log_trained_file(recorder, model, data.class_names)
+    elif plan.tracking.log_model:
+        # A search's trial skips MLflow's check that the model serves (a reload and a prediction).
+        log_model(
+            recorder, model, data.x_test[:2], data.class_names, probs[:2], check_serving=not search_trial
+        )
         if plan.tracking.register_as and recorder.run_id:
             register_logged_model(recorder.run_id, plan.tracking.register_as)
     val_accuracy = history.get("val/accuracy")
@@ -180,21 +193,58 @@ def inference_model(model: keras.Model) -> keras.Model:
 
 
 def log_model(
-    recorder: Recorder, model: keras.Model, data: DataSplits, probs: np.ndarray, check_serving: bool = True
+    recorder: Recorder,
+    model: keras.Model,
+    example: np.ndarray,
+    class_names: Sequence[str],
+    predictions: np.ndarray,
+    check_serving: bool = True,
 ) -> None:
     """The MLflow Keras model: raw uint8 images in, class probabilities out, with the class names;
-    ``check_serving``: MLflow reloads it and predicts on the input example (a warning if that fails)."""
+    its signature from ``example`` (two images) and their ``predictions``. ``check_serving``:
+    MLflow reloads it and predicts on the example (a warning if that fails)."""
     plain = inference_model(model)
     log_keras_model(
         recorder,
         plain,
-        example=data.x_test[:2],
-        predictions=probs[:2],
-        metadata={"class_names": list(data.class_names), "input_dtype": "uint8"},
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        exported=not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
+        **model_options(plain, example, class_names, predictions),
         check_serving=check_serving,
     )
+
+
+def model_options(
+    plain: keras.Model, example: np.ndarray, class_names: Sequence[str], predictions: np.ndarray
+) -> dict[str, Any]:
+    """What a logged model carries besides its layers: signature example, class names, versions."""
+    return {
+        "example": example,
+        "predictions": predictions,
+        "metadata": {"class_names": list(class_names), "input_dtype": "uint8"},
+        "pip_requirements": [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        "exported": not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
+    }
+
+
+def log_trained_file(recorder: Recorder, model: keras.Model, class_names: Sequence[str]) -> None:
+    """The inference model as ``checkpoints/trained.keras``, its class names beside it: a
+    fraction of the cost of MLflow's model, which ``log_trained_model`` makes from it later."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(TRAINED_FILE).name
+        inference_model(model).save(path)
+        recorder.log_artifact(path, str(Path(TRAINED_FILE).parent))
+        recorder.log_artifact(save_class_names(path, class_names), str(Path(TRAINED_FILE).parent))
+
+
+def log_trained_model(uri: str, run_id: str, trained: Path, class_names: Sequence[str] | None) -> None:
+    """The MLflow model of the ended run ``run_id`` from its ``checkpoints/trained.keras``, with two
+    black images as its input example (the run's own images are not at hand here)."""
+    from cifarlab.models.layers import colour  # noqa: F401  registers delta's layer, for loading
+
+    model = keras.models.load_model(trained, compile=False)
+    example = np.zeros((2, *model.input_shape[1:]), dtype=np.uint8)
+    predictions = keras.ops.convert_to_numpy(model(example, training=False))  # no tf.function to retrace
+    names = list(class_names or [f"class_{i}" for i in range(predictions.shape[-1])])
+    add_keras_model(uri, run_id, model, **model_options(model, example, names, predictions))
 
 
 def register_logged_model(run_id: str, name: str) -> int:

@@ -55,6 +55,8 @@ CONFIG_ERRORS = [
      "(or +model.hidden_unit=[8] to add a new key)"),
     (["dataset=synthetic", "dataset.num_classes=1"],
      "dataset.num_classes=1 is not valid; use at least 2: a classifier needs two classes to tell apart"),
+    (["tracking.search_models=-1"],
+     "tracking.search_models=-1 is not valid; use null (every trial) or a whole number >= 0, e.g. 3"),
 ]  # fmt: skip
 
 

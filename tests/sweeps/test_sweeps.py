@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
@@ -330,7 +331,7 @@ def test_submitit_local_runs_a_one_job_sweep_with_its_parent(tmp_path):
 # --- Optuna ---------------------------------------------------------------------------------------
 
 OPTUNA = ("-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=1", "augmentation=none",
-          "tracking.log_model=false", "reports.search_top=2")  # fmt: skip
+          "reports.search_top=2", "tracking.search_models=1", "tracking.register_as=mlp")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -362,6 +363,8 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
     assert len(first_children) == 3 and all(c.info.status == "FINISHED" for c in first_children)
     assert "0 trials done, n_trials=3; 3 to go" in first.stdout
     assert "3 trials done, n_trials=5; 2 to go" in second.stdout
+    # The search's end downloads its best trials' predictions and models without MLflow's progress bars.
+    assert "Downloading artifacts" not in first.stdout + first.stderr
 
     trials = _study(workdir).trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
@@ -417,6 +420,54 @@ def test_a_searchs_trials_record_their_predictions_and_only_its_best_two_get_fig
             assert {"confusion_matrix.png", "reliability_diagram.png", "training_curves.png"} <= figures
         else:
             assert figures == set()
+
+
+@pytest.mark.slow
+def test_a_searchs_trials_keep_a_keras_file_and_only_its_best_gets_the_mlflow_model(optuna_study, tmp_path):
+    import mlflow
+
+    workdir, _, (_, runs) = optuna_study
+    store = workdir / "mlruns"
+    (parent,) = _parents(runs)
+    ranked = [
+        r["run_id"] for r in _leaderboard(store, parent.info.run_id, tmp_path) if r["status"] == "FINISHED"
+    ]
+    assert len(ranked) == 3 and parent.data.tags["best_run_id"] == ranked[0]
+    client = mlflow_client(store)
+    experiment_id = parent.info.experiment_id
+    for run_id in ranked:
+        assert "checkpoints/trained.keras" in {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+        logged = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        assert len(logged) == (1 if run_id == ranked[0] else 0), run_id  # the best only, once
+        if run_id == ranked[0]:
+            best_model = logged[0]
+    # The best's MLflow model was made from its Keras file: plain MLflow loads it, same answers.
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    pyfunc = mlflow.pyfunc.load_model(best_model.artifact_location)
+    served = pyfunc.predict(images)
+    trained = client.download_artifacts(ranked[0], "checkpoints/trained.keras", str(tmp_path))
+    keras_probs = _keras_predict(trained, images)
+    np.testing.assert_allclose(np.asarray(served), keras_probs, rtol=1e-5, atol=1e-6)
+    assert pyfunc.metadata.metadata["class_names"] == [f"class_{i}" for i in range(4)]
+    # The champion is the best trial's model, and no other trial registered one of its own.
+    (version,) = client.search_model_versions("name = 'mlp'")
+    assert (
+        version.run_id == ranked[0]
+        and client.get_model_version_by_alias("mlp", "champion").version == version.version
+    )
+    # Another trial is evaluated from its Keras file, the model its test metrics are of.
+    other = ranked[1]
+    proc = run_cli(f"run={other}", command="evaluate", cwd=workdir)
+    assert f"evaluating run {other} (checkpoints/trained.keras)" in proc.stdout
+    (evaluation,) = [r for r in all_runs(store) if r.data.tags.get("source_run_id") == other]
+    recorded = client.get_run(other).data.metrics["test/accuracy"]
+    assert evaluation.data.metrics["test/accuracy"] == pytest.approx(recorded, abs=1e-9)
+
+
+def _keras_predict(path: str, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    return keras.models.load_model(path, compile=False).predict(images, verbose=0)
 
 
 @pytest.mark.slow
