@@ -18,6 +18,14 @@ register_config_store()
 os.environ.setdefault("CIFARLAB_CALIBRATE", "0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first. xdist (--dist loadfile) hands out whole files in collection
+    order: the long ones then start early instead of keeping one worker busy after the other
+    has run out of files. The order within a file stays as it is."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose ``conf/`` with overrides, outputs and store redirected into tmp_path."""
