@@ -176,10 +176,7 @@ def _complete_top_trials(config: DictConfig, client: Any, rows: list[Row]) -> No
         return  # every trial logged its own (or none)
     if config.tracking.get("register_as"):
         models = max(int(models), 1)
-    shared = study.study_ticket(config)
-    with storage_lock(shared.storage if shared else None, "models"):  # one worker logs each
-        uri = tracking.target_from_config(config).uri
-        top_trials.log_top_models(client, uri, rows, int(models))
+    top_trials.log_top_models(client, tracking.target_from_config(config).uri, rows, int(models))
 
 
 def close_parent(
@@ -190,7 +187,16 @@ def close_parent(
 
     The leaderboard covers every child of the parent, whichever worker ran it; each
     worker of a shared search writes it again as it ends, the last one with every trial.
+    They do so one at a time, under their study storage's lock: two writing the parent's
+    tags at once collide in MLflow's SQLite store (a UNIQUE constraint), and each logs the
+    best trials' models only when no other worker has.
     """
+    shared = study.study_ticket(config)
+    with storage_lock(shared.storage if shared else None, "parent"):
+        return _close(config, parent_run_id, jobs_dir, worker)
+
+
+def _close(config: DictConfig, parent_run_id: str, jobs_dir: Path, worker: str | None) -> dict[str, int]:
     client = _client(config)
     end_stale_children(config, client, parent_run_id)
     result = outcome.gather(config, client, parent_run_id, jobs_dir, worker)
