@@ -1,17 +1,25 @@
-"""Why SLURM will not run the workers, said in one line with the override to change.
+"""Why SLURM will not run a search's workers or a sweep's jobs, said in one line with the override to change.
 
 SLURM refuses some requests at submission (a GPU where no node has one, an
 unknown partition, more memory than any node) and leaves others pending for
 ever: more CPUs per task or a longer time limit than the partition allows pend
 with a reason (``PartitionConfig``, ``PartitionTimeLimit``...) that no waiting
 clears. ``refusal`` turns sbatch's error into the fix; ``stuck`` reads
-``squeue`` for such reasons so that the command cancels the array and says so
-instead of waiting in silence.
+``squeue`` for such reasons so that the command cancels the jobs and says so
+instead of waiting in silence. ``cifarlab.workers`` asks ``stuck`` between its
+own polls; the ``hydra/launcher=slurm`` launcher, which waits inside submitit,
+runs a ``PendingWatch`` beside it.
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cifarlab.errors import CifarlabError
@@ -30,6 +38,41 @@ NEVER_CLEARS = {
 # What sbatch's refusal names -> what to change; anything else is a node configuration not available.
 REFUSALS = (("gres", "gpu"), ("partition", "partition"), ("account", "account"), ("qos", "account"),
             ("time limit", "time"))  # fmt: skip
+# sacct's complaint on clusters without accounting, each time submitit asks it for the jobs' states.
+NO_ACCOUNTING = re.compile(r"^Slurm accounting storage is disabled")
+# ... and sbatch's refusal, which submitit echoes before raising it: the refusal is said once, by us.
+SCHEDULER_NOISE = re.compile(rf"{NO_ACCOUNTING.pattern}|^sbatch: error:")
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    """What was asked of SLURM, and the override that asks each part of it."""
+
+    prefix: str  # "slurm." (cifarlab.workers) or "hydra.launcher." (the launcher)
+    timeout_key: str
+    partition: str | None
+    cpus_per_task: int
+    gpus_per_node: int
+    mem_gb: int | None
+    account: str | None
+    timeout_min: int
+
+    @classmethod
+    def of_workers(cls, options: Any) -> SlurmRequest:
+        """From ``cifarlab.workers``' options (``slurm.*``, ``timeout_min``)."""
+        slurm = options.slurm
+        return cls("slurm.", "timeout_min", slurm.partition, slurm.cpus_per_task, slurm.gpus_per_node,
+                   slurm.mem_gb, slurm.account, options.timeout_min)  # fmt: skip
+
+    @classmethod
+    def of_launcher(cls, params: Mapping[str, Any]) -> SlurmRequest:
+        """From the submitit launcher's parameters (``hydra.launcher.*``)."""
+        return cls("hydra.launcher.", "hydra.launcher.timeout_min", params.get("partition"),
+                   params.get("cpus_per_task") or 1, params.get("gpus_per_node") or 0, params.get("mem_gb"),
+                   params.get("account"), params.get("timeout_min") or 0)  # fmt: skip
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
 
 
 def _partition_line(partition: str | None) -> str:
@@ -48,28 +91,28 @@ def _partition_line(partition: str | None) -> str:
     return f"partition {name.rstrip('*')}: {cpus} CPUs, {memory} MB, {gpus}, time limit {limit}"
 
 
-def _fix(kind: str, options: Any) -> str:
-    slurm = options.slurm
+def _fix(kind: str, request: SlurmRequest) -> str:
+    key = request.key
     return {
-        "cpus": f"lower slurm.cpus_per_task={slurm.cpus_per_task} (or slurm.mem_gb, slurm.gpus_per_node)",
-        "time": f"lower timeout_min={options.timeout_min}",
-        "account": f"check slurm.account={slurm.account}",
-        "partition": f"choose another slurm.partition (now {slurm.partition or 'the default'})",
-        "gpu": f"use slurm.gpus_per_node=0 (now {slurm.gpus_per_node}) or a partition with GPUs",
-        "memory": f"lower slurm.mem_gb={slurm.mem_gb} or slurm.cpus_per_task={slurm.cpus_per_task}",
+        "cpus": f"lower {key('cpus_per_task')}={request.cpus_per_task} (or {key('mem_gb')}, {key('gpus_per_node')})",
+        "time": f"lower {request.timeout_key}={request.timeout_min}",
+        "account": f"check {key('account')}={request.account}",
+        "partition": f"choose another {key('partition')} (now {request.partition or 'the default'})",
+        "gpu": f"use {key('gpus_per_node')}=0 (now {request.gpus_per_node}) or a partition with GPUs",
+        "memory": f"lower {key('mem_gb')}={request.mem_gb} or {key('cpus_per_task')}={request.cpus_per_task}",
     }[kind]
 
 
-def refusal(message: str, options: Any) -> CifarlabError:
+def refusal(message: str, request: SlurmRequest) -> CifarlabError:
     """sbatch's error, with the override that caused it."""
     error = next((line for line in reversed(message.splitlines()) if "error" in line), message.strip())
     lowered = message.lower()
     kind = next((kind for needle, kind in REFUSALS if needle in lowered), "memory")
-    where = _partition_line(options.slurm.partition)
-    return CifarlabError(f"SLURM refused the workers ({error.strip()}; {where}): {_fix(kind, options)}")
+    where = _partition_line(request.partition)
+    return CifarlabError(f"SLURM refused the jobs ({error.strip()}; {where}): {_fix(kind, request)}")
 
 
-def stuck(job_id: str, options: Any) -> CifarlabError | None:
+def stuck(job_id: str, request: SlurmRequest) -> CifarlabError | None:
     """An error when the array's tasks pend for a reason no waiting clears; None otherwise."""
     try:
         out = subprocess.run(
@@ -84,10 +127,10 @@ def stuck(job_id: str, options: Any) -> CifarlabError | None:
     never = sorted(r for r in reasons if r in NEVER_CLEARS)
     if not never:
         return None
-    where = _partition_line(options.slurm.partition)
+    where = _partition_line(request.partition)
     return CifarlabError(
-        f"SLURM job {job_id} would pend for ever ({never[0]}; {where}), so it was cancelled: "
-        f"{_fix(NEVER_CLEARS[never[0]], options)}"
+        f"SLURM job {array_id(job_id)} would pend for ever ({never[0]}; {where}), so it was cancelled: "
+        f"{_fix(NEVER_CLEARS[never[0]], request)}"
     )
 
 
@@ -99,3 +142,41 @@ def array_id(job_id: str) -> str:
 def cancel(job_id: str) -> None:
     """Cancel every task of the array."""
     subprocess.run(["scancel", array_id(job_id)], capture_output=True, timeout=30, check=False)
+
+
+class PendingWatch(threading.Thread):
+    """Beside a launch that waits inside submitit: jobs that would pend for ever are cancelled, the wait ended.
+
+    The jobs are those whose files submitit writes under ``folder`` (its
+    ``submitit_folder``, ``%j`` or not) after the watch starts. On a verdict the
+    watch cancels the array and interrupts the main thread (SIGINT), whose
+    launcher then raises ``verdict`` instead of KeyboardInterrupt: on clusters
+    without accounting submitit would never learn that a cancelled job ended.
+    """
+
+    def __init__(self, folder: str, request: SlurmRequest, poll_s: float = 5.0) -> None:
+        super().__init__(name="cifarlab-slurm-watch", daemon=True)
+        self.root = Path(folder.split("%", 1)[0])  # the fixed part of submitit's folder pattern
+        self.request = request
+        self.poll_s = poll_s
+        self.verdict: CifarlabError | None = None
+        self._done = threading.Event()
+        self._earlier = set(self._job_ids())  # an earlier launch's jobs, in a reused sweep folder
+
+    def _job_ids(self) -> list[str]:
+        """Jobs submitit wrote files for: ``<job id>_submitted.pkl``, one per task."""
+        return [p.name.removesuffix("_submitted.pkl") for p in self.root.glob("**/*_submitted.pkl")]
+
+    def run(self) -> None:
+        while not self._done.wait(self.poll_s):
+            arrays = {array_id(job) for job in self._job_ids() if job not in self._earlier}
+            for array in sorted(arrays):
+                verdict = stuck(array, self.request)
+                if verdict is not None and not self._done.is_set():
+                    cancel(array)
+                    self.verdict = verdict
+                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                    return
+
+    def stop(self) -> None:
+        self._done.set()

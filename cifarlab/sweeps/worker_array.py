@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from cifarlab.runtime.quiet import stderr_without
 from cifarlab.sweeps import slurm_watch
 
 CLUSTERS = ("local", "slurm")
-NO_ACCOUNTING = re.compile(r"^Slurm accounting storage is disabled")
 STOPPED_CODES = {130: "SIGINT", 143: "SIGTERM (scancel, preemption)"}  # a search's exit codes for them
 WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
 
@@ -114,14 +112,14 @@ def _submit(executor: Any, options: Any, *arguments: list) -> list:
         with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal: said once, below
             return list(executor.map_array(run_worker, *arguments))
     except FailedJobError as err:  # sbatch refused the array
-        raise slurm_watch.refusal(str(err), options) from None
+        raise slurm_watch.refusal(str(err), slurm_watch.SlurmRequest.of_workers(options)) from None
 
 
 def _wait(jobs: list, options: Any) -> None:
     """Until every worker ended; on SLURM, an array whose tasks would pend for ever is cancelled."""
     while not _all_done(jobs):
         if options.cluster == "slurm":
-            error = slurm_watch.stuck(jobs[0].job_id, options)
+            error = slurm_watch.stuck(jobs[0].job_id, slurm_watch.SlurmRequest.of_workers(options))
             if error is not None:
                 slurm_watch.cancel(jobs[0].job_id)
                 raise error
@@ -130,7 +128,7 @@ def _wait(jobs: list, options: Any) -> None:
 
 def _all_done(jobs: list) -> bool:
     # submitit asks sacct, whose complaint on clusters without accounting would repeat on every poll.
-    with stderr_without(NO_ACCOUNTING):
+    with stderr_without(slurm_watch.NO_ACCOUNTING):
         return all(job.done() for job in jobs)
 
 
@@ -154,7 +152,7 @@ def _ends(jobs: list) -> list[WorkerEnd]:
     ends = []
     for task, job in enumerate(jobs):
         try:
-            with stderr_without(NO_ACCOUNTING):
+            with stderr_without(slurm_watch.NO_ACCOUNTING):
                 code: int | None = int(job.result())
         except (FailedJobError, UncompletedJobError):  # cancelled, timed out or killed by the scheduler
             code = None

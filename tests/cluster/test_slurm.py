@@ -2,8 +2,9 @@
 
 With their shipped defaults the workers' job array and the submitit launcher
 run; a request no node can meet stops the command in one line that names the
-override to change, at once when sbatch refuses it, within two minutes when
-SLURM would leave it pending for ever.
+override to change (``slurm.*`` for the workers, ``hydra.launcher.*`` for the
+launcher), at once when sbatch refuses it, within two minutes when SLURM would
+leave it pending for ever.
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def test_the_submitit_launcher_preset_with_its_defaults_runs_a_sweep(slurm, tmp_
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {c.data.params["optimizer.lr"] for c in children} == {"0.001", "0.002"}, proc.stdout
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("hydra.launcher.gpus_per_node=1", "use hydra.launcher.gpus_per_node=0 (now 1)"),  # sbatch refuses it
+        ("hydra.launcher.cpus_per_task=64", "would pend for ever (PartitionConfig"),  # SLURM lets it pend
+    ],
+)
+def test_launcher_jobs_no_node_can_run_stop_in_one_line_naming_the_override(slurm, tmp_path, override, said):
+    proc = run_cli("-m", "hydra/launcher=slurm", override, "dataset=synthetic", "model=mlp", "trainer.epochs=2",
+                   "optimizer.lr=1e-3,2e-3", cwd=tmp_path, check=False, timeout=150)  # fmt: skip
+    errors = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(errors) == 1 and errors[0].startswith("cifarlab: error:"), proc.stderr
+    assert said in errors[0] and override.split("=")[0] in errors[0] and "2 CPUs" in errors[0]
+    assert not [line for line in _queue() if "PENDING" in line]  # nothing left waiting in the queue
+    (parent,) = all_runs(tmp_path / "mlruns")  # the sweep's run, ended: no job ran
+    assert parent.info.status == "KILLED"
 
 
 # Trials long enough to be cancelled mid-trial; a short heartbeat so that a lost one is noticed in seconds.
