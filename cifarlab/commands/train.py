@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from dataclasses import replace
+from typing import cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,6 +23,7 @@ from cifarlab.config.locations import conf_dir
 from cifarlab.config.schema import validate
 from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.runtime.interrupts import describe_interrupt, stop_on_sigterm
+from cifarlab.sweeps.job import in_a_process_of_its_own
 from cifarlab.training.run_hooks import RunHooks
 
 register_config_store()
@@ -48,10 +50,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None  # the job is recorded FAILED; the sweep goes on
         sys.exit(1)
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run already ended KILLED
-        if not single_run:
+        if not single_run and not in_a_process_of_its_own(cast(DictConfig, HydraConfig.get())):
             raise  # the whole sweep stops
         line, code = describe_interrupt(err)
         print(f"cifarlab: {line}", file=sys.stderr)
+        if not single_run:
+            return None  # scancel stopped this SLURM job: recorded as failed, the sweep goes on
         sys.exit(code)
     except Exception as err:
         # Any other failure of one sweep job (its MLflow run already ended FAILED):

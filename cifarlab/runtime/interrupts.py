@@ -22,11 +22,15 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def stop_on_sigterm() -> None:
-    """From now on SIGTERM raises Terminated in the main thread (unless someone else handles it)."""
+def stop_on_sigterm(replace: bool = False) -> None:
+    """From now on SIGTERM raises Terminated in the main thread (unless someone else handles it).
+
+    ``replace`` takes SIGTERM over from a handler already there: submitit's, in a
+    SLURM job, only logs it, and SLURM kills the job with SIGKILL 30 s later.
+    """
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    if replace or signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
 
         def terminate(signum: int, frame: Any) -> None:
             raise Terminated(f"stopped by {signal.Signals(signum).name}")

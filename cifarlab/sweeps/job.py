@@ -46,6 +46,22 @@ def multirun_hydra() -> DictConfig | None:
     return hydra_cfg if hydra_cfg.get("mode") == RunMode.MULTIRUN else None
 
 
+def in_a_process_of_its_own(hydra_cfg: DictConfig) -> bool:
+    """Whether the launcher runs each job as a process of its own (submitit: a SLURM job).
+
+    A signal to such a job (scancel, SLURM's time limit) stops that job only; the
+    sweep goes on. Jobs the joblib launcher runs stop with their sweep.
+    """
+    target = OmegaConf.select(hydra_cfg, "launcher._target_")
+    if not target:
+        return False
+    from hydra.utils import get_class
+
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+    return issubclass(get_class(str(target)), BaseSubmititLauncher)
+
+
 def sweep_dir(hydra_cfg: DictConfig) -> Path:
     """The sweep's output folder as an absolute path (``hydra.sweep.dir`` is relative to the launch folder)."""
     folder = Path(str(hydra_cfg.sweep.dir))

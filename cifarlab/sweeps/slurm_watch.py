@@ -8,18 +8,15 @@ clears. ``refusal`` turns sbatch's error into the fix; ``stuck`` reads
 ``squeue`` for such reasons so that the command cancels the jobs and says so
 instead of waiting in silence. ``cifarlab.workers`` asks ``stuck`` between its
 own polls; the ``hydra/launcher=slurm`` launcher, which waits inside submitit,
-runs a ``PendingWatch`` beside it.
+runs a ``cifarlab.sweeps.launch_watch.LaunchWatch`` beside it.
 """
 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cifarlab.errors import CifarlabError
@@ -142,41 +139,3 @@ def array_id(job_id: str) -> str:
 def cancel(job_id: str) -> None:
     """Cancel every task of the array."""
     subprocess.run(["scancel", array_id(job_id)], capture_output=True, timeout=30, check=False)
-
-
-class PendingWatch(threading.Thread):
-    """Beside a launch that waits inside submitit: jobs that would pend for ever are cancelled, the wait ended.
-
-    The jobs are those whose files submitit writes under ``folder`` (its
-    ``submitit_folder``, ``%j`` or not) after the watch starts. On a verdict the
-    watch cancels the array and interrupts the main thread (SIGINT), whose
-    launcher then raises ``verdict`` instead of KeyboardInterrupt: on clusters
-    without accounting submitit would never learn that a cancelled job ended.
-    """
-
-    def __init__(self, folder: str, request: SlurmRequest, poll_s: float = 5.0) -> None:
-        super().__init__(name="cifarlab-slurm-watch", daemon=True)
-        self.root = Path(folder.split("%", 1)[0])  # the fixed part of submitit's folder pattern
-        self.request = request
-        self.poll_s = poll_s
-        self.verdict: CifarlabError | None = None
-        self._done = threading.Event()
-        self._earlier = set(self._job_ids())  # an earlier launch's jobs, in a reused sweep folder
-
-    def _job_ids(self) -> list[str]:
-        """Jobs submitit wrote files for: ``<job id>_submitted.pkl``, one per task."""
-        return [p.name.removesuffix("_submitted.pkl") for p in self.root.glob("**/*_submitted.pkl")]
-
-    def run(self) -> None:
-        while not self._done.wait(self.poll_s):
-            arrays = {array_id(job) for job in self._job_ids() if job not in self._earlier}
-            for array in sorted(arrays):
-                verdict = stuck(array, self.request)
-                if verdict is not None and not self._done.is_set():
-                    cancel(array)
-                    self.verdict = verdict
-                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-                    return
-
-    def stop(self) -> None:
-        self._done.set()

@@ -123,7 +123,7 @@ class SweepRecord(Callback):
             # Hydra turns a callback's exception into a warning; a script or CI job must see the
             # failure in the exit status, once the other jobs ran and the leaderboard is written.
             print(
-                f"cifarlab: error: {counts['failed']} job(s) of the sweep failed (their runs, FAILED, are "
+                f"cifarlab: error: {counts['failed']} job(s) of the sweep failed (their runs, FAILED or KILLED, are "
                 f"under sweep run {self.parent_run_id}); fix the cause and run the same command again: "
                 "only the jobs that did not finish run",
                 file=sys.stderr,
@@ -148,6 +148,8 @@ class SweepRecord(Callback):
         ticket = contract.read_ticket()
         if ticket is not None and "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_")):
             watchdog.watch_sweep(ticket.sweep_pid)
+        if job.in_a_process_of_its_own(config.hydra):
+            stop_on_sigterm(replace=True)  # scancel ends the job's run KILLED, not SIGKILL 30 s later
         job.start_job(config, ticket)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

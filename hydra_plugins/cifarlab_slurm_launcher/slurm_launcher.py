@@ -3,9 +3,11 @@
 The plugin's launcher submits the sweep's jobs as one array and waits inside
 submitit; a request SLURM refuses ends in sbatch's traceback, and one SLURM lets
 pend for ever waits for ever (without accounting, submitit cannot even see a
-cancelled job end). This launcher is that one with ``cifarlab.sweeps.slurm_watch``
-beside it: the refusal, or a pending reason no waiting clears, is one line
-naming the ``hydra.launcher.*`` override to change, and the jobs are cancelled.
+cancelled job end). This launcher is that one with a
+``cifarlab.sweeps.launch_watch.LaunchWatch`` beside it: the refusal, or a pending
+reason no waiting clears, is one line naming the ``hydra.launcher.*`` override to
+change, and the jobs are cancelled; a job that ended without a result ends the
+wait in one line once the others ended.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ class WatchedSlurmLauncher(SlurmLauncher):
 
         from cifarlab.runtime.quiet import stderr_without
         from cifarlab.sweeps import slurm_watch
+        from cifarlab.sweeps.launch_watch import LaunchWatch
 
         # Its "Bypassing sacct error" warning at each poll, on clusters without accounting.
         logging.getLogger("submitit").setLevel(logging.ERROR)
         request = slurm_watch.SlurmRequest.of_launcher(self.params)
-        watch = slurm_watch.PendingWatch(str(self.params["submitit_folder"]), request)
+        watch = LaunchWatch(str(self.params["submitit_folder"]), request)
         watch.start()
         try:
             with stderr_without(slurm_watch.SCHEDULER_NOISE):

@@ -9,9 +9,12 @@ leave it pending for ever.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import all_runs, cli_env, mlflow_client, run_cli
@@ -63,16 +66,6 @@ def test_workers_no_node_can_run_stop_in_one_line_naming_the_override(slurm, tmp
     assert not [line for line in _queue() if "PENDING" in line]  # nothing left waiting in the queue
 
 
-def test_the_submitit_launcher_preset_with_its_defaults_runs_a_sweep(slurm, tmp_path):
-    proc = run_cli("-m", "hydra/launcher=slurm", "dataset=synthetic", "model=mlp", "trainer.epochs=2",
-                   "augmentation=none", "optimizer.lr=1e-3,2e-3", cwd=tmp_path, timeout=600)  # fmt: skip
-    runs = all_runs(tmp_path / "mlruns")
-    (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert {c.data.params["optimizer.lr"] for c in children} == {"0.001", "0.002"}, proc.stdout
-    assert {r.info.status for r in runs} == {"FINISHED"}
-
-
 @pytest.mark.parametrize(
     ("override", "said"),
     [
@@ -101,6 +94,23 @@ def _epochs_logged(store) -> list[int]:
     client = mlflow_client(store)
     return [len(client.get_metric_history(r.info.run_id, "val/accuracy"))
             for r in all_runs(store) if r.data.tags.get("sweep_role") != "parent"]  # fmt: skip
+
+
+def _kill_9(task: str) -> None:
+    """SIGKILL the Python process of a SLURM task (on this node), as the OOM killer or a lost node would end it."""
+    job = subprocess.run(
+        ["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True
+    ).stdout.strip()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv, environ = (proc / "cmdline").read_bytes().split(b"\0"), (proc / "environ").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        if Path(argv[0].decode()).name.startswith("python") and f"SLURM_JOB_ID={job}\0".encode() in environ:
+            found.append(int(proc.name))
+    (python,) = found
+    os.kill(python, signal.SIGKILL)
 
 
 def _wait_for_an_empty_queue() -> None:
@@ -146,3 +156,35 @@ def test_scancel_of_a_task_mid_trial_hands_its_trial_to_the_other_worker_which_r
     assert len(children) == 6 and {c.info.status for c in children} == {
         "FINISHED"
     }  # resumed: no empty KILLED run
+
+
+def test_the_submitit_launcher_preset_runs_a_sweep_whose_stopped_and_killed_jobs_resume_on_rerun(
+    slurm, tmp_path
+):
+    _wait_for_an_empty_queue()  # both jobs must run at once
+    epochs = 60  # jobs of a few epochs a second: long enough to stop both mid-run
+    args = ["-m", "hydra/launcher=slurm", "dataset=synthetic", "model=mlp", "augmentation=none",
+            f"trainer.epochs={epochs}", "dataset.samples_per_class=300",
+            "callbacks.early_stopping.enabled=false", "optimizer.lr=1e-3,2e-3"]  # fmt: skip
+    sweep = subprocess.Popen([sys.executable, "-m", "cifarlab", *args], cwd=tmp_path, env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while sum(0 < n < epochs for n in _epochs_logged(tmp_path / "mlruns")) < 2:  # both jobs mid-run
+        assert sweep.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    (stop, kill) = sorted(line.split()[0] for line in _queue() if " RUNNING " in line)
+    subprocess.run(["scancel", stop], check=True)  # SIGTERM: the job ends its run KILLED and returns
+    _kill_9(kill)  # no result file: submitit alone would wait for ever
+    err = sweep.communicate(timeout=180)[1]
+    errors = err.strip().splitlines()
+    assert sweep.returncode == 1 and len(errors) == 1, err
+    assert f"SLURM job {kill} ended without a result" in errors[0] and "same command again" in errors[0]
+    runs = all_runs(tmp_path / "mlruns")
+    assert [r.info.status for r in runs] == ["KILLED"] * 3  # the killed job's run too, as the sweep ended
+
+    run_cli(*args, cwd=tmp_path, timeout=600)  # the same command: both jobs resume their runs
+    runs_after = all_runs(tmp_path / "mlruns")
+    assert {r.info.run_id for r in runs_after} == {r.info.run_id for r in runs}
+    assert {r.info.status for r in runs_after} == {"FINISHED"}
+    children = [r for r in runs_after if r.data.tags.get("sweep_role") != "parent"]
+    assert {c.data.params["optimizer.lr"] for c in children} == {"0.001", "0.002"}
