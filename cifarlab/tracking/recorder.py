@@ -100,7 +100,10 @@ class RunRecorder:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        # Stamped once: a call tried again after a 503 (which may have landed) is then the same
+        # rows, which MLflow's store skips, not an epoch logged twice.
+        timestamp = int(time.time() * 1000)
+        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, timestamp=timestamp)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path)

@@ -110,14 +110,19 @@ def _server_behind_front(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 @pytest.mark.slow
 def test_a_run_rides_out_a_server_answering_503_for_a_few_seconds(tmp_path):
-    """As while the server's database restarts: the calls wait, the run goes on, each epoch once."""
+    """As while the server's database restarts: the calls wait, the run goes on, each epoch once.
+
+    Then writes that land but whose answer is a 503: tried again, they must not log an epoch twice.
+    """
     from mlflow import MlflowClient
 
     with _server_behind_front(tmp_path) as (direct, uri, fault):
         train, run_id = _train_past_its_first_epoch(tmp_path, uri, server_uri=direct)
         try:
             fault.write_text("503")
-            time.sleep(8)
+            time.sleep(5)
+            fault.write_text("landed-503")
+            time.sleep(5)
             fault.unlink()
             _, stderr = train.communicate(timeout=300)
         finally:
