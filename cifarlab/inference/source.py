@@ -19,7 +19,7 @@ from cifarlab.errors import CifarlabError, ConfigError, first_line
 from cifarlab.inference.labels import as_names, checkpoint_class_names, run_class_names
 from cifarlab.models.class_names import class_names_path, load_class_names
 from cifarlab.tracking import queries
-from cifarlab.tracking.models import TRAINED_FILE
+from cifarlab.tracking.models import RUN_KERAS_FILES
 from cifarlab.tracking.registry import MODEL_NAME
 from cifarlab.tracking.store import connect
 from cifarlab.tracking.target import resolve_uri
@@ -27,7 +27,6 @@ from cifarlab.tracking.target import resolve_uri
 CHECKPOINT_SUFFIXES = (".keras", ".h5")
 DEFAULT_MLRUNS_DIR = "mlruns"  # where training keeps its store when nothing else is said
 # A run without an MLflow model: the model its test metrics are of (a search's trial), else its best checkpoint.
-RUN_KERAS_FILES = (TRAINED_FILE, "checkpoints/best.keras")
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
 URI_HELP = (
     "use models:/<name>/<version>, models:/<name>@<alias>, models:/<model id> (m-...) or runs:/<run id>/model"

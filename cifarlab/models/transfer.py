@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import keras
 
 from cifarlab.errors import ConfigError
-from cifarlab.tracking.models import load_logged_keras_model
+from cifarlab.tracking.models import load_logged_keras_model, run_keras_file
+from cifarlab.tracking.registry import MODEL_NAME
 
 HEAD_LAYERS = ("logits", "probabilities")
 FREEZE_CHOICES = ("none", "backbone")
@@ -30,17 +32,7 @@ class TransferReport:
 def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
     """A trained model from a ``.keras`` file, ``runs:/<id>[/model]`` or ``models:/...``."""
     if uri.startswith(("runs:/", "models:/")):
-        if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
-            uri = f"{uri.rstrip('/')}/model"
-        try:
-            return load_logged_keras_model(uri, tracking_uri)
-        except Exception as err:  # MLflow raises several types for a missing run or model
-            raise ConfigError(
-                "model.init_from",
-                uri,
-                f"no logged model could be loaded ({type(err).__name__}); "
-                "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file",
-            ) from None
+        return _logged_model(uri, tracking_uri)
     path = Path(uri).expanduser()
     if not path.is_file():
         raise ConfigError(
@@ -59,6 +51,23 @@ def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
     except Exception as err:  # Keras raises several types for a damaged archive
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ConfigError("model.init_from", uri, fix, f"is not valid: {unreadable} ({reason})") from None
+
+
+def _logged_model(uri: str, tracking_uri: str) -> keras.Model:
+    """A logged model; for a bare ``runs:/<id>`` without one (a search's trial), the run's Keras file."""
+    bare_run = uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1
+    try:
+        return load_logged_keras_model(f"{uri.rstrip('/')}/{MODEL_NAME}" if bare_run else uri, tracking_uri)
+    except Exception as err:  # MLflow raises several types for a missing run or model
+        local = run_keras_file(uri.rstrip("/").split("/")[-1], tempfile.mkdtemp()) if bare_run else None
+        if local is not None:
+            return keras.saving.load_model(local, compile=False)
+        raise ConfigError(
+            "model.init_from",
+            uri,
+            f"no logged model could be loaded ({type(err).__name__}); "
+            "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file",
+        ) from None
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> TransferReport:

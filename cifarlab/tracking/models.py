@@ -16,11 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cifarlab.tracking import queries
 from cifarlab.tracking.recorder import Recorder, log_keras_flavor
 from cifarlab.tracking.registry import MODEL_NAME
 
 # A search trial's model as a plain Keras file, until its search logs it as MLflow's (``add_keras_model``).
 TRAINED_FILE = "checkpoints/trained.keras"
+# A run's Keras files, in the order a run without MLflow's model is read from: the trained model, the best epoch.
+RUN_KERAS_FILES = (TRAINED_FILE, "checkpoints/best.keras")
 
 
 def log_keras_model(
@@ -134,3 +137,12 @@ def load_logged_keras_model(uri: str, tracking_uri: str | None = None) -> Any:
     shape = tuple(int(d) for d in logged.get_input_schema().inputs[0].shape[1:])
     saved_model = keras.layers.TFSMLayer(str(folder / "data" / "model"), call_endpoint="serve")
     return keras.Sequential([keras.Input(shape, dtype="uint8"), saved_model], name="saved_model")
+
+
+def run_keras_file(run_id: str, folder: str) -> Path | None:
+    """The first of the run's ``RUN_KERAS_FILES`` it has, downloaded into ``folder``; None if none."""
+    for artifact in RUN_KERAS_FILES:
+        local = queries.download_run_artifact(run_id, artifact, folder)
+        if local is not None:
+            return local
+    return None

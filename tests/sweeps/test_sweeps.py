@@ -462,6 +462,11 @@ def test_a_searchs_trials_keep_a_keras_file_and_only_its_best_gets_the_mlflow_mo
     (evaluation,) = [r for r in all_runs(store) if r.data.tags.get("source_run_id") == other]
     recorded = client.get_run(other).data.metrics["test/accuracy"]
     assert evaluation.data.metrics["test/accuracy"] == pytest.approx(recorded, abs=1e-9)
+    # ... and starts a new model from its weights (model.init_from=runs:/<id>), every layer of them.
+    hidden = client.get_run(other).data.params["model.hidden_units"].replace(" ", "")
+    init = run_cli("model=mlp", "dataset=synthetic", "trainer.epochs=1", "augmentation=none", f"model.hidden_units={hidden}",
+                   "tracking.enabled=false", f"model.init_from=runs:/{other}", cwd=workdir)  # fmt: skip
+    assert f"weights from runs:/{other}: loaded {len(hidden.split(',')) + 1} layers\n" in init.stdout
 
 
 def _keras_predict(path: str, images: np.ndarray) -> np.ndarray:
