@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 
 from cifarlab.errors import ConfigError
-from cifarlab.tracking.models import load_logged_keras_model, run_keras_file
+from cifarlab.tracking.models import EXPORTED_MODEL_NAME, load_logged_keras_model, run_keras_file
 from cifarlab.tracking.registry import MODEL_NAME
 
 HEAD_LAYERS = ("logits", "probabilities")
@@ -54,20 +54,25 @@ def load_source_model(uri: str, tracking_uri: str) -> keras.Model:
 
 
 def _logged_model(uri: str, tracking_uri: str) -> keras.Model:
-    """A logged model; for a bare ``runs:/<id>`` without one (a search's trial), the run's Keras file."""
+    """A logged model; for a bare ``runs:/<id>`` without one in Keras's format, the run's Keras file.
+
+    A search's trial keeps only a Keras file; a model with cifarlab's own layers is logged
+    as a SavedModel, whose weights have no layer names to match.
+    """
     bare_run = uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1
+    fix = "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file"
     try:
-        return load_logged_keras_model(f"{uri.rstrip('/')}/{MODEL_NAME}" if bare_run else uri, tracking_uri)
+        model = load_logged_keras_model(f"{uri.rstrip('/')}/{MODEL_NAME}" if bare_run else uri, tracking_uri)
+        exported = model.name == EXPORTED_MODEL_NAME
+        problem = "is a SavedModel (cifarlab's own layers), no weights by layer name" if exported else None
     except Exception as err:  # MLflow raises several types for a missing run or model
-        local = run_keras_file(uri.rstrip("/").split("/")[-1], tempfile.mkdtemp()) if bare_run else None
-        if local is not None:
-            return keras.saving.load_model(local, compile=False)
-        raise ConfigError(
-            "model.init_from",
-            uri,
-            f"no logged model could be loaded ({type(err).__name__}); "
-            "give runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version> or a .keras file",
-        ) from None
+        model, problem = None, f"has no model that could be loaded ({type(err).__name__})"
+    if problem is None:
+        return model
+    local = run_keras_file(uri.rstrip("/").split("/")[-1], tempfile.mkdtemp()) if bare_run else None
+    if local is not None:
+        return keras.saving.load_model(local, compile=False)
+    raise ConfigError("model.init_from", uri, fix, problem=problem) from None
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> TransferReport:

@@ -22,6 +22,8 @@ from cifarlab.tracking.registry import MODEL_NAME
 
 # A search trial's model as a plain Keras file, until its search logs it as MLflow's (``add_keras_model``).
 TRAINED_FILE = "checkpoints/trained.keras"
+# The name of the Keras model that wraps a logged SavedModel: it predicts, but has no layers of its own to read.
+EXPORTED_MODEL_NAME = "saved_model"
 # A run's Keras files, in the order a run without MLflow's model is read from: the trained model, the best epoch.
 RUN_KERAS_FILES = (TRAINED_FILE, "checkpoints/best.keras")
 
@@ -136,7 +138,7 @@ def load_logged_keras_model(uri: str, tracking_uri: str | None = None) -> Any:
 
     shape = tuple(int(d) for d in logged.get_input_schema().inputs[0].shape[1:])
     saved_model = keras.layers.TFSMLayer(str(folder / "data" / "model"), call_endpoint="serve")
-    return keras.Sequential([keras.Input(shape, dtype="uint8"), saved_model], name="saved_model")
+    return keras.Sequential([keras.Input(shape, dtype="uint8"), saved_model], name=EXPORTED_MODEL_NAME)
 
 
 def run_keras_file(run_id: str, folder: str) -> Path | None:
