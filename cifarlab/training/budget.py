@@ -193,6 +193,17 @@ class TimeBudget(keras.callbacks.Callback):
             self.out_of_time = not self.schedule.finished(step)
             self.model.stop_training = True
 
+    def expected_epochs(self, epochs_done: int, ceiling: int) -> int | None:
+        """How many epochs the run will end with: the fitted schedule's end, else as many as the
+        time left affords at the recent epochs' pace (at most ``ceiling``); None before one was timed."""
+        if self.fitted_epochs is not None:
+            return min(self.fitted_epochs, ceiling)
+        recent = [seconds for seconds, _ in (self._epochs[1:] or self._epochs)[-3:]]
+        if not recent:
+            return None
+        affordable = math.floor(max(self.seconds - self.elapsed(), 0.0) / (sum(recent) / len(recent)))
+        return min(epochs_done + max(affordable, 1), ceiling)
+
     def _step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
@@ -227,3 +238,38 @@ class TimeBudget(keras.callbacks.Callback):
             )
             self._announced = fitted
         return target
+
+
+class _EpochCount(int):
+    """A number of epochs Keras compares as a number and prints as ``text``."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> _EpochCount:
+        count = super().__new__(cls, value)
+        count.text = text
+        return count
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+
+class BudgetProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras's progress lines under a time budget: "Epoch 3/~57", the epochs the budget affords.
+
+    ``fit`` is given room for more epochs than the budget will allow (a stretched
+    schedule, or no end but the clock), which Keras would print as "Epoch 3/280".
+    Passed to ``fit`` among the callbacks, it replaces Keras's own progress logger.
+    """
+
+    epochs: int  # Keras's: fit's epochs, printed after "Epoch k/"
+
+    def __init__(self, budget: TimeBudget) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        ceiling = int(self.epochs)  # fit's epochs (set_params), or the count shown last, which keeps it
+        expected = self.budget.expected_epochs(epoch, ceiling)
+        self.epochs = _EpochCount(ceiling, "?" if expected is None else f"~{expected}")
+        super().on_epoch_begin(epoch, logs)

@@ -20,7 +20,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models.transfer import set_frozen
 from cifarlab.reports.figures import save_figure
 from cifarlab.tracking import Recorder
-from cifarlab.training.budget import TimeBudget
+from cifarlab.training.budget import BudgetProgbarLogger, TimeBudget
 from cifarlab.training.builders import CallbackContext, build_callbacks
 from cifarlab.training.compile import compile_model
 from cifarlab.training.datasets import stage_datasets, steps_per_epoch
@@ -146,7 +146,8 @@ def stage_callbacks(
         best_so_far=_best_so_far(plan.callbacks, ctx.recorder),
     )
     callbacks = build_callbacks(plan.callbacks, callback_ctx) + ctx.hooks.callbacks()
-    extras = [plan.optimizer.plateau_callback(), budget]
+    progress = BudgetProgbarLogger(budget) if budget is not None and verbosity(t.verbose) else None
+    extras = [plan.optimizer.plateau_callback(), budget, progress]
     if not any(isinstance(cb, StopOnNonFiniteLoss) for cb in callbacks):
         extras.append(StopOnNonFiniteLoss())
     return callbacks + [cb for cb in extras if cb is not None]

@@ -8,6 +8,7 @@ from helpers import TINY, all_runs, mlflow_client, run_cli
 from cifarlab.training.budget import (
     MAX_STRETCH,
     BudgetFittedSchedule,
+    BudgetProgbarLogger,
     TimeBudget,
     fit_to_budget,
     target_epochs,
@@ -183,6 +184,23 @@ def test_a_constant_rate_run_stopped_by_the_clock_is_cut_short():
         x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=[clock, budget], verbose=0
     )
     assert len(history.history["loss"]) < 20 and budget.exhausted and budget.out_of_time
+
+
+def test_the_epoch_counter_shows_the_epochs_the_budget_affords_not_fits_ceiling(capsys):
+    x = np.zeros((8, 5), "float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    clock = _Clock(1.0)
+    budget = TimeBudget(5, verbose=False, clock=clock)
+    budget.follow(0.01)
+    progress = BudgetProgbarLogger(budget)
+    model.fit(
+        x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=[clock, budget, progress], verbose=2
+    )
+    counters = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    # 1 s an epoch, 5 s: unknown before the first epoch is timed, then 5 (and the sixth, begun as
+    # the time runs out and cut short, says itself); never fit's 20.
+    assert counters == ["1/?", "2/~5", "3/~5", "4/~5", "5/~5", "6/~6"]
 
 
 def test_a_resumed_run_counts_the_time_it_already_trained():
