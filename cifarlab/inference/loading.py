@@ -6,6 +6,7 @@ before it (arguments, MLflow look-ups, images) runs without it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 from cifarlab.errors import CifarlabError, first_line
 from cifarlab.inference.source import ModelSource, locate_model, unreadable_checkpoint
 from cifarlab.tracking.models import load_logged_keras_model
+
+PROGRESS_FROM_BATCHES = 8  # a prediction of more batches than this shows Keras's progress
 
 
 @dataclass
@@ -96,9 +99,20 @@ def load_model(
 
 def predict_probs(model: LoadedModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 images; softmax applied if the model gave logits."""
-    probs = np.asarray(model.keras_model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
+    verbose = _progress(len(images), batch_size)
+    probs = np.asarray(
+        model.keras_model.predict(images, batch_size=batch_size, verbose=verbose), dtype=np.float64
+    )
     sums = probs.sum(axis=1)
     if probs.size and (probs.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3)):
         shifted = np.exp(probs - probs.max(axis=1, keepdims=True))
         probs = shifted / shifted.sum(axis=1, keepdims=True)
     return probs
+
+
+def _progress(images: int, batch_size: int) -> int:
+    """Keras's ``verbose`` for a prediction: silent for a few batches; for more, its progress bar on a
+    terminal and its closing line (batches, seconds) in logs."""
+    if images <= PROGRESS_FROM_BATCHES * batch_size:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -112,6 +112,12 @@ def test_samples_predicts_the_runs_test_images_with_true_labels(trained):
     assert all(r["true"] in class_names and r["correct"] == (r["true"] == r["predicted"]) for r in rows)
     assert "sampled test images right" in proc.stdout
     assert (workdir / "prediction_grid.png").read_bytes()[:8] == PNG_MAGIC
+    assert "/step" not in proc.stdout  # one batch: no progress
+    # Many batches show Keras's progress: a bar on a terminal, its closing line in a log.
+    many = run_cli(
+        f"run={run_id}", "samples=12", "batch_size=1", "output=many.json", command="predict", cwd=workdir
+    )
+    assert [line for line in many.stdout.splitlines() if line.startswith("12/12 ") and "/step" in line]
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
