@@ -13,6 +13,7 @@ TensorFlow and MLflow but no cifarlab code.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +29,45 @@ EXPORTED_MODEL_NAME = "saved_model"
 RUN_KERAS_FILES = (TRAINED_FILE, "checkpoints/best.keras")
 
 
-def log_keras_model(
-    recorder: Recorder,
-    model: Any,
-    *,
-    example: Any,
-    predictions: Any,
-    metadata: Mapping[str, Any],
-    pip_requirements: Sequence[str],
-    exported: bool = False,
-    check_serving: bool = True,
-) -> None:
-    """``model`` as the run's MLflow Keras model, its signature inferred from ``example`` and its
-    ``predictions``; MLflow's own version is added to ``pip_requirements``. ``exported``: as a
-    TensorFlow SavedModel (for models with layers Keras does not have); ``check_serving``: MLflow
-    reloads the model and predicts on ``example``."""
-    recorder.log_keras_model(
-        model, **_flavor_options(example, predictions, metadata, pip_requirements, exported, check_serving)
-    )
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a logged model carries besides its layers, and how MLflow logs it.
+
+    ``example`` and its ``predictions`` give the signature (``example`` is the input
+    example too); MLflow's own version is added to ``pip_requirements``.
+    ``exported``: as a TensorFlow SavedModel (for models with layers Keras does not
+    have); ``check_serving``: MLflow reloads the model and predicts on ``example``.
+    """
+
+    example: Any
+    predictions: Any
+    metadata: Mapping[str, Any]
+    pip_requirements: Sequence[str]
+    exported: bool = False
+    check_serving: bool = True
+
+    def flavor_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``mlflow.keras.log_model`` for this record."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        return {
+            "name": MODEL_NAME,
+            "signature": infer_signature(self.example, self.predictions),
+            "input_example": self.example,
+            "metadata": dict(self.metadata),
+            "pip_requirements": [*self.pip_requirements, f"mlflow=={mlflow.__version__}"],
+            "save_exported_model": self.exported,
+            "validate_serving_input": self.check_serving,
+        }
 
 
-def add_keras_model(
-    uri: str,
-    run_id: str,
-    model: Any,
-    *,
-    example: Any,
-    predictions: Any,
-    metadata: Mapping[str, Any],
-    pip_requirements: Sequence[str],
-    exported: bool = False,
-    check_serving: bool = True,
-) -> None:
+def log_keras_model(recorder: Recorder, model: Any, record: ModelRecord) -> None:
+    """``model`` as the run's MLflow Keras model, as ``record`` describes it."""
+    recorder.log_keras_model(model, **record.flavor_options())
+
+
+def add_keras_model(uri: str, run_id: str, model: Any, record: ModelRecord) -> None:
     """``log_keras_model`` for a run that has ended, named by its id (a search's best trials get
     their model when the search ends); the run's status and times stay as they are."""
     import mlflow
@@ -67,33 +75,7 @@ def add_keras_model(
     mlflow.set_tracking_uri(uri)  # where MLflow's Model.log writes...
     # ...and in which experiment: the process's current one, not the run's, when no run is active.
     mlflow.set_experiment(experiment_id=mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id)
-    log_keras_flavor(
-        model,
-        run_id=run_id,
-        **_flavor_options(example, predictions, metadata, pip_requirements, exported, check_serving),
-    )
-
-
-def _flavor_options(
-    example: Any,
-    predictions: Any,
-    metadata: Mapping[str, Any],
-    pip_requirements: Sequence[str],
-    exported: bool,
-    check_serving: bool,
-) -> dict[str, Any]:
-    import mlflow
-    from mlflow.models import infer_signature
-
-    return {
-        "name": MODEL_NAME,
-        "signature": infer_signature(example, predictions),
-        "input_example": example,
-        "metadata": dict(metadata),
-        "pip_requirements": [*pip_requirements, f"mlflow=={mlflow.__version__}"],
-        "save_exported_model": exported,
-        "validate_serving_input": check_serving,
-    }
+    log_keras_flavor(model, run_id=run_id, **record.flavor_options())
 
 
 def register_model(run_id: str, name: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -19,6 +18,7 @@ from cifarlab.reports import write_reports
 from cifarlab.tracking import Recorder
 from cifarlab.tracking.models import (
     TRAINED_FILE,
+    ModelRecord,
     add_keras_model,
     log_keras_model,
     register_model,
@@ -204,25 +204,25 @@ def log_model(
     its signature from ``example`` (two images) and their ``predictions``. ``check_serving``:
     MLflow reloads it and predicts on the example (a warning if that fails)."""
     plain = inference_model(model)
-    log_keras_model(
-        recorder,
-        plain,
-        **model_options(plain, example, class_names, predictions),
+    log_keras_model(recorder, plain, model_record(plain, example, class_names, predictions, check_serving))
+
+
+def model_record(
+    plain: keras.Model,
+    example: np.ndarray,
+    class_names: Sequence[str],
+    predictions: np.ndarray,
+    check_serving: bool,
+) -> ModelRecord:
+    """What a logged model carries besides its layers: signature example, class names, versions."""
+    return ModelRecord(
+        example=example,
+        predictions=predictions,
+        metadata={"class_names": list(class_names), "input_dtype": "uint8"},
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        exported=not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
         check_serving=check_serving,
     )
-
-
-def model_options(
-    plain: keras.Model, example: np.ndarray, class_names: Sequence[str], predictions: np.ndarray
-) -> dict[str, Any]:
-    """What a logged model carries besides its layers: signature example, class names, versions."""
-    return {
-        "example": example,
-        "predictions": predictions,
-        "metadata": {"class_names": list(class_names), "input_dtype": "uint8"},
-        "pip_requirements": [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        "exported": not keras_layers_only(plain),  # a traced SavedModel needs no cifarlab code to load
-    }
 
 
 def log_trained_file(recorder: Recorder, model: keras.Model, class_names: Sequence[str]) -> None:
@@ -245,9 +245,7 @@ def log_trained_model(uri: str, run_id: str, trained: Path, class_names: Sequenc
     predictions = keras.ops.convert_to_numpy(model(example, training=False))  # no tf.function to retrace
     names = list(class_names or [f"class_{i}" for i in range(predictions.shape[-1])])
     # No serving check, as for the trials: a reload and a prediction that every model type gets in the tests.
-    add_keras_model(
-        uri, run_id, model, **model_options(model, example, names, predictions), check_serving=False
-    )
+    add_keras_model(uri, run_id, model, model_record(model, example, names, predictions, check_serving=False))
 
 
 def register_logged_model(run_id: str, name: str) -> int:
