@@ -62,5 +62,21 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
 
 
+RUN_NAME_LIMIT = 250  # MLflow's limit on a run name
+
+
+def compact_run_name(base: str, overrides: Sequence[str]) -> str:
+    """A run's name in the MLflow UI: what differs first, each key by its last part, then ``base``
+    (``lr=0.01 seed=2 · mlp-cifar10``), so that runs stay apart in the run list's narrow name column."""
+    differences = [_short(override.lstrip("+~")) for override in overrides]
+    return " · ".join([" ".join(differences), base] if differences else [base])[:RUN_NAME_LIMIT]
+
+
+def _short(override: str) -> str:
+    """``optimizer.schedule.name=cosine`` -> ``name=cosine``; a group's choice (``optimizer=adam``) as it is."""
+    key, _, value = override.partition("=")
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
 def overridden_keys(overrides: Sequence[str]) -> set[str]:
     return {override_key(item) for item in overrides}

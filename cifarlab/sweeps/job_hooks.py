@@ -24,13 +24,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cifarlab import tracking
-from cifarlab.config.compose import override_key
+from cifarlab.config.compose import compact_run_name, override_key
 from cifarlab.sweeps import job, study
 from cifarlab.sweeps.contract import SweepTicket, read_ticket
 from cifarlab.tracking import sweep_runs
 from cifarlab.training.run_hooks import RunHooks
-
-RUN_NAME_LIMIT = 250  # MLflow's limit on a run name
 
 
 @dataclass
@@ -53,12 +51,10 @@ class SweepJob:
         return self.ticket.study.trial_number(self.num) if self.ticket.study is not None else None
 
     def run_name(self, model: str, dataset: str) -> str | None:
-        """``<model>-<dataset>`` and this job's values of the swept keys; None without any."""
+        """This job's values of the swept keys, then ``<model>-<dataset>``; None without any."""
         swept = set(self.ticket.swept_keys)
         values = [str(o) for o in self.hydra_cfg.overrides.task if override_key(str(o)) in swept]
-        if not values:
-            return None
-        return f"{model}-{dataset} {' '.join(values)}"[:RUN_NAME_LIMIT]
+        return compact_run_name(f"{model}-{dataset}", values) if values else None
 
     def finished_run(self, config_hash: str) -> Any | None:
         """A FINISHED (not pruned) run of the experiment with the same config hash, if any: the job skips."""

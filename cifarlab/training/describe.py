@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from cifarlab.config.compose import compact_run_name
 from cifarlab.data.base import DataSplits
 from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks
@@ -38,10 +39,9 @@ _PLACE_KEYS = ("paths.", "tracking.", "hydra.", "dataset.data_dir", "dataset.dow
 
 
 def run_name_from(base: str, overrides: list[str]) -> str:
-    """``<model>-<dataset>`` and the overrides that change what is trained (``optimizer.lr=0.01 seed=2``):
+    """The overrides that change what is trained, then ``<model>-<dataset>`` (``lr=0.01 seed=2 · mlp-cifar10``):
     runs that differ can be told apart in the MLflow UI's list."""
-    kept = [o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(_PLACE_KEYS)]
-    return " ".join([base, *kept])[:250]  # MLflow's limit on a run name
+    return compact_run_name(base, [o for o in overrides if not o.lstrip("+~").startswith(_PLACE_KEYS)])
 
 
 def hardware() -> str:

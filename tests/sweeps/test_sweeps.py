@@ -140,10 +140,13 @@ def test_study_report_draws_optunas_plots_and_names_the_best_trial(tmp_path):
 
 @pytest.mark.slow
 def test_slurm_launchers_compose(tmp_path):
-    for launcher, partition in (("submitit_slurm", None), ("slurm", "gpu")):
+    for launcher, partition, target in (
+        ("submitit_slurm", None, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("slurm", "gpu", "hydra_plugins.cifarlab_slurm_launcher.slurm_launcher.WatchedSlurmLauncher"),
+    ):
         extra = [f"hydra.launcher.partition={partition}"] if partition else []
         proc = run_cli(f"hydra/launcher={launcher}", *extra, "--cfg", "hydra", cwd=tmp_path)
-        assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in proc.stdout
+        assert f"_target_: {target}\n" in proc.stdout
     # cifarlab's preset asks for what starts on any node: 1 CPU, no GPU, the partition's default memory.
     assert "partition: gpu" in proc.stdout and "cpus_per_task: 1\n" in proc.stdout
     assert "gpus_per_node: 0\n" in proc.stdout and "mem_gb: null\n" in proc.stdout
@@ -230,7 +233,7 @@ def test_child_runs_are_named_from_the_overrides_the_sweep_varies(failing_sweep)
     (parent,) = _parents(runs)
     names = {c.data.params["optimizer.lr"]: c.info.run_name for c in _children(runs, parent.info.run_id)}
     # Told apart in MLflow's run list; the overrides every job shares are left out of the name.
-    assert names == {"1e+30": "mlp-synthetic optimizer.lr=1e+30", "0.001": "mlp-synthetic optimizer.lr=0.001"}
+    assert names == {"1e+30": "lr=1e+30 · mlp-synthetic", "0.001": "lr=0.001 · mlp-synthetic"}
     assert parent.info.run_name.startswith("sweep-")
 
 
@@ -305,9 +308,7 @@ def test_joblib_runs_jobs_in_parallel_with_nothing_lost(tmp_path):
             assert sorted(m.step for m in client.get_metric_history(child.info.run_id, key)) == [0, 1], key
         assert {"test/accuracy", "val/best_accuracy", "epochs_run"} <= set(child.data.metrics)
     assert {c.info.run_name for c in children} == {
-        f"mlp-synthetic optimizer={name} optimizer.lr={lr}"
-        for name in ("adam", "nadam")
-        for lr in ("0.001", "0.003")
+        f"optimizer={name} lr={lr} · mlp-synthetic" for name in ("adam", "nadam") for lr in ("0.001", "0.003")
     }  # each job named by its swept overrides, in one process or another
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "no two jobs overlapped"
@@ -380,8 +381,9 @@ def test_optuna_study_of_three_trials_is_resumed_to_five(optuna_study):
         run = by_run[trial.user_attrs["mlflow_run_id"]]
         assert run.data.tags["optuna_trial"] == str(trial.number)
         assert (
-            run.info.run_name.startswith("mlp-synthetic optimizer.lr=")
-            and "trainer.batch_size=" in run.info.run_name
+            run.info.run_name.startswith("lr=")
+            and " batch_size=" in run.info.run_name
+            and run.info.run_name.endswith(" · mlp-synthetic")
         )
         assert run.data.params["optimizer.lr"] == repr(trial.params["optimizer.lr"])
         if trial.state == TrialState.COMPLETE:

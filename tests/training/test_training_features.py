@@ -170,6 +170,7 @@ def test_a_run_is_named_by_what_it_changes_not_by_where_things_are():
         "tracking.experiment=e",
         "+trainer.seed=2",
     ]
-    assert run_name_from("mlp-cifar10", overrides) == "mlp-cifar10 optimizer.lr=0.01 trainer.seed=2"
+    # What differs first, each key by its last part: the UI's narrow name column shows that part.
+    assert run_name_from("mlp-cifar10", overrides) == "lr=0.01 seed=2 · mlp-cifar10"
     assert run_name_from("mlp-cifar10", []) == "mlp-cifar10"
     assert len(run_name_from("m-d", [f"k{i}=v" for i in range(200)])) == 250
