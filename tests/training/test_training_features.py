@@ -144,6 +144,14 @@ def test_delta_baseline_runs_through_the_same_pipeline_and_its_logged_model_pred
     assert f"records this evaluation of run {run_id}" in proc.stdout
     proc = run_cli(f"run={run_id}", "format=saved_model", "out=sm", command="export", cwd=tmp_path)
     assert "exported as saved_model" in proc.stdout and (tmp_path / "sm" / "saved_model.pb").is_file()
+    # Its weights cannot start another model (a SavedModel has no layers by name): one line, no run opened.
+    runs_before = len(all_runs(tmp_path / "mlruns"))
+    proc = run_cli("dataset=synthetic", "model=delta", "augmentation=none", f"model.init_from=runs:/{run_id}",
+                   cwd=tmp_path, check=False)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cifarlab: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"model.init_from='runs:/{run_id}' is a SavedModel" in errors[0] and ".keras file" in errors[0]
+    assert len(all_runs(tmp_path / "mlruns")) == runs_before
 
 
 @pytest.mark.slow
