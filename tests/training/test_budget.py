@@ -173,30 +173,29 @@ def test_slow_machine_trains_the_whole_schedule_in_fewer_epochs():
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 10 * 4
 
 
-def test_a_constant_rate_run_stopped_by_the_clock_is_cut_short():
+def _fit_constant_rate_for_5_s(*extra: type, verbose: int = 0):
+    """20 epochs of 1 s each (on the fake clock) at a constant rate under a 5 s budget, with callbacks
+    made of ``extra`` classes given the budget: the fit's history and the budget."""
     x = np.zeros((8, 5), "float32")
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     clock = _Clock(1.0)
     budget = TimeBudget(5, verbose=False, clock=clock)
     budget.follow(0.01)
+    callbacks = [clock, budget, *(make(budget) for make in extra)]
     history = model.fit(
-        x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=[clock, budget], verbose=0
+        x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=callbacks, verbose=verbose
     )
+    return history, budget
+
+
+def test_a_constant_rate_run_stopped_by_the_clock_is_cut_short():
+    history, budget = _fit_constant_rate_for_5_s()
     assert len(history.history["loss"]) < 20 and budget.exhausted and budget.out_of_time
 
 
 def test_the_epoch_counter_shows_the_epochs_the_budget_affords_not_fits_ceiling(capsys):
-    x = np.zeros((8, 5), "float32")
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
-    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    clock = _Clock(1.0)
-    budget = TimeBudget(5, verbose=False, clock=clock)
-    budget.follow(0.01)
-    progress = BudgetProgbarLogger(budget)
-    model.fit(
-        x, np.zeros(8, "int32"), batch_size=8, epochs=20, callbacks=[clock, budget, progress], verbose=2
-    )
+    _fit_constant_rate_for_5_s(BudgetProgbarLogger, verbose=2)
     counters = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
     # 1 s an epoch, 5 s: unknown before the first epoch is timed, then 5 (and the sixth, begun as
     # the time runs out and cut short, says itself); never fit's 20.
