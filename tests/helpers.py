@@ -117,12 +117,24 @@ def local_store_folder(args: tuple[str, ...] | list[str], cwd: Path) -> Path | N
 
 
 def mlflow_client(store_dir: Path):
+    """A client on the store a test's commands write. Its first query waits on the store's lock:
+    a poll beside a command that is creating the store must not migrate the new database at the
+    same time (two migrations collide, "duplicate column name")."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=f"sqlite:///{store_dir / 'mlflow.db'}")
+    from cifarlab.runtime.locks import exclusive
+
+    db = store_dir / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    if db.is_file():
+        with exclusive(db.with_name(db.name + ".lock")):
+            client.search_experiments(max_results=1)
+    return client
 
 
 def all_runs(store_dir: Path, experiment: str = "cifarlab") -> list:
+    if not (store_dir / "mlflow.db").is_file():
+        return []  # not created yet (and a poll must not create it under a starting command)
     client = mlflow_client(store_dir)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
