@@ -192,6 +192,11 @@ TRAINER_CHECKS = (
         "choose auto (on where a short cached calibration measures it faster), true or false",
     ),
     Check("test_time_shift", lambda v: 0 <= v <= 8, "use 0 (no shifted views) or 1 to 8 pixels, e.g. 2"),
+    Check(
+        "verbose",
+        one_of(("auto", 0, 1, 2)),
+        "choose auto (a bar on a terminal, a line per epoch otherwise), 0 (silent), 1 (bar) or 2 (a line per epoch)",
+    ),
 )
 
 # Every worker must stop at the same step and make the same collective calls.

@@ -172,6 +172,7 @@ BAD_CLI_VALUES = [
     ("model.hidden_units=[32,64", "model.hidden_units"),
     ("trainer.epoch=3", "trainer.epoch"),
     ("dataset.num_classes=1", "dataset.num_classes"),
+    ("trainer.verbose=epoch", "trainer.verbose"),
 ]
 
 
