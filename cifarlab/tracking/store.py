@@ -202,6 +202,23 @@ def unfinished_run(target: TrackingTarget, config_hash: str) -> str | None:
     return str(newest[0].info.run_id)
 
 
+def previous_overrides(target: TrackingTarget) -> list[str]:
+    """The command-line overrides of the experiment's newest run that is no sweep's child (none on
+    a new store): a new run's name leads with what it changed since (see ``run_name_from``)."""
+    client = store_client(target.uri)
+    experiment = client.get_experiment_by_name(target.experiment)
+    if experiment is None:
+        return []
+    newest = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.config_hash != ''",  # training runs (no sweep parents, no comparisons)
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    singles = [run for run in newest if "mlflow.parentRunId" not in run.data.tags]
+    return singles[0].data.tags.get("overrides", "").split() if singles else []
+
+
 def store_client(uri: str) -> Any:
     """An ``mlflow.MlflowClient`` on ``uri``, the store created first if it is new (see ``open_store``)."""
     import mlflow  # deferred: this module is on the config path

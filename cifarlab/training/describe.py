@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from cifarlab.config.compose import compact_run_name
+from cifarlab.config.compose import compact_run_name, override_key
 from cifarlab.data.base import DataSplits
 from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks
@@ -38,10 +38,17 @@ def run_tags(plan: RunPlan, config_hash: str, hooks: RunHooks) -> dict[str, str]
 _PLACE_KEYS = ("paths.", "tracking.", "hydra.", "dataset.data_dir", "dataset.download", "model=", "dataset=")
 
 
-def run_name_from(base: str, overrides: list[str]) -> str:
+def run_name_from(base: str, overrides: list[str], previous: list[str]) -> str:
     """The overrides that change what is trained, then ``<model>-<dataset>`` (``lr=0.01 seed=2 · mlp-cifar10``):
-    runs that differ can be told apart in the MLflow UI's list."""
-    return compact_run_name(base, [o for o in overrides if not o.lstrip("+~").startswith(_PLACE_KEYS)])
+    runs that differ can be told apart in the MLflow UI's list.
+
+    Those not among ``previous`` (the overrides of the experiment's run before) come first: the
+    UI's name column shows about 20 characters, and two runs that share ``epochs=30 batch_size=32``
+    differ in what follows."""
+    last = {override_key(o): o for o in overrides}  # a key set twice takes its last value, as Hydra does
+    trained = [o for o in last.values() if not o.lstrip("+~").startswith(_PLACE_KEYS)]
+    changed = [o for o in trained if o not in previous]
+    return compact_run_name(base, changed + [o for o in trained if o in previous])
 
 
 def hardware() -> str:

@@ -58,9 +58,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     if done is not None:
         print(f"cifarlab: {_reuse_note(done)}", flush=True)
         return TrainResult.from_run(done)
-    run_name = (
-        plan.tracking.run_name or hooks.run_name or run_name_from(plan.default_run_name, hooks.overrides)
-    )
+    run_name = plan.tracking.run_name or hooks.run_name or _run_name(plan, hooks.overrides)
     with claimed_state(plan.state_dir, key, chief) as state:
         resume_id = _resumable_run(state, target, key) if target.enabled else None
         tags = run_tags(plan, key, hooks)
@@ -80,6 +78,11 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
         state.clear()
     print_summary(result.test_accuracy, result.test_loss, result.run_id, target.experiment, target.uri)
     return result
+
+
+def _run_name(plan: RunPlan, overrides: list[str]) -> str:
+    previous = tracking.previous_overrides(plan.target) if plan.target.enabled else []
+    return run_name_from(plan.default_run_name, overrides, previous)
 
 
 def _reuse_note(done: Any) -> str:

@@ -179,6 +179,25 @@ def test_a_run_is_named_by_what_it_changes_not_by_where_things_are():
         "+trainer.seed=2",
     ]
     # What differs first, each key by its last part: the UI's narrow name column shows that part.
-    assert run_name_from("mlp-cifar10", overrides) == "lr=0.01 seed=2 · mlp-cifar10"
-    assert run_name_from("mlp-cifar10", []) == "mlp-cifar10"
-    assert len(run_name_from("m-d", [f"k{i}=v" for i in range(200)])) == 250
+    assert run_name_from("mlp-cifar10", overrides, []) == "lr=0.01 seed=2 · mlp-cifar10"
+    assert run_name_from("mlp-cifar10", [], []) == "mlp-cifar10"
+    assert len(run_name_from("m-d", [f"k{i}=v" for i in range(200)], [])) == 250
+    # What changed since the run before leads, the settings both share follow.
+    previous = ["model=mlp", "optimizer.lr=0.02", "+trainer.seed=2"]
+    assert run_name_from("mlp-cifar10", overrides, previous) == "lr=0.01 seed=2 · mlp-cifar10"
+    previous = ["+trainer.seed=2", "optimizer.lr=0.01"]
+    assert run_name_from("mlp-cifar10", ["+trainer.seed=2", "optimizer.lr=0.02"], previous) == (
+        "lr=0.02 seed=2 · mlp-cifar10"
+    )
+
+
+def test_runs_that_share_their_first_overrides_are_named_by_the_one_that_differs(tmp_path):
+    shared = [*TINY, "trainer.epochs=1", "tracking.log_model=false"]
+    run_cli(*shared, "optimizer.lr=0.01", cwd=tmp_path)
+    run_cli(*shared, "optimizer.lr=0.02", cwd=tmp_path)
+    names = sorted((r.info.start_time, r.info.run_name) for r in all_runs(tmp_path / "mlruns"))
+    # The first run has nothing before it: its overrides in order. The second leads with its change,
+    # so the two differ within the MLflow UI's narrow name column.
+    # (trainer.epochs, set twice, once by its last value, the one Hydra applies.)
+    assert names[0][1] == "hidden_units=[32] augmentation=none epochs=1 batch_size=32 lr=0.01 · mlp-synthetic"
+    assert names[1][1] == "lr=0.02 hidden_units=[32] augmentation=none epochs=1 batch_size=32 · mlp-synthetic"
