@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,7 +24,7 @@ from cifarlab.errors import CifarlabError, StoreError
 from cifarlab.runtime.locks import exclusive
 from cifarlab.tracking.outages import Patient, ride_out
 from cifarlab.tracking.relocation import follow_moved_folder, moved_from
-from cifarlab.tracking.store_faults import describe_store_failure
+from cifarlab.tracking.store_faults import describe_store_failure, migration_clash
 from cifarlab.tracking.target import TrackingTarget, resolve_target
 
 
@@ -77,7 +78,7 @@ def _open_sqlite(db: Path, existed: bool) -> None:
     and a sweep's jobs in one process each open the store; the first open is the one that counts."""
     uri = f"sqlite:///{db}"
     with exclusive(db.with_name(db.name + ".lock")):
-        first_touch(uri)
+        first_touch(uri, new=not existed)
         _write_ahead_log(db)
         _follow_moved_folder(db)
 
@@ -100,20 +101,39 @@ def _follow_moved_folder(db: Path) -> None:
         )
 
 
-def first_touch(uri: str) -> None:
-    """The store's first query; a damaged store, or one from another MLflow, ends in one line."""
-    import mlflow
+MIGRATION_WAIT_S = 30.0
 
-    # MLflow logs every database error with its traceback before raising it; the error itself
-    # still reaches the command, which reports it (in one line when it is a store fault).
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+def first_touch(uri: str, new: bool = False) -> None:
+    """The store's first query; a damaged store, or one from another MLflow, ends in one line."""
     try:
-        ride_out(mlflow.MlflowClient(uri).search_experiments, max_results=1)
+        _first_query(uri, new)
     except Exception as err:  # MLflow and SQLAlchemy raise their own types; classified by message
         line = describe_store_failure(uri, err)
         if line is None:
             raise
         raise StoreError(line) from None
+
+
+def _first_query(uri: str, new: bool) -> None:
+    """Query the store, which MLflow creates and migrates first if it is ``new``. Another program
+    (``mlflow ui``, a script) migrating the same new store at the same moment takes no lock of
+    ours: both try the same steps and one fails, in any of a dozen ways. Then the other's
+    migration is waited for, up to ``MIGRATION_WAIT_S``."""
+    import mlflow
+
+    # MLflow logs every database error with its traceback before raising it; the error itself
+    # still reaches the command, which reports it (in one line when it is a store fault).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    deadline = time.monotonic() + MIGRATION_WAIT_S
+    while True:
+        try:
+            ride_out(mlflow.MlflowClient(uri).search_experiments, max_results=1)
+            return
+        except Exception as err:
+            if not migration_clash(err, new) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _write_ahead_log(db: Path) -> None:

@@ -12,6 +12,19 @@ from pathlib import Path
 
 _DAMAGED = ("database disk image is malformed", "file is not a database")
 _SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+)")
+# What MLflow's migrations raise when another program creates the same new store at the same moment
+# (the commonest of many), and what a disk says, which no waiting mends.
+_CLASH = ("duplicate column name", "already exists", "Online migration expected")
+_DISK = ("unable to open database file", "readonly database", "disk is full", "disk I/O error")
+
+
+def migration_clash(err: BaseException, new_store: bool = False) -> bool:
+    """Whether ``err`` may come from another program migrating the same store at the same moment:
+    one of its known messages, or on a store that was new anything but the disk's refusal."""
+    text = str(err)
+    if any(marker in text for marker in _DISK):
+        return False
+    return new_store or any(marker in text for marker in _CLASH)
 
 
 def describe_store_failure(uri: str, err: BaseException) -> str | None:
@@ -19,6 +32,11 @@ def describe_store_failure(uri: str, err: BaseException) -> str | None:
     text = str(err)
     if any(marker in text for marker in _DAMAGED):
         return _damaged(uri)
+    if migration_clash(err):
+        return (
+            f"the MLflow store {uri} was being created by another program at the same moment (mlflow ui, "
+            "a script) and is left half-made; stop that program, move the store aside and rerun"
+        )
     found = _SCHEMA.search(text)
     if found:
         return _other_version(uri, found.group(1))
