@@ -57,10 +57,9 @@ def test_params_and_tags_describe_the_config(finished_run):
         and "mlp on synthetic" in tags["mlflow.note.content"]
     )
     # Named by what was changed from the defaults, so runs can be told apart in the UI's list.
-    # (what changed first, each key by its last part: the UI's name column is narrow)
-    assert run.info.run_name == (
-        "hidden_units=[32] augmentation=none epochs=2 batch_size=32 epochs=3 · mlp-synthetic"
-    )
+    # (what changed first, each key by its last part: the UI's name column is narrow; epochs, set
+    # twice, once, by the value Hydra applies)
+    assert run.info.run_name == ("hidden_units=[32] augmentation=none epochs=3 batch_size=32 · mlp-synthetic")
     assert len(tags["config_hash"]) == 16
     # trainer.precision=auto is recorded as the policy it chose on this machine.
     from cifarlab.training.precision import resolve_precision
