@@ -60,10 +60,11 @@ def hardware() -> str:
 def plan_line(plan: RunPlan, data: DataSplits, precision: str) -> str:
     """The line a run starts with: its data, model, optimizer, augmentation, epochs, batch and precision."""
     t = plan.trainer
+    epochs = f"{t.epochs} epoch{'' if t.epochs == 1 else 's'}"
     return (
         f"cifarlab: {data.name} ({len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test), "
         f"model {plan.model.name}, {plan.optimizer.name} lr={plan.optimizer.lr:g}, "
-        f"augmentation {plan.augmentation.name}, {t.epochs} epochs x batch {t.batch_size}, "
+        f"augmentation {plan.augmentation.name}, {epochs} x batch {t.batch_size}, "
         f"precision {precision}"
     )
 
