@@ -75,12 +75,14 @@ class OptimizerConfig:
     epsilon: float = 1e-7
     rho: float = 0.9
     clipnorm: Optional[float] = None
+    ema_momentum: Optional[float] = None  # e.g. 0.99: the model ends with an average of its recent weights
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 OPTIMIZER_CHECKS = (
     Check("lr", above(0), "use a positive learning rate, e.g. 1e-3"),
     Check("weight_decay", null_or(at_least(0)), "use null or a value >= 0"),
+    Check("ema_momentum", null_or(lambda v: 0 < v < 1), "use null or a value in (0, 1), e.g. 0.99"),
 )
 
 

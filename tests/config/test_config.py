@@ -66,6 +66,27 @@ def test_every_optimizer_builds_with_its_lr(compose_cfg, option):
     assert float(opt.learning_rate) == pytest.approx(0.0123)
 
 
+def test_ema_momentum_ends_training_with_the_averaged_weights(compose_cfg):
+    import keras
+    import numpy as np
+
+    from cifarlab.training.optim import build_optimizer
+
+    def train(*overrides: str) -> np.ndarray:
+        cfg = compose_cfg("optimizer=sgd", "optimizer.lr=0.02", "optimizer.momentum=0", *overrides)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch=1, epochs=1), loss="mse")
+        x, y = np.ones((8, 4), "float32"), np.full((8, 1), 3.0, "float32")
+        model.fit(x, y, batch_size=8, epochs=20, verbose=0)
+        return model.layers[0].kernel.numpy()
+
+    plain, averaged = train(), train("optimizer.ema_momentum=0.9")
+    # The plain weights have run far from zero; the average still carries the early, small ones.
+    assert np.all(np.abs(averaged) > 0.0)
+    assert np.all(np.abs(averaged) < 0.9 * np.abs(plain))
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "step", "one_cycle", "reduce_on_plateau"])
 def test_every_schedule_builds(compose_cfg, schedule):
     from cifarlab.training.optim import SCHEDULES
@@ -173,6 +194,7 @@ BAD_CLI_VALUES = [
     ("trainer.epoch=3", "trainer.epoch"),
     ("dataset.num_classes=1", "dataset.num_classes"),
     ("trainer.verbose=epoch", "trainer.verbose"),
+    ("optimizer.ema_momentum=1.0", "optimizer.ema_momentum"),
 ]
 
 
