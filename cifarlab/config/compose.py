@@ -72,10 +72,17 @@ def compact_run_name(base: str, overrides: Sequence[str]) -> str:
     return " · ".join([" ".join(differences), base] if differences else [base])[:RUN_NAME_LIMIT]
 
 
+# Last parts that mean nothing without the part before (``enabled=false``: which callback?).
+_VAGUE_LEAVES = ("name", "enabled")
+
+
 def _short(override: str) -> str:
-    """``optimizer.schedule.name=cosine`` -> ``name=cosine``; a group's choice (``optimizer=adam``) as it is."""
+    """``optimizer.lr=0.01`` -> ``lr=0.01``, ``optimizer.schedule.name=cosine`` -> ``schedule.name=cosine``;
+    a group's choice (``optimizer=adam``) as it is."""
     key, _, value = override.partition("=")
-    return f"{key.rsplit('.', 1)[-1]}={value}"
+    parts = key.split(".")
+    keep = 2 if parts[-1] in _VAGUE_LEAVES else 1
+    return f"{'.'.join(parts[-keep:])}={value}"
 
 
 def overridden_keys(overrides: Sequence[str]) -> set[str]:

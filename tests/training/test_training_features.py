@@ -181,6 +181,9 @@ def test_a_run_is_named_by_what_it_changes_not_by_where_things_are():
     # What differs first, each key by its last part: the UI's narrow name column shows that part.
     assert run_name_from("mlp-cifar10", overrides, []) == "lr=0.01 seed=2 · mlp-cifar10"
     assert run_name_from("mlp-cifar10", [], []) == "mlp-cifar10"
+    # A last part that says nothing alone keeps the part before it.
+    vague = ["callbacks.early_stopping.enabled=false", "optimizer.schedule.name=cosine"]
+    assert run_name_from("m-d", vague, []) == "early_stopping.enabled=false schedule.name=cosine · m-d"
     assert len(run_name_from("m-d", [f"k{i}=v" for i in range(200)], [])) == 250
     # What changed since the run before leads, the settings both share follow.
     previous = ["model=mlp", "optimizer.lr=0.02", "+trainer.seed=2"]
