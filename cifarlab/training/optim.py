@@ -112,15 +112,15 @@ def plateau_callback(schedule: DictConfig) -> keras.callbacks.Callback | None:
 
 
 def _common(optimizer: DictConfig, learning_rate: LearningRate) -> dict:
-    # With ema_momentum, Keras keeps a moving average of the weights and puts it in the model when fit ends.
-    ema = optimizer.get("ema_momentum")
-    return {
+    common = {
         "learning_rate": learning_rate,
         "weight_decay": optimizer.weight_decay,
         "clipnorm": optimizer.clipnorm,
-        "use_ema": ema is not None,
-        "ema_momentum": 0.99 if ema is None else ema,
     }
+    if optimizer.ema_momentum is not None:
+        # Keras keeps a moving average of the weights and puts it in the model when fit ends.
+        common.update(use_ema=True, ema_momentum=optimizer.ema_momentum)
+    return common
 
 
 @OPTIMIZERS.register("sgd")
