@@ -133,6 +133,46 @@ def test_resnet9_builds_and_width_scales_it():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_resnet9_channels_set_each_stage_and_a_wrong_list_fails_in_one_line():
+    model = build_model(model_cfg("resnet9", channels=[16, 32, 96, 192]), CIFAR_SHAPE, 10)
+    assert [c.filters for c in layers_of(model, keras.layers.Conv2D)] == [16, 32, 32, 32, 96, 192, 192, 192]
+    with pytest.raises(ConfigError, match=r"^model\.channels=\[16, 32\] .*four positive channel counts"):
+        build_model(model_cfg("resnet9", channels=[16, 32]), CIFAR_SHAPE, 10)
+
+
+def _source_of(model: keras.Model, layer_name: str) -> keras.layers.Layer:
+    return model.get_layer(layer_name)._inbound_nodes[0].parent_nodes[0].operation
+
+
+def test_resnet9_pool_first_pools_each_conv_before_batchnorm_computing_the_same_function():
+    myrtle = build_model(model_cfg("resnet9", width=0.25), CIFAR_SHAPE, 10)
+    early = build_model(model_cfg("resnet9", width=0.25, pool_first=True), CIFAR_SHAPE, 10)
+    for unit in ("layer1", "layer2", "layer3"):
+        assert isinstance(_source_of(myrtle, f"{unit}_pool"), keras.layers.Activation)
+        assert isinstance(_source_of(early, f"{unit}_pool"), keras.layers.Conv2D)
+        assert isinstance(_source_of(early, f"{unit}_bn"), keras.layers.MaxPooling2D)
+    assert early.count_params() == myrtle.count_params()
+    # Random BatchNorm statistics, positive scales: max pooling then commutes with BatchNorm
+    # and ReLU, so at inference the two orders compute the same function from the same weights.
+    rng = np.random.default_rng(0)
+    for layer in layers_of(myrtle, keras.layers.BatchNormalization):
+        gamma, beta, mean, var = layer.get_weights()
+        layer.set_weights(
+            [
+                rng.uniform(0.5, 2, gamma.shape),
+                rng.normal(size=beta.shape),
+                rng.normal(size=mean.shape),
+                rng.uniform(0.5, 2, var.shape),
+            ]
+        )
+    for layer in myrtle.layers:
+        early.get_layer(layer.name).set_weights(layer.get_weights())
+    images = rng.integers(0, 256, (4, *CIFAR_SHAPE)).astype("float32")
+    np.testing.assert_allclose(early(images, training=False), myrtle(images, training=False), atol=1e-5)
+    # In training BatchNorm normalises with the batch's statistics, which the order changes.
+    assert not np.allclose(early(images, training=True), myrtle(images, training=True), atol=1e-5)
+
+
 # --- keras.applications backbones ---------------------------------------------------------
 
 
