@@ -109,9 +109,10 @@ def conv_bn_relu(x, filters: int, activation: str, weight_decay: float, name: st
 def conv_pool(x, filters: int, activation: str, weight_decay: float, name: str, pool_first: bool):
     """A conv unit that halves the image with a 2x2 max pool: after the activation (Myrtle's
     order) or, with ``pool_first``, right after the conv (airbench's order). Max pooling
-    commutes with ReLU and with BatchNorm's per-channel scaling where that is positive, so the two differ only in the
-    statistics BatchNorm sees; pooling first leaves BatchNorm and the activation a quarter
-    of the pixels (a width-0.25 ResNet-9 step about 15% faster on a CPU)."""
+    commutes with ReLU and with BatchNorm's per-channel scaling where that is positive,
+    so the two differ only in the statistics BatchNorm sees; pooling first leaves
+    BatchNorm and the activation a quarter of the pixels (a width-0.25 ResNet-9 step
+    about 15% faster on a CPU)."""
     x = _conv(x, filters, weight_decay, name)
     pool = layers.MaxPooling2D(2, name=f"{name}_pool")
     if pool_first:
