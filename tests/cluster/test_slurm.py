@@ -109,7 +109,10 @@ def _kill_9(task: str) -> None:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # ended meanwhile
-        if Path(argv[0].decode()).name.startswith("python") and _slurm_env(int(proc.name)).get("SLURM_JOB_ID") == job:
+        if (
+            Path(argv[0].decode()).name.startswith("python")
+            and _slurm_env(int(proc.name)).get("SLURM_JOB_ID") == job
+        ):
             found.append(int(proc.name))
     (python,) = found
     os.kill(python, signal.SIGKILL)
