@@ -21,6 +21,7 @@ from cifarlab.data.base import (
     stratified_split,
     subsample,
 )
+from cifarlab.data.cache import cached_splits
 
 __all__ = ["DATASETS", "DataSplits", "RawData", "data_source", "load_dataset", "resolve_data_dir"]
 
@@ -43,8 +44,15 @@ def load_dataset(cfg: Any, default_data_dir: str | Path) -> DataSplits:
 
     The validation split comes out of the training set (stratified, seeded by
     ``cfg.split_seed``); the test split is left as the dataset defines it. Raises
-    DataError when the training images are missing or all of one class.
+    DataError when the training images are missing or all of one class. The process
+    keeps the last splits it loaded (read-only) for the next call with the same config
+    and files: a search's trials load their data once per worker.
     """
+    source = data_source(cfg, default_data_dir)
+    return cached_splits(cfg, Path(source) if source else None, lambda: _load(cfg, default_data_dir))
+
+
+def _load(cfg: Any, default_data_dir: str | Path) -> DataSplits:
     name = str(cfg.name)
     data_dir = resolve_data_dir(cfg, default_data_dir)
     raw = check_raw(DATASETS.get(name)(cfg, data_dir), f"dataset {name!r} in {data_dir}")

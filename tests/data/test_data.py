@@ -437,6 +437,23 @@ def test_validation_split_is_stratified_deterministic_and_leaves_test_alone(tmp_
     assert not np.array_equal(other.x_val, splits.x_val)
 
 
+def test_a_process_loads_the_same_data_once_and_again_when_a_file_changes(tmp_path):
+    # A search's trials in one worker: the second load reads no file, and its arrays are
+    # read-only, so no trial can change the next one's data.
+    batches = cifar_batches(n=20)
+    folder = write_py(tmp_path / "cifar-10-batches-py", batches)
+    cfg = make_cfg(download=False)
+    first = load_dataset(cfg, tmp_path)
+    assert load_dataset(cfg, tmp_path).x_train is first.x_train
+    with pytest.raises(ValueError, match="read-only"):
+        first.x_train[0, 0, 0, 0] = 1
+    assert load_dataset(make_cfg(download=False, val_fraction=0.3), tmp_path).x_train is not first.x_train
+
+    changed = cifar_batches(n=20, seed=1)
+    write_py(folder, {"test_batch": changed["test_batch"]})
+    np.testing.assert_array_equal(load_dataset(cfg, tmp_path).x_test, changed["test_batch"][0])
+
+
 def test_limit_fraction_keeps_every_class(tmp_path):
     batches = cifar_batches(n=60, labels=imbalanced_labels)
     write_bin(tmp_path / "cifar-10-batches-bin", batches)
