@@ -244,8 +244,9 @@ class TrackingConfig:
     # Register the run's logged model as a new version of this registered model (a sweep: its best, as @champion).
     register_as: Optional[str] = None
     # A search's trials keep their trained model as a plain Keras file (checkpoints/trained.keras);
-    # its best search_models get the MLflow model when the search ends. null: every trial logs it.
-    search_models: Optional[int] = 3
+    # its best search_models get the MLflow model when the search ends (1: the best, a second
+    # a model; more for comparing the runners-up). null: every trial logs it.
+    search_models: Optional[int] = 1
 
 
 TRACKING_CHECKS = (
@@ -295,9 +296,10 @@ class ReportsConfig:
     orientation: str = "true_rows"
     top_pairs: int = 5
     # The PNG figures (confusion matrices, reliability, curves, image grids). null: every run's,
-    # but a search's trials', whose best reports.search_top get theirs when the search ends.
+    # but a search's trials', whose best reports.search_top get theirs when the search ends
+    # (1: the best; each trial drawn costs a second or two at the search's end).
     figures: Optional[bool] = None
-    search_top: int = 3
+    search_top: int = 1
 
 
 ORIENTATIONS = ("true_rows", "pred_rows")  # the same as cifarlab/reports/confusion.py's

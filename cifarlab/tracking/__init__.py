@@ -14,7 +14,7 @@ Nothing here imports TensorFlow, and MLflow only once a store is opened.
 
 from cifarlab.tracking.identity import config_hash, flatten
 from cifarlab.tracking.provenance import git_commit
-from cifarlab.tracking.recorder import NullRecorder, Recorder, RunRecorder, ServerGone, open_run
+from cifarlab.tracking.recorder import DatasetInput, NullRecorder, Recorder, RunRecorder, ServerGone, open_run
 from cifarlab.tracking.store import (
     check_server_reachable,
     connect,
@@ -29,6 +29,7 @@ from cifarlab.tracking.store import (
 from cifarlab.tracking.target import TrackingTarget, resolve_target, resolve_uri
 
 __all__ = [
+    "DatasetInput",
     "NullRecorder",
     "Recorder",
     "RunRecorder",

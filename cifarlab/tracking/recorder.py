@@ -18,8 +18,9 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,34 @@ from cifarlab.tracking.store_faults import api_failed
 from cifarlab.tracking.target import TrackingTarget
 
 
+@dataclass(frozen=True)
+class DatasetInput:
+    """One split of a run's data as MLflow records it: ``context`` names the split
+    (train, validation, test), ``digest`` its content, ``source`` its folder (None: generated)."""
+
+    images: Any
+    labels: Any
+    name: str
+    context: str
+    source: str | None
+    digest: str
+
+
+def _numpy_dataset(split: DatasetInput) -> Any:
+    from mlflow.data.numpy_dataset import from_numpy  # what mlflow.data.from_numpy is
+
+    with warnings.catch_warnings():  # MLflow registers its local source twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        # MLflow annotates source without None, though it takes None (no source) and defaults to it.
+        return from_numpy(
+            split.images,
+            targets=split.labels,
+            source=split.source,  # type: ignore[arg-type]
+            name=split.name,
+            digest=split.digest,
+        )
+
+
 class Recorder(Protocol):
     """The calls a run is recorded through; ``run_id`` is None when nothing is recorded."""
 
@@ -49,9 +78,7 @@ class Recorder(Protocol):
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_keras_model(self, model: Any, **kwargs: Any) -> None: ...
-    def log_dataset(
-        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
-    ) -> None: ...
+    def log_datasets(self, inputs: Sequence[DatasetInput]) -> None: ...
     def metric_history(self, key: str) -> dict[int, float]: ...
 
 
@@ -67,9 +94,7 @@ class NullRecorder:
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_keras_model(self, model: Any, **kwargs: Any) -> None: ...
-    def log_dataset(
-        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
-    ) -> None: ...
+    def log_datasets(self, inputs: Sequence[DatasetInput]) -> None: ...
 
     def metric_history(self, key: str) -> dict[int, float]:
         return {}
@@ -121,33 +146,24 @@ class RunRecorder:
         history = self._mlflow.MlflowClient().get_metric_history(self.run_id, key)
         return {m.step: m.value for m in history}
 
-    def log_dataset(
-        self, images: Any, labels: Any, *, name: str, context: str, source: str | None, digest: str
-    ) -> None:
-        """One split as an MLflow dataset input (the run list's Dataset column), ``context`` its split."""
-        from mlflow.data.numpy_dataset import from_numpy  # what mlflow.data.from_numpy is
-
-        with warnings.catch_warnings():  # MLflow registers its local source twice and warns about it
-            warnings.simplefilter("ignore", UserWarning)
-            # MLflow annotates source without None, though it takes None (no source) and defaults to it.
-            dataset = from_numpy(
-                images,
-                targets=labels,
-                source=source,  # type: ignore[arg-type]
-                name=name,
-                digest=digest,
-            )
-        if (digest, context) in self._logged_datasets():  # a resumed run logged it already
+    def log_datasets(self, inputs: Sequence[DatasetInput]) -> None:
+        """Each split as an MLflow dataset input (the run list's Dataset column), in one write."""
+        logged = self._logged_datasets()  # a resumed run has them already
+        fresh = [i for i in inputs if (i.digest, i.context) not in logged]
+        if not fresh:
             return
+        datasets = [_numpy_dataset(i) for i in fresh]
+        contexts = [i.context for i in fresh]
+        tags: list[dict[str, str] | None] = [None] * len(fresh)
         try:
-            self._mlflow.log_input(dataset, context=context)
+            self._mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags)
         except self._mlflow.exceptions.MlflowException as err:
             # Two processes adding the same dataset to one store at once: MLflow's
             # get-or-create loses the race with "UNIQUE constraint failed"; the row
             # exists now, so the second try links this run to it.
             if "UNIQUE constraint" not in str(err):
                 raise
-            self._mlflow.log_input(dataset, context=context)
+            self._mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags)
 
     def _logged_datasets(self) -> set[tuple[str, str]]:
         """(digest, context) of each dataset input the run has."""

@@ -15,7 +15,7 @@ from cifarlab.models.class_names import class_names_path, save_class_names
 from cifarlab.models.layers.swap import keras_layers_only, standard_layers
 from cifarlab.models.transfer import TransferReport
 from cifarlab.reports import write_reports
-from cifarlab.tracking import Recorder
+from cifarlab.tracking import DatasetInput, Recorder
 from cifarlab.tracking.models import (
     TRAINED_FILE,
     ModelRecord,
@@ -74,15 +74,19 @@ def record_datasets(recorder: Recorder, data: DataSplits, source: str | None) ->
         ("validation", data.x_val, data.y_val),
         ("test", data.x_test, data.y_test),
     )
-    for context, images, labels in splits:
-        recorder.log_dataset(
-            images,
-            labels,
-            name=data.name,
-            context=context,
-            source=source,
-            digest=content_digest(images, labels, names=data.class_names),
-        )
+    recorder.log_datasets(
+        [
+            DatasetInput(
+                images,
+                labels,
+                data.name,
+                context,
+                source,
+                content_digest(images, labels, names=data.class_names),
+            )
+            for context, images, labels in splits
+        ]
+    )
 
 
 def evaluate_and_record(
