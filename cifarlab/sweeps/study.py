@@ -170,7 +170,8 @@ def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | No
 
 
 def _evaluator() -> optuna.importance.BaseImportanceEvaluator:
-    # Optuna's default (fANOVA), seeded: the plot and best_params.json show the same numbers.
+    # fANOVA (Optuna's default until 5.x, PED-ANOVA since), seeded: the plot and best_params.json
+    # show the same numbers, and a search's importances read as they did before Optuna 5.
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
