@@ -36,9 +36,7 @@ def _files_state(folder: Path | None) -> tuple:
 
 
 def _config_text(cfg: Any) -> str:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
-    return repr(sorted(vars(cfg).items()) if hasattr(cfg, "__dict__") else cfg)
+    return OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True) if isinstance(cfg, DictConfig) else repr(cfg)
 
 
 def _read_only(splits: DataSplits) -> DataSplits:
@@ -50,10 +48,10 @@ def _read_only(splits: DataSplits) -> DataSplits:
 def cached_splits(cfg: Any, folder: Path | None, load: Callable[[], DataSplits]) -> DataSplits:
     """``load()``'s splits, or the ones it gave last time for the same config and files."""
     global _last
-    key = (_config_text(cfg), str(folder), _files_state(folder))
-    if _last is not None and _last[0] == key:
+    which = (_config_text(cfg), str(folder))
+    if _last is not None and _last[0] == (*which, _files_state(folder)):
         return _last[1]
     _last = None  # let the old arrays go before the new ones are read
     splits = _read_only(load())
-    _last = ((key[0], key[1], _files_state(folder)), splits)  # the files as they are after a download
+    _last = ((*which, _files_state(folder)), splits)  # the files as they are after a download
     return splits

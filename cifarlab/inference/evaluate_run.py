@@ -199,9 +199,15 @@ def _record(
     recorder: tracking.Recorder, cfg: DictConfig, args: EvalArgs, data: SplitData, model: LoadedModel
 ) -> tuple[float, float]:
     """Score the model on the split and record it in the open run; (accuracy, loss)."""
-    source = data_source(cfg.dataset, cfg.paths.data_dir)
-    digest = content_digest(data.x, data.y, names=data.class_names)
-    recorder.log_datasets([tracking.DatasetInput(data.x, data.y, data.name, args.split, source, digest)])
+    split = tracking.DatasetInput(
+        images=data.x,
+        labels=data.y,
+        name=data.name,
+        context=args.split,
+        source=data_source(cfg.dataset, cfg.paths.data_dir),
+        digest=content_digest(data.x, data.y, names=data.class_names),
+    )
+    recorder.log_datasets([split])
     # The run's own test-time views: the same model on the same split scores as it did in training.
     views = configured_views(cfg.trainer, data.x)
     probs = np.mean([predict_probs(model, view, cfg.trainer.eval_batch_size) for view in views], axis=0)

@@ -77,12 +77,12 @@ def record_datasets(recorder: Recorder, data: DataSplits, source: str | None) ->
     recorder.log_datasets(
         [
             DatasetInput(
-                images,
-                labels,
-                data.name,
-                context,
-                source,
-                content_digest(images, labels, names=data.class_names),
+                images=images,
+                labels=labels,
+                name=data.name,
+                context=context,
+                source=source,
+                digest=content_digest(images, labels, names=data.class_names),
             )
             for context, images, labels in splits
         ]
