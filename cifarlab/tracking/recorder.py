@@ -159,9 +159,10 @@ class RunRecorder:
             self._mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags)
         except self._mlflow.exceptions.MlflowException as err:
             # Two processes adding the same dataset to one store at once: MLflow's
-            # get-or-create loses the race with "UNIQUE constraint failed"; the row
+            # get-or-create loses the race with SQLite's "UNIQUE constraint failed" or
+            # PostgreSQL's "duplicate key value violates unique constraint"; the row
             # exists now, so the second try links this run to it.
-            if "UNIQUE constraint" not in str(err):
+            if "unique constraint" not in str(err).lower():
                 raise
             self._mlflow.log_inputs(datasets, contexts=contexts, tags_list=tags)
 
