@@ -30,6 +30,9 @@ TINY = [
     "augmentation=none",
     "trainer.epochs=2",
     "trainer.batch_size=32",
+    # Drawing a run's six figures takes longer than training it here (3-4 s on 2 cores); the tests
+    # that check figures add reports.figures=true.
+    "reports.figures=false",
 ]
 
 

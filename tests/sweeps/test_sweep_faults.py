@@ -22,7 +22,6 @@ JOB = [
     f"trainer.epochs={EPOCHS}",
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
-    "reports.figures=false",  # what these tests check is in the runs' metrics and states
     "dataset.samples_per_class=300",
 ]  # fmt: skip  (epochs slow enough that both workers are caught mid-job)
 

@@ -19,7 +19,6 @@ ARGS = [
     "trainer.epochs=12",  # long enough that the fault lands mid-run, short for the rerun
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
-    "reports.figures=false",
 ]
 
 

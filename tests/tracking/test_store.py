@@ -82,7 +82,7 @@ def test_eight_processes_create_a_new_store_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_eight_runs_started_at_once_on_a_new_store_all_finish(tmp_path):
-    args = [*TINY, "trainer.epochs=1", "tracking.log_model=false", "reports.figures=false"]
+    args = [*TINY, "trainer.epochs=1", "tracking.log_model=false"]
     results = _start_together([[sys.executable, "-m", "cifarlab", *args]] * 8, tmp_path)
     assert all(r.returncode == 0 for r in results), "\n".join(
         r.stderr[-1500:] for r in results if r.returncode

@@ -19,7 +19,6 @@ SLOW = [
     "model.hidden_units=[512]",
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
-    "reports.figures=false",  # what these tests check is in the runs' metrics and states
 ]
 
 

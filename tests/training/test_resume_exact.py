@@ -21,7 +21,6 @@ ARGS = [
     "optimizer.lr=1e-5",  # slow enough that val accuracy still moves in every epoch
     "callbacks.early_stopping.enabled=false",
     "tracking.log_model=false",
-    "reports.figures=false",
 ]
 HISTORIES = ("val/accuracy", "val/loss", "train/loss", "train/accuracy")
 

@@ -15,7 +15,7 @@ from cifarlab.runtime.quiet import START_UP_NOISE
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e")
-    proc = run_cli(*TINY, "trainer.epochs=3", cwd=workdir)
+    proc = run_cli(*TINY, "trainer.epochs=3", "reports.figures=true", cwd=workdir)
     runs = all_runs(workdir / "mlruns")
     assert len(runs) == 1
     return workdir, runs[0], proc
