@@ -35,7 +35,16 @@ def run_tags(plan: RunPlan, config_hash: str, hooks: RunHooks) -> dict[str, str]
 
 
 # Overrides that say where things are or how they are recorded, not what is trained: left out of names.
-_PLACE_KEYS = ("paths.", "tracking.", "reports.", "hydra.", "dataset.data_dir", "dataset.download", "model=", "dataset=")
+_PLACE_KEYS = (
+    "paths.",
+    "tracking.",
+    "reports.",
+    "hydra.",
+    "dataset.data_dir",
+    "dataset.download",
+    "model=",
+    "dataset=",
+)
 
 
 def run_name_from(base: str, overrides: list[str], previous: list[str]) -> str:
