@@ -176,6 +176,7 @@ def test_a_run_is_named_by_what_it_changes_not_by_where_things_are():
         "optimizer.lr=0.01",
         "paths.mlruns_dir=/x",
         "tracking.experiment=e",
+        "reports.figures=false",  # how the run is recorded, not what it trains
         "+trainer.seed=2",
     ]
     # What differs first, each key by its last part: the UI's narrow name column shows that part.
