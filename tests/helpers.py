@@ -42,6 +42,7 @@ def cli_env() -> dict[str, str]:
     env.pop("HYDRA_FULL_ERROR", None)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: cifarlab keeps the screen quiet itself
     env.pop("CIFARLAB_VERBOSE", None)
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # cifarlab (imported here) set it; a user's shell has not
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -35,6 +35,9 @@ def machine_info() -> dict[str, Any]:
         "sched_cpus": usable_cores(),
         "gpus": [gpu.name for gpu in tf.config.list_physical_devices("GPU")],
         "tf_version": tf.__version__,
+        "tf_enable_onednn_opts": os.environ.get(
+            "TF_ENABLE_ONEDNN_OPTS"
+        ),  # cifarlab sets 1 on x86 (runtime/onednn.py)
         "keras_version": keras.__version__,
         "python": platform.python_version(),
         "libraries": library_versions(),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
+from helpers import cli_env, run_python
 
 from cifarlab.training import precision
 from cifarlab.training.precision import resolve_precision
@@ -109,3 +112,21 @@ def test_autocast_runs_matmuls_and_their_batchnorms_in_bfloat16_and_the_rest_in_
     model.fit(image, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
     assert not np.array_equal(before, model.get_layer("conv").kernel.numpy())
     assert model.predict(image, verbose=0).dtype == np.float32
+
+
+ONEDNN_IN_USE = (
+    "import cifarlab, tensorflow\n"
+    "from tensorflow.python.util import _pywrap_util_port as port\n"
+    "print(port.IsMklEnabled())"
+)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN's default is x86's")
+@pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("0", "False")])
+def test_tensorflow_runs_onednn_kernels_on_any_x86_cpu_unless_the_user_says_0(tmp_path, setting, expected):
+    """TensorFlow alone turns them on only from AVX512-VNNI up: on an AVX2-only CPU this checks
+    cifarlab's doing; on newer CPUs, that cifarlab does not turn them off, and that 0 still wins."""
+    env = cli_env() if setting is None else {**cli_env(), "TF_ENABLE_ONEDNN_OPTS": setting}
+    proc = run_python(ONEDNN_IN_USE, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == expected
