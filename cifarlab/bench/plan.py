@@ -66,7 +66,8 @@ SPEEDUP_THRESHOLD = 1.03  # below this a "speedup" is within the noise of a shar
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to measure: ``full`` (default), ``quick`` (under 10 minutes on 2 cores), ``tiny`` (tests)."""
+    """How much to measure: ``full`` (default), ``quick`` (7-10 minutes on 2 cores with bfloat16
+    units, 16 with AVX2 only), ``tiny`` (tests)."""
 
     name: str
     rounds: int  # in-process rounds over all training variants

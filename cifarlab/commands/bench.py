@@ -1,7 +1,7 @@
 """``python -m cifarlab bench``: measure cifarlab's speed on this machine, against its targets.
 
     python -m cifarlab bench                              # the full bench: every round and repeat
-    python -m cifarlab bench quick=true out=bench.json    # fewer steps and repeats: under 10 minutes on 2 cores
+    python -m cifarlab bench quick=true out=bench.json    # fewer steps and repeats: 7-16 minutes on 2 cores
     python -m cifarlab bench data_dir=path/to/cifar10     # or synthetic=true: generated images
 
 Arguments are ``key=value`` like the training CLI's; the older spellings
@@ -39,7 +39,7 @@ WORKER_FLAGS = ("--worker", "--worker-args")
 
 @dataclass
 class BenchOptions:
-    quick: bool = False  # fewer steps and repeats: under 10 minutes on 2 cores
+    quick: bool = False  # fewer steps and repeats: 7-16 minutes on 2 cores
     tiny: bool = False  # seconds, for the tests: the numbers mean nothing
     out: str = "bench.json"  # where the JSON results go
     data_dir: Optional[str] = None  # a CIFAR-10 folder (default: the shared subset, if present)
