@@ -121,19 +121,17 @@ def local_store_folder(args: tuple[str, ...] | list[str], cwd: Path) -> Path | N
 
 
 def mlflow_client(store_dir: Path):
-    """A client on the store a test's commands write. Its first query waits on the store's lock:
-    a poll beside a command that is creating the store must not migrate the new database at the
-    same time (two migrations collide, "duplicate column name")."""
+    """A client on the store a test's commands write, made under the store's lock: ``MlflowClient()``
+    creates and migrates a store that is new or half-made, and a poll beside a command that is
+    creating the store must not migrate it at the same time (two migrations collide)."""
     from mlflow import MlflowClient
 
     from cifarlab.runtime.locks import exclusive
 
     db = store_dir / "mlflow.db"
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    if db.is_file():
-        with exclusive(db.with_name(db.name + ".lock")):
-            client.search_experiments(max_results=1)
-    return client
+    store_dir.mkdir(parents=True, exist_ok=True)  # for the lock file
+    with exclusive(db.with_name(db.name + ".lock")):  # MlflowClient() itself creates and migrates the store
+        return MlflowClient(tracking_uri=f"sqlite:///{db}")
 
 
 def all_runs(store_dir: Path, experiment: str = "cifarlab") -> list:

@@ -8,6 +8,7 @@ MLflow. Nothing here changes the store: the user decides what to do with it.
 from __future__ import annotations
 
 import re
+import traceback
 from pathlib import Path
 
 _DAMAGED = ("database disk image is malformed", "file is not a database")
@@ -15,16 +16,32 @@ _SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+)")
 # What MLflow's migrations raise when another program creates the same new store at the same moment
 # (the commonest of many), and what a disk says, which no waiting mends.
 _CLASH = ("duplicate column name", "already exists", "Online migration expected")
+_MIGRATIONS = "db_migrations"  # mlflow/store/db_migrations/versions/*.py
 _DISK = ("unable to open database file", "readonly database", "disk is full", "disk I/O error")
 
 
 def migration_clash(err: BaseException, new_store: bool = False) -> bool:
     """Whether ``err`` may come from another program migrating the same store at the same moment:
-    one of its known messages, or on a store that was new anything but the disk's refusal."""
+    one of its known messages, anything raised inside MLflow's migration scripts, or on a store
+    that was new anything but the disk's refusal."""
     text = str(err)
     if any(marker in text for marker in _DISK):
         return False
-    return new_store or any(marker in text for marker in _CLASH)
+    return new_store or any(marker in text for marker in _CLASH) or _raised_in_migration(err)
+
+
+def _raised_in_migration(err: BaseException) -> bool:
+    """MLflow migrates a store only while its tables are incomplete: a store that already existed is
+    then still being made by another program, whose steps (a column dropped, a table copied) break
+    ours in ways no message list covers (an ``AttributeError`` naming a column, for one)."""
+    cause: BaseException | None = err
+    while cause is not None:  # MLflow may wrap the migration's error in its own
+        if any(
+            _MIGRATIONS in Path(frame.filename).parts for frame in traceback.extract_tb(cause.__traceback__)
+        ):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def describe_store_failure(uri: str, err: BaseException) -> str | None:

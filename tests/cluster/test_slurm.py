@@ -93,9 +93,10 @@ SLOW = [*SEARCH, f"trainer.epochs={SLOW_EPOCHS}", "dataset.samples_per_class=300
 
 
 def _epochs_logged(store) -> list[int]:
+    runs = all_runs(store)  # first: a poll must not create the store under the starting sweep
     client = mlflow_client(store)
     return [len(client.get_metric_history(r.info.run_id, "val/accuracy"))
-            for r in all_runs(store) if r.data.tags.get("sweep_role") != "parent"]  # fmt: skip
+            for r in runs if r.data.tags.get("sweep_role") != "parent"]  # fmt: skip
 
 
 def _kill_9(task: str) -> None:

@@ -67,6 +67,73 @@ def test_a_store_another_program_creates_at_the_same_moment_opens_once_it_is_mad
     assert all(ours == 0 for plain, ours in outcomes if plain == 0), outcomes
 
 
+# The other program starts first: the store's file is there, half-made, when cifarlab opens it.
+PLAIN_MLFLOW_ON_CUE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import mlflow
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.005)
+    mlflow.MlflowClient(sys.argv[1]).search_experiments()
+    """
+)
+OURS_ONCE_THE_FILE_APPEARS = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cifarlab.errors import StoreError
+    from cifarlab.tracking import prepare_experiment, resolve_target
+    import mlflow
+    store, cue = Path(sys.argv[1]), Path(sys.argv[2])
+    cue.touch()
+    while not (store / "mlflow.db").exists():
+        time.sleep(0.001)
+    try:
+        prepare_experiment(resolve_target(None, str(store), "cifarlab"))
+    except StoreError as err:
+        sys.exit(f"ONE LINE: {err}")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_store_another_program_has_begun_creating_opens_once_it_is_made(tmp_path):
+    # MLflow migrates any store whose tables are incomplete, so cifarlab opening a store mid-migration
+    # runs the same migration beside it, and one of many errors (a dropped column) must mean "wait".
+    outcomes = []
+    for attempt in range(3):
+        store, cue = tmp_path / f"store{attempt}", tmp_path / f"cue{attempt}"
+        store.mkdir()
+        plain, ours = _start_together(
+            [
+                [sys.executable, "-c", PLAIN_MLFLOW_ON_CUE, f"sqlite:///{store / 'mlflow.db'}", str(cue)],
+                [sys.executable, "-c", OURS_ONCE_THE_FILE_APPEARS, str(store), str(cue)],
+            ],
+            tmp_path,
+        )
+        assert plain.returncode == 0, plain.stderr[-2000:]  # nothing of ours touched the store before it
+        outcomes.append((ours.returncode, ours.stderr[-1500:]))
+    assert all(code == 0 for code, _ in outcomes), outcomes
+
+
+def test_an_error_from_inside_mlflows_migrations_is_a_clash_whatever_its_message():
+    import importlib
+    import pkgutil
+
+    from mlflow.store.db_migrations import versions
+
+    from cifarlab.tracking.store_faults import migration_clash
+
+    name = min(m.name for m in pkgutil.iter_modules(versions.__path__))
+    with pytest.raises(Exception) as inside:  # a real migration step, run with no database under it
+        importlib.import_module(f"{versions.__name__}.{name}").upgrade()
+    assert migration_clash(inside.value)
+    with pytest.raises(AttributeError) as elsewhere:
+        raise AttributeError("dimension_attributes")
+    assert not migration_clash(elsewhere.value)
+
+
 @pytest.mark.slow
 def test_eight_processes_create_a_new_store_at_once(tmp_path):
     # Without the lock, MLflow's schema migration races ("duplicate column name: step").

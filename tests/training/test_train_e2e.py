@@ -110,11 +110,15 @@ def test_verbose_brings_the_start_up_lines_back(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         return [line.split("]")[-1] for line in proc.stderr.splitlines() if START_UP_NOISE.match(line)]
 
-    bare = {**cli_env(), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    same_kernels = {
+        **cli_env(),
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }  # cifarlab's choice on x86, said as TF prints it
+    bare = {**same_kernels, "TF_CPP_MIN_LOG_LEVEL": "0"}
     plain_tensorflow = start_up_lines("import tensorflow as tf; tf.config.list_physical_devices()", bare)
     verbose = start_up_lines(
         "import cifarlab, tensorflow as tf; tf.config.list_physical_devices()",
-        {**cli_env(), "CIFARLAB_VERBOSE": "1"},
+        {**same_kernels, "CIFARLAB_VERBOSE": "1"},
     )
     assert verbose == plain_tensorflow  # (empty on a machine where TensorFlow prints none)
 
