@@ -30,13 +30,14 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any
+import traceback
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cifarlab.config.compose import override_key
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.runtime.interrupts import stop_on_sigterm
 from cifarlab.sweeps import contract, job, watchdog
 from cifarlab.sweeps.progress import planned_jobs, progress_line
@@ -61,6 +62,16 @@ def sweep_hash(config: DictConfig) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _stop_before_any_job(err: Exception) -> NoReturn:
+    """End a sweep whose record could not be opened, in one line (the machine's fault) or after its traceback."""
+    described = environment_failure(err)
+    if described is None:
+        traceback.print_exc()
+        described = "the sweep's MLflow run could not be opened (traceback above), so no job ran; run the same command again"
+    print(f"cifarlab: error: {described}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 class SweepRecord(Callback):
     """The MLflow parent run of a multirun and its leaderboard (see the module docstring)."""
 
@@ -83,6 +94,8 @@ class SweepRecord(Callback):
         except CifarlabError as err:
             print(f"cifarlab: error: {err}", file=sys.stderr)
             sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - Hydra would warn and run the jobs with no record of their sweep
+            _stop_before_any_job(err)
         self.ticket = contract.SweepTicket(
             worker=job.new_worker(),
             sweep_pid=os.getpid(),

@@ -124,6 +124,28 @@ def test_a_read_only_store_fails_in_one_line_and_the_same_command_then_trains(tm
 
 @pytest.mark.slow
 @needs_root
+def test_a_sweep_on_a_read_only_store_stops_before_its_jobs_in_one_line_and_its_rerun_runs_them(tmp_path):
+    sweep = ["-m", *ARGS, "optimizer.lr=1e-3,2e-3"]
+    run_cli(cwd=tmp_path, command="results")  # nothing yet: the store is made empty
+    store = tmp_path / "mlruns"
+    mlflow_client(store).create_experiment("cifarlab")
+    db = store / "mlflow.db"
+    with _mounted("--bind", str(db), target=db):
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
+        proc = run_cli(*sweep, cwd=tmp_path, check=False)
+        line = _one_error_line(proc)
+        assert "cannot be written" in line and "rerun the same command" in line
+        assert "job" not in proc.stdout.lower(), proc.stdout[-2000:]  # stopped before any job started
+    assert all_runs(store) == []
+
+    run_cli(*sweep, cwd=tmp_path)
+    runs = all_runs(store)
+    assert sorted(r.data.tags.get("sweep_role", "job") for r in runs) == ["job", "job", "parent"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+@pytest.mark.slow
+@needs_root
 def test_a_read_only_working_folder_fails_in_one_line(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
