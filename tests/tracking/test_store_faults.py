@@ -42,6 +42,17 @@ def _mounted(*args: str, target: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+@contextmanager
+def _read_only_store(workdir: Path) -> Iterator[None]:
+    """An existing store under ``workdir`` (empty but for the experiment), its database mounted read-only."""
+    run_cli(cwd=workdir, command="results")  # nothing yet: the store is made empty
+    mlflow_client(workdir / "mlruns").create_experiment("cifarlab")
+    db = workdir / "mlruns" / "mlflow.db"
+    with _mounted("--bind", str(db), target=db):
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
+        yield
+
+
 def _schema_version(db: Path, version: str | None = None) -> str:
     with sqlite3.connect(db) as connection:
         if version is not None:
@@ -107,12 +118,8 @@ def test_a_full_disk_under_the_run_state_fails_in_one_line_and_the_rerun_resumes
 @pytest.mark.slow
 @needs_root
 def test_a_read_only_store_fails_in_one_line_and_the_same_command_then_trains(tmp_path):
-    run_cli(cwd=tmp_path, command="results")  # nothing yet: the store is made empty
     store = tmp_path / "mlruns"
-    mlflow_client(store).create_experiment("cifarlab")
-    db = store / "mlflow.db"
-    with _mounted("--bind", str(db), target=db):
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
+    with _read_only_store(tmp_path):
         line = _one_error_line(run_cli(*ARGS, cwd=tmp_path, check=False))
         assert "cannot be written" in line and "rerun the same command" in line
     assert all_runs(store) == []
@@ -126,12 +133,8 @@ def test_a_read_only_store_fails_in_one_line_and_the_same_command_then_trains(tm
 @needs_root
 def test_a_sweep_on_a_read_only_store_stops_before_its_jobs_in_one_line_and_its_rerun_runs_them(tmp_path):
     sweep = ["-m", *ARGS, "optimizer.lr=1e-3,2e-3"]
-    run_cli(cwd=tmp_path, command="results")  # nothing yet: the store is made empty
     store = tmp_path / "mlruns"
-    mlflow_client(store).create_experiment("cifarlab")
-    db = store / "mlflow.db"
-    with _mounted("--bind", str(db), target=db):
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
+    with _read_only_store(tmp_path):
         proc = run_cli(*sweep, cwd=tmp_path, check=False)
         line = _one_error_line(proc)
         assert "cannot be written" in line and "rerun the same command" in line
