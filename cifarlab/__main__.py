@@ -1,3 +1,3 @@
-from cifarlab.commands import main
+from cifarlab.commands import cli
 
-main()
+cli()

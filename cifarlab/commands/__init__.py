@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from cifarlab.runtime import teardown
+
 # name -> (module, one line of what it does); "train" is the default.
 COMMANDS = {
     "train": ("cifarlab.commands.train", "train one run, a sweep (-m) or a search (Hydra overrides)"),
@@ -47,3 +49,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if name == "train":
         sys.argv = [sys.argv[0], *rest]  # Hydra reads sys.argv itself
     sys.exit(command_main(name, rest))
+
+
+def cli() -> None:
+    """The process's entry point (``python -m cifarlab``, the ``cifarlab`` script): ``main``, then
+    the exit with its status skips Python's teardown (runtime/teardown.py)."""
+    teardown.arm()
+    try:
+        main()
+    except SystemExit as stop:
+        teardown.record_status(stop.code)
+        raise

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.connections import track_engines
 
 SQLITE = "sqlite:///"
 DRIVERS = {  # the dialect's default driver -> what to pip install
@@ -100,6 +101,7 @@ def open_storage(
     max_retry: int | None = None,
 ) -> optuna.storages.RDBStorage:
     """The study's RDB storage; with ``heartbeat_interval``, stale trials are failed and retried."""
+    track_engines()  # closed when the command ends
     callback = None
     if heartbeat_interval:
         with warnings.catch_warnings():

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from cifarlab.errors import CifarlabError, StoreError
 from cifarlab.runtime.locks import exclusive
+from cifarlab.tracking.connections import track_engines
 from cifarlab.tracking.outages import Patient, ride_out
 from cifarlab.tracking.relocation import follow_moved_folder, moved_from
 from cifarlab.tracking.store_faults import describe_store_failure, migration_clash
@@ -62,6 +63,7 @@ def open_store(uri: str) -> None:
     columns, half-made alembic tables). So the first touch happens under a file
     lock beside the database; the others wait, then find it ready.
     """
+    track_engines()  # closed when the command ends, whatever the store
     if is_server(uri):
         _open_server(uri)
         return
