@@ -2,8 +2,8 @@
 
 After its last line, a process that has imported TensorFlow spends 1.5-2.5 s on 2 cores
 freeing its modules object by object and running TensorFlow's C++ destructors: memory
-the operating system takes back at once anyway, paid by every command, search trial
-and worker. A command armed here ends with ``os._exit`` once Python has done what
+the operating system takes back at once anyway, paid by every command and every
+search worker's process. A command armed here ends with ``os._exit`` once Python has done what
 exiting must do: joined the non-daemon threads and run the ``atexit`` handlers
 registered after ``arm`` (MLflow's asynchronous logging queue, joblib's workers,
 temporary folders). Before it, the ``before_exit`` cleanups run (the store's database

@@ -128,13 +128,17 @@ def test_joblib_workers_stop_with_a_killed_sweep_and_its_rerun_finishes_it(tmp_p
     runs = all_runs(store)
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     jobs = [r for r in runs if r is not parent]
-    assert len(jobs) == 2  # the third job was not started by a worker of the dead sweep
-    assert {r.info.status for r in jobs} == {"KILLED"}  # their runs ended, not left RUNNING
+    # Two jobs were mid-training when the store was last read; one of them may have ended (and a
+    # worker taken the third job) in the moment before the kill. Their runs ended, not left
+    # RUNNING: KILLED mid-job, or FINISHED by a job that was done (the rerun then skips it).
+    assert len(jobs) in (2, 3)
+    statuses = [r.info.status for r in jobs]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
 
     proc = run_cli(*sweep, cwd=tmp_path)
     assert f"reopened parent run {parent.info.run_id}" in proc.stdout
     resumed = _check_finished(store, 3, parent.info.run_id)
-    assert {r.info.run_id for r in jobs} < {r.info.run_id for r in resumed}  # the same runs, continued
+    assert {r.info.run_id for r in jobs} <= {r.info.run_id for r in resumed}  # the same runs, continued
 
 
 @pytest.mark.slow
