@@ -100,6 +100,8 @@ class AugmentationConfig:
     crop_padding: int = 0
     fill_mode: str = "nearest"
     mixup_alpha: float = 0.0  # mixup after the rest, weights ~ Beta(alpha, alpha); 0: none
+    cutmix_alpha: float = 0.0  # CutMix after the rest, box shares ~ Beta(alpha, alpha); 0: none
+    # With both alphas above 0, each batch takes mixup or CutMix at even odds.
 
 
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
@@ -112,6 +114,7 @@ FILL_MODES = {
 AUGMENTATION_CHECKS = (
     Check("flip", one_of(FLIPS), choose_one_of(FLIPS)),
     Check("mixup_alpha", at_least(0), "use 0 (no mixup) or a positive Beta parameter, e.g. 0.5"),
+    Check("cutmix_alpha", at_least(0), "use 0 (no CutMix) or a positive Beta parameter, e.g. 1.0"),
 )
 
 

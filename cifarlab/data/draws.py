@@ -15,6 +15,8 @@ import tensorflow as tf
 SHUFFLE = 0
 AUGMENT = 1
 MIX = 2  # batch mixing (mixup): its own stream, so the other draws are those of a run without it
+CUT = 3  # CutMix's boxes, weights and partners
+MIX_CHOICE = 4  # with both mixup and CutMix, which one a batch takes
 
 
 def draw_key(seed: int, stream: int, index: tf.Tensor | int) -> tf.Tensor:

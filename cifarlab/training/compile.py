@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from cifarlab.data.mixing import mixup_alpha
+from cifarlab.data.mixing import mixes_labels
 from cifarlab.models.layers.swap import freeze_cancelled_biases
 from cifarlab.training.budget import fit_to_budget
 from cifarlab.training.builders import LearningRate
@@ -12,12 +12,12 @@ from cifarlab.training.plan import RunPlan
 
 
 def soft_labels(plan: RunPlan) -> bool:
-    """Whether training takes one-hot labels: for label smoothing, or for mixup in any stage.
+    """Whether training takes one-hot labels: for label smoothing, or for mixup or CutMix in any stage.
 
     One answer for the whole run, so every stage's loss and labels agree.
     """
     augmentations = [plan.augmentation, *(s.augmentation for s in plan.stages if s.augmentation)]
-    return bool(plan.trainer.label_smoothing) or any(mixup_alpha(a) > 0 for a in augmentations)
+    return bool(plan.trainer.label_smoothing) or any(mixes_labels(a) for a in augmentations)
 
 
 def compile_model(

@@ -169,6 +169,7 @@ def test_schema_rejects_wrong_type(compose_cfg):
         ("trainer.input_parallelism=-2", "trainer.input_parallelism"),
         ("trainer.shuffle_buffer=0", "trainer.shuffle_buffer"),
         ("augmentation.mixup_alpha=-0.5", "augmentation.mixup_alpha"),
+        ("augmentation.cutmix_alpha=-1", "augmentation.cutmix_alpha"),
         ("trainer.test_time_shift=-1", "trainer.test_time_shift"),
     ],
 )

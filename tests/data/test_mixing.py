@@ -1,4 +1,4 @@
-"""Mixup: images and one-hot labels blended with one partner each, drawn from (seed, batch position)."""
+"""Mixup and CutMix: images and one-hot labels blended with one partner each, drawn from (seed, batch position)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,60 @@ def test_draws_are_a_function_of_seed_and_position_and_follow_alpha():
     assert near_ends(own(0.2)) > 0.6 and near_ends(own(4.0)) < 0.1
 
 
+def _flat_batch(count: int, side: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Image i is i everywhere and labelled i: each pixel tells which image it came from."""
+    return np.repeat(np.arange(count, dtype=np.float32), side * side).reshape(
+        count, side, side, 1
+    ), np.arange(count)
+
+
+def test_cutmix_pastes_one_box_of_one_partner_and_labels_by_the_share_of_pixels_kept():
+    from cifarlab.data.mixing import cutmix
+
+    images, labels = _flat_batch(16)
+    mixed, soft = (np.asarray(t) for t in cutmix(1.0, 16, seed=1)(images, labels, 5))
+    partners, boxes = set(), 0
+    for i in range(16):
+        sources = set(np.unique(mixed[i]).astype(int)) - {i}
+        assert len(sources) <= 1  # pixels of itself and of at most one partner
+        pasted = mixed[i, ..., 0] != i
+        kept = 1.0 - pasted.mean()
+        assert soft[i, i] == pytest.approx(kept, abs=1e-6) and soft[i].sum() == pytest.approx(1.0)
+        if sources:
+            (j,) = sources
+            partners.add(j)
+            assert soft[i, j] == pytest.approx(1.0 - kept, abs=1e-6)
+            rows, cols = np.flatnonzero(pasted.any(axis=1)), np.flatnonzero(pasted.any(axis=0))
+            assert pasted[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one solid box
+            boxes += 1
+    assert boxes >= 8 and len(partners) >= 4  # most images get a box, from a shuffle of the batch
+
+
+def test_cutmix_draws_are_a_function_of_seed_and_position():
+    from cifarlab.data.mixing import cutmix
+
+    images, labels = _flat_batch(64)
+    at = lambda seed, position: np.asarray(cutmix(1.0, 64, seed)(images, labels, position)[0])  # noqa: E731
+    np.testing.assert_array_equal(at(1, 7), at(1, 7))  # a resumed run cuts as the first did
+    assert not np.array_equal(at(1, 7), at(1, 8)) and not np.array_equal(at(1, 7), at(2, 7))
+
+
+def test_with_mixup_and_cutmix_each_batch_takes_one_of_them_by_its_position():
+    from omegaconf import OmegaConf
+
+    from cifarlab.data.mixing import build_mixing
+
+    images, labels = _flat_batch(8)
+    mix = build_mixing(OmegaConf.create({"mixup_alpha": 0.5, "cutmix_alpha": 1.0}), 8, seed=3)
+
+    def kind(position: int) -> str:
+        mixed = np.asarray(mix(images, labels, position)[0])
+        return "cutmix" if np.array_equal(mixed, np.round(mixed)) else "mixup"  # mixup blends pixel values
+
+    kinds = [kind(p) for p in range(24)]
+    assert {"cutmix", "mixup"} == set(kinds) and kinds == [kind(p) for p in range(24)]
+
+
 def test_the_training_pipeline_mixes_after_augmenting_and_keeps_the_epoch_stream(compose_cfg):
     from cifarlab.data import DataSplits
     from cifarlab.training.compile import soft_labels
@@ -99,3 +153,4 @@ def test_mixup_in_any_stage_gives_the_whole_run_one_hot_labels(compose_cfg):
     with open_dict(cfg):
         cfg.stages[1].augmentation.mixup_alpha = 0.3  # mixup in the second stage only
     assert soft_labels(assemble(cfg))
+    assert soft_labels(assemble(compose_cfg("augmentation=crop_flip", "augmentation.cutmix_alpha=1.0")))
