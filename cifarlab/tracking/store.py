@@ -25,7 +25,8 @@ from cifarlab.runtime.locks import exclusive
 from cifarlab.tracking.connections import track_engines
 from cifarlab.tracking.outages import Patient, ride_out
 from cifarlab.tracking.relocation import follow_moved_folder, moved_from
-from cifarlab.tracking.store_faults import describe_store_failure, migration_clash
+from cifarlab.tracking.store_faults import describe_store_failure, migration_clash, schema_mismatch
+from cifarlab.tracking.store_making import await_other_maker, still_migrating
 from cifarlab.tracking.target import TrackingTarget, resolve_target
 
 
@@ -80,6 +81,8 @@ def _open_sqlite(db: Path, existed: bool) -> None:
     and a sweep's jobs in one process each open the store; the first open is the one that counts."""
     uri = f"sqlite:///{db}"
     with exclusive(db.with_name(db.name + ".lock")):
+        if existed:  # perhaps by a program that takes no lock of ours, still making it
+            await_other_maker(db, MIGRATION_WAIT_S)
         first_touch(uri, new=not existed)
         _write_ahead_log(db)
         _follow_moved_folder(db)
@@ -120,8 +123,9 @@ def first_touch(uri: str, new: bool = False) -> None:
 def _first_query(uri: str, new: bool) -> None:
     """Query the store, which MLflow creates and migrates first if it is ``new``. Another program
     (``mlflow ui``, a script) migrating the same new store at the same moment takes no lock of
-    ours: both try the same steps and one fails, in any of a dozen ways. Then the other's
-    migration is waited for, up to ``MIGRATION_WAIT_S``."""
+    ours: both try the same steps and one fails, in any of a dozen ways, or its tables are all
+    there while its revision is still moving on. Then the other's migration is waited for, up to
+    ``MIGRATION_WAIT_S``."""
     import mlflow
 
     # MLflow logs every database error with its traceback before raising it; the error itself
@@ -133,9 +137,17 @@ def _first_query(uri: str, new: bool) -> None:
             ride_out(mlflow.MlflowClient(uri).search_experiments, max_results=1)
             return
         except Exception as err:
-            if not migration_clash(err, new) or time.monotonic() > deadline:
+            if not _other_is_migrating(uri, err, new) or time.monotonic() > deadline:
                 raise
             time.sleep(1.0)
+
+
+def _other_is_migrating(uri: str, err: BaseException, new: bool) -> bool:
+    if migration_clash(err, new):
+        return True
+    if schema_mismatch(err) and uri.startswith("sqlite:///"):
+        return still_migrating(Path(uri.removeprefix("sqlite:///")))
+    return False
 
 
 def _write_ahead_log(db: Path) -> None:

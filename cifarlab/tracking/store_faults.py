@@ -44,6 +44,11 @@ def _raised_in_migration(err: BaseException) -> bool:
     return False
 
 
+def schema_mismatch(err: BaseException) -> bool:
+    """Whether ``err`` is MLflow finding the store's schema revision other than its own."""
+    return _SCHEMA.search(str(err)) is not None
+
+
 def describe_store_failure(uri: str, err: BaseException) -> str | None:
     """The one line for ``err`` raised on first touching the store at ``uri``; None if not a store fault."""
     text = str(err)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from helpers import TINY, all_runs, cli_env, mlflow_client
@@ -135,6 +136,48 @@ def test_an_error_from_inside_mlflows_migrations_is_a_clash_whatever_its_message
     with pytest.raises(AttributeError) as elsewhere:
         raise AttributeError("dimension_attributes")
     assert not migration_clash(elsewhere.value)
+
+
+OURS_ON_CUE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from cifarlab.tracking import prepare_experiment, resolve_target
+    import mlflow.store.db.utils  # what opening the store imports, before the cue
+    Path(sys.argv[2]).touch()
+    print(prepare_experiment(resolve_target(None, sys.argv[1], "cifarlab")))
+    """
+)
+
+
+def test_a_store_another_program_is_making_is_left_alone_until_it_is_made(tmp_path):
+    import mlflow
+
+    # The other program has created the file and begun its tables (MLflow takes no lock while it
+    # migrates): touching the store now would run the same migration beside it and break one of the two.
+    store, cue = tmp_path / "mlruns", tmp_path / "cue"
+    store.mkdir()
+    db = store / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("CREATE TABLE begun (x INTEGER)")
+    ours = subprocess.Popen(
+        [sys.executable, "-c", OURS_ON_CUE, str(store), str(cue)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not cue.exists() and ours.poll() is None:
+        time.sleep(0.05)
+    time.sleep(2.0)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"begun"}, "cifarlab migrated a store another program was making"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # the other program makes it
+    out, err = ours.communicate(timeout=120)
+    assert ours.returncode == 0, err[-2000:]
+    assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
 
 
 @pytest.mark.slow
