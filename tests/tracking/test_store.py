@@ -180,6 +180,59 @@ def test_a_store_another_program_is_making_is_left_alone_until_it_is_made(tmp_pa
     assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
 
 
+def _revisions_in_order() -> list[str]:
+    """MLflow's schema revisions, first to last, as its migration scripts chain them."""
+    import importlib
+    import pkgutil
+
+    from mlflow.store.db_migrations import versions
+
+    scripts = [
+        importlib.import_module(f"{versions.__name__}.{m.name}")
+        for m in pkgutil.iter_modules(versions.__path__)
+    ]
+    following = {script.down_revision: script.revision for script in scripts}
+    chain = [following[None]]
+    while chain[-1] in following:
+        chain.append(following[chain[-1]])
+    return chain
+
+
+def test_a_store_whose_revision_is_still_moving_on_opens_once_it_is_migrated(tmp_path):
+    # The other program's migration has made every table, and its revision is stepping through the
+    # last few migrations: a mismatch now means "wait", not "made by an older MLflow".
+    store, cue = tmp_path / "mlruns", tmp_path / "cue"
+    store.mkdir()
+    mlflow_client(store).search_experiments()
+    db = store / "mlflow.db"
+    steps = _revisions_in_order()[-7:]
+
+    def set_revision(revision: str) -> None:
+        with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+            connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+
+    set_revision(steps[0])
+    ours = subprocess.Popen(
+        [sys.executable, "-c", OURS_ON_CUE, str(store), str(cue)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not cue.exists() and ours.poll() is None:
+        time.sleep(0.05)
+    for revision in steps[1:]:  # one migration step every half second, 3 s in all
+        time.sleep(0.5)
+        assert ours.poll() is None, ours.communicate()[1][
+            -2000:
+        ]  # it neither failed nor opened a stale store
+        set_revision(revision)
+    out, err = ours.communicate(timeout=120)
+    assert ours.returncode == 0, err[-2000:]
+    assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
+
+
 @pytest.mark.slow
 def test_eight_processes_create_a_new_store_at_once(tmp_path):
     # Without the lock, MLflow's schema migration races ("duplicate column name: step").
