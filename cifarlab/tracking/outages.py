@@ -62,15 +62,17 @@ class Patient:
         self._target = target
 
     def __getattr__(self, name: str) -> Any:
+        from mlflow import MlflowClient
+
         attr = getattr(self._target, name)
-        if not callable(attr) or isinstance(attr, type) and name != "MlflowClient":
+        if not callable(attr) or isinstance(attr, type) and not issubclass(attr, MlflowClient):
             return attr
 
         @functools.wraps(attr)
         def patient_call(*args: Any, **kwargs: Any) -> Any:
             with signals_held() if DATABASES.match(self._tracking_uri()) else contextlib.nullcontext():
                 result = ride_out(attr, *args, **kwargs)
-            return Patient(result) if name == "MlflowClient" else result
+            return Patient(result) if isinstance(result, MlflowClient) else result  # its calls too
 
         return patient_call
 
