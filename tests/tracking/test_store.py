@@ -224,9 +224,8 @@ def test_a_store_whose_revision_is_still_moving_on_opens_once_it_is_migrated(tmp
         time.sleep(0.05)
     for revision in steps[1:]:  # one migration step every half second, 3 s in all
         time.sleep(0.5)
-        assert ours.poll() is None, ours.communicate()[1][
-            -2000:
-        ]  # it neither failed nor opened a stale store
+        # Still waiting: it neither failed nor opened a store whose schema is not yet its MLflow's.
+        assert ours.poll() is None, ours.communicate()[1][-2000:]
         set_revision(revision)
     out, err = ours.communicate(timeout=120)
     assert ours.returncode == 0, err[-2000:]
