@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -150,6 +151,27 @@ OURS_ON_CUE = textwrap.dedent(
 )
 
 
+def _open_on_cue(store, cue) -> subprocess.Popen:
+    """cifarlab opening ``store`` in another process, returned once it is about to touch the store."""
+    ours = subprocess.Popen(
+        [sys.executable, "-c", OURS_ON_CUE, str(store), str(cue)],
+        cwd=store.parent,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not cue.exists() and ours.poll() is None:
+        time.sleep(0.05)
+    return ours
+
+
+def _assert_opened(ours: subprocess.Popen, store) -> None:
+    out, err = ours.communicate(timeout=120)
+    assert ours.returncode == 0, err[-2000:]
+    assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
+
+
 def test_a_store_another_program_is_making_is_left_alone_until_it_is_made(tmp_path):
     import mlflow
 
@@ -160,42 +182,22 @@ def test_a_store_another_program_is_making_is_left_alone_until_it_is_made(tmp_pa
     db = store / "mlflow.db"
     with contextlib.closing(sqlite3.connect(db)) as connection:
         connection.execute("CREATE TABLE begun (x INTEGER)")
-    ours = subprocess.Popen(
-        [sys.executable, "-c", OURS_ON_CUE, str(store), str(cue)],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not cue.exists() and ours.poll() is None:
-        time.sleep(0.05)
+    ours = _open_on_cue(store, cue)
     time.sleep(2.0)
     with contextlib.closing(sqlite3.connect(db)) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert tables == {"begun"}, "cifarlab migrated a store another program was making"
     mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # the other program makes it
-    out, err = ours.communicate(timeout=120)
-    assert ours.returncode == 0, err[-2000:]
-    assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
+    _assert_opened(ours, store)
 
 
 def _revisions_in_order() -> list[str]:
-    """MLflow's schema revisions, first to last, as its migration scripts chain them."""
-    import importlib
-    import pkgutil
+    """MLflow's schema revisions, first to last, as alembic reads its migration scripts."""
+    import mlflow.store.db_migrations
+    from alembic.script import ScriptDirectory
 
-    from mlflow.store.db_migrations import versions
-
-    scripts = [
-        importlib.import_module(f"{versions.__name__}.{m.name}")
-        for m in pkgutil.iter_modules(versions.__path__)
-    ]
-    following = {script.down_revision: script.revision for script in scripts}
-    chain = [following[None]]
-    while chain[-1] in following:
-        chain.append(following[chain[-1]])
-    return chain
+    scripts = ScriptDirectory(os.path.dirname(mlflow.store.db_migrations.__file__))
+    return [script.revision for script in scripts.walk_revisions()][::-1]
 
 
 def test_a_store_whose_revision_is_still_moving_on_opens_once_it_is_migrated(tmp_path):
@@ -212,24 +214,13 @@ def test_a_store_whose_revision_is_still_moving_on_opens_once_it_is_migrated(tmp
             connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
 
     set_revision(steps[0])
-    ours = subprocess.Popen(
-        [sys.executable, "-c", OURS_ON_CUE, str(store), str(cue)],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not cue.exists() and ours.poll() is None:
-        time.sleep(0.05)
+    ours = _open_on_cue(store, cue)
     for revision in steps[1:]:  # one migration step every half second, 3 s in all
         time.sleep(0.5)
         # Still waiting: it neither failed nor opened a store whose schema is not yet its MLflow's.
         assert ours.poll() is None, ours.communicate()[1][-2000:]
         set_revision(revision)
-    out, err = ours.communicate(timeout=120)
-    assert ours.returncode == 0, err[-2000:]
-    assert mlflow_client(store).get_experiment_by_name("cifarlab").experiment_id == out.strip()
+    _assert_opened(ours, store)
 
 
 @pytest.mark.slow
