@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from cifarlab.errors import ConfigError
 from cifarlab.models import MODELS
 from cifarlab.models.blocks import classifier, scaled_input
+from cifarlab.models.whitening import whitening_stem
 
 
 def _channels(base: int, width: float) -> int:
@@ -138,13 +139,23 @@ def _resnet9_channels(cfg: DictConfig) -> list[int]:
     return list(channels)
 
 
+def _resnet9_stem(x, cfg: DictConfig, channels: int):
+    """``model.stem``: ``conv`` (Myrtle's prep conv unit) or ``whiten`` (a frozen 2x2 patch-whitening conv)."""
+    wd, act, stem = float(cfg.get("weight_decay", 0.0)), cfg.activation, cfg.get("stem", "conv")
+    if stem == "conv":
+        return conv_bn_relu(x, channels, act, wd, "prep")
+    if stem == "whiten":
+        return whitening_stem(x, 2, act)
+    raise ConfigError("model.stem", stem, "use conv or whiten")
+
+
 @MODELS.register("resnet9")
 def build_resnet9(cfg: DictConfig, input_shape: tuple, num_classes: int) -> keras.Model:
     """Myrtle/DAWNBench ResNet-9: prep 64; 128 pool +res; 256 pool; 512 pool +res; global max pool."""
     wd, act = float(cfg.get("weight_decay", 0.0)), cfg.activation
     c64, c128, c256, c512 = _resnet9_channels(cfg)
     inputs, x = scaled_input(input_shape)
-    x = conv_bn_relu(x, c64, act, wd, "prep")
+    x = _resnet9_stem(x, cfg, c64)
     pool_first = bool(cfg.get("pool_first", False))
     x = conv_pool(x, c128, act, wd, "layer1", pool_first)
     x = residual(x, c128, act, wd, "layer1")

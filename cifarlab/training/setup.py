@@ -11,6 +11,7 @@ from cifarlab.data.base import DataSplits, splits_digest
 from cifarlab.models.layers.dropout_choice import resolve_fast_dropout
 from cifarlab.models.layers.swap import has_plain_dropout, use_fast_dropout, use_fused_batchnorm
 from cifarlab.models.transfer import TransferReport, load_source_model, set_frozen, transfer_weights
+from cifarlab.models.whitening import fit_whitening, has_whitening
 from cifarlab.training.builders import build_augmentation
 from cifarlab.training.describe import plan_line
 from cifarlab.training.plan import ModelSpec, RunPlan
@@ -35,6 +36,8 @@ def prepare(plan: RunPlan) -> Prepared:
     keras.mixed_precision.set_dtype_policy(global_policy(precision))
     data = plan.data.load()
     model = plan.model.build(data.input_shape, data.num_classes)
+    if has_whitening(model):
+        fit_whitening(model, data.x_train, seed=t.seed)
     build_augmentation(plan.augmentation, seed=t.seed)  # an unknown name fails now, not mid-run
     report = _init_from(plan.model, model, plan.target.uri)
     if plan.model.freeze != "none":
