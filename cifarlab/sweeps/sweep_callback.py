@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -41,13 +41,16 @@ from cifarlab.errors import CifarlabError, environment_failure
 from cifarlab.runtime.interrupts import stop_on_sigterm
 from cifarlab.sweeps import contract, job, watchdog
 from cifarlab.sweeps.progress import planned_jobs, progress_line
+from cifarlab.tracking.identity import config_hash
 
 # Overrides that do not change which sweep this is.
 _NOT_SWEEP_IDENTITY = ("tracking.rerun_finished", "tracking.tags", "trainer.verbose")
 
 
 def sweep_hash(config: DictConfig) -> str:
-    """What identifies a sweep: its sweeper, search space and task overrides (not its budget or launcher)."""
+    """What identifies a sweep: its sweeper, search space, task overrides (not its budget or launcher)
+    and the config they apply to, so that the same command after a preset or ``conf/`` changed
+    starts a new sweep instead of adding other runs to the old one's parent."""
     sweeper = config.hydra.sweeper
     task = sorted(
         str(o) for o in config.hydra.overrides.task if override_key(str(o)) not in _NOT_SWEEP_IDENTITY
@@ -58,8 +61,18 @@ def sweep_hash(config: DictConfig) -> str:
         "params": OmegaConf.to_container(params, resolve=False) if params is not None else None,
         "study": sweeper.get("study_name"),
         "task": task,
+        "config": _base_config_hash(config),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _base_config_hash(config: DictConfig) -> str:
+    """The composed config the jobs start from (without Hydra's own node and display-only keys)."""
+    base = cast(dict[str, Any], OmegaConf.to_container(config, resolve=False))
+    base.pop("hydra", None)
+    if isinstance(base.get("trainer"), dict):
+        base["trainer"].pop("verbose", None)
+    return config_hash(OmegaConf.create(base))
 
 
 def _stop_before_any_job(err: Exception) -> NoReturn:

@@ -73,25 +73,30 @@ def test_optuna_search_space_syntax_maps_to_optuna_distributions():
     assert fixed == {"model": "model=mlp"}
 
 
-def test_sweep_identity_ignores_budget_and_rerun_flag(compose_cfg):
+def test_sweep_identity_ignores_budget_and_rerun_flag_but_not_the_config_the_jobs_start_from(compose_cfg):
     from omegaconf import OmegaConf
 
     from cifarlab.sweeps.job_hooks import current_job
     from cifarlab.sweeps.sweep_callback import sweep_hash
 
-    def config(*task):
+    def config(*task, stem="conv", verbose=2, n_trials=3):
         return OmegaConf.create(
             {
                 "hydra": {
-                    "sweeper": {"_target_": "x.Sweeper", "n_trials": 3},
+                    "sweeper": {"_target_": "x.Sweeper", "n_trials": n_trials},
                     "overrides": {"task": list(task)},
-                }
+                },
+                "model": {"name": "resnet9", "stem": stem},
+                "trainer": {"epochs": 3, "verbose": verbose},
             }
         )
 
     same = sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp"))
     assert sweep_hash(config("model=mlp", "optimizer.lr=1e-3,3e-3", "tracking.rerun_finished=true")) == same
+    assert sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp", verbose=0, n_trials=9)) == same
     assert sweep_hash(config("optimizer.lr=1e-3,1e-2", "model=mlp")) != same
+    # The same command after a preset or conf/ changed is another sweep (a new parent run).
+    assert sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp", stem="whiten")) != same
     cfg = compose_cfg(*TINY)  # a single run's Hydra config: not a sweep
     assert current_job(cfg) is None
 
