@@ -139,9 +139,8 @@ def _resnet9_channels(cfg: DictConfig) -> list[int]:
     return list(channels)
 
 
-def _resnet9_stem(x, cfg: DictConfig, channels: int):
+def _resnet9_stem(x, stem: str, channels: int, act: str, wd: float):
     """``model.stem``: ``conv`` (Myrtle's prep conv unit) or ``whiten`` (a frozen 2x2 patch-whitening conv)."""
-    wd, act, stem = float(cfg.get("weight_decay", 0.0)), cfg.activation, cfg.get("stem", "conv")
     if stem == "conv":
         return conv_bn_relu(x, channels, act, wd, "prep")
     if stem == "whiten":
@@ -155,7 +154,7 @@ def build_resnet9(cfg: DictConfig, input_shape: tuple, num_classes: int) -> kera
     wd, act = float(cfg.get("weight_decay", 0.0)), cfg.activation
     c64, c128, c256, c512 = _resnet9_channels(cfg)
     inputs, x = scaled_input(input_shape)
-    x = _resnet9_stem(x, cfg, c64)
+    x = _resnet9_stem(x, cfg.get("stem", "conv"), c64, act, wd)
     pool_first = bool(cfg.get("pool_first", False))
     x = conv_pool(x, c128, act, wd, "layer1", pool_first)
     x = residual(x, c128, act, wd, "layer1")

@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -43,7 +43,7 @@ from cifarlab.sweeps import contract, job, watchdog
 from cifarlab.sweeps.progress import planned_jobs, progress_line
 from cifarlab.tracking.identity import config_hash
 
-# Overrides that do not change which sweep this is.
+# Keys (as overrides and in the composed config) that do not change which sweep this is.
 _NOT_SWEEP_IDENTITY = ("tracking.rerun_finished", "tracking.tags", "trainer.verbose")
 
 
@@ -52,9 +52,7 @@ def sweep_hash(config: DictConfig) -> str:
     and the config they apply to, so that the same command after a preset or ``conf/`` changed
     starts a new sweep instead of adding other runs to the old one's parent."""
     sweeper = config.hydra.sweeper
-    task = sorted(
-        str(o) for o in config.hydra.overrides.task if override_key(str(o)) not in _NOT_SWEEP_IDENTITY
-    )
+    task = sorted(str(o) for o in config.hydra.overrides.task if _in_identity(override_key(str(o))))
     params = sweeper.get("params")
     identity = {
         "sweeper": str(sweeper.get("_target_")),
@@ -66,13 +64,21 @@ def sweep_hash(config: DictConfig) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _in_identity(key: str) -> bool:
+    """Whether an override of ``key`` (``tracking.tags.note`` is under ``tracking.tags``) makes another sweep."""
+    return not any(key == k or key.startswith(f"{k}.") for k in _NOT_SWEEP_IDENTITY)
+
+
 def _base_config_hash(config: DictConfig) -> str:
     """The composed config the jobs start from (without Hydra's own node and display-only keys)."""
-    base = cast(dict[str, Any], OmegaConf.to_container(config, resolve=False))
+    base = DictConfig(OmegaConf.to_container(config, resolve=False))
     base.pop("hydra", None)
-    if isinstance(base.get("trainer"), dict):
-        base["trainer"].pop("verbose", None)
-    return config_hash(OmegaConf.create(base))
+    for key in _NOT_SWEEP_IDENTITY:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        if isinstance(node, DictConfig):
+            node.pop(leaf, None)
+    return config_hash(base)
 
 
 def _stop_before_any_job(err: Exception) -> NoReturn:

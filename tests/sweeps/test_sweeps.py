@@ -79,7 +79,8 @@ def test_sweep_identity_ignores_budget_and_rerun_flag_but_not_the_config_the_job
     from cifarlab.sweeps.job_hooks import current_job
     from cifarlab.sweeps.sweep_callback import sweep_hash
 
-    def config(*task, stem="conv", verbose=2, n_trials=3):
+    def config(*task, stem="conv", verbose=2, n_trials=3, rerun=False, tags=None):
+        # As Hydra composes it: each override is both in the task list and in the config.
         return OmegaConf.create(
             {
                 "hydra": {
@@ -88,11 +89,15 @@ def test_sweep_identity_ignores_budget_and_rerun_flag_but_not_the_config_the_job
                 },
                 "model": {"name": "resnet9", "stem": stem},
                 "trainer": {"epochs": 3, "verbose": verbose},
+                "tracking": {"rerun_finished": rerun, "tags": tags or {}},
             }
         )
 
     same = sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp"))
-    assert sweep_hash(config("model=mlp", "optimizer.lr=1e-3,3e-3", "tracking.rerun_finished=true")) == same
+    rerun = config("model=mlp", "optimizer.lr=1e-3,3e-3", "tracking.rerun_finished=true", rerun=True)
+    assert sweep_hash(rerun) == same
+    tagged = config("optimizer.lr=1e-3,3e-3", "model=mlp", "+tracking.tags.who=me", tags={"who": "me"})
+    assert sweep_hash(tagged) == same
     assert sweep_hash(config("optimizer.lr=1e-3,3e-3", "model=mlp", verbose=0, n_trials=9)) == same
     assert sweep_hash(config("optimizer.lr=1e-3,1e-2", "model=mlp")) != same
     # The same command after a preset or conf/ changed is another sweep (a new parent run).
