@@ -3,15 +3,26 @@
 Python turns SIGINT into KeyboardInterrupt; ``stop_on_sigterm`` makes SIGTERM
 raise ``Terminated``, a KeyboardInterrupt too, so the same path ends the MLflow
 run KILLED and the CLI closes with one line and the shell's exit code.
+
+While TensorFlow works, a handler must not raise where the signal lands: TensorFlow's
+C++ calls back into Python (a shape's ``__len__`` in an eager op), and an exception
+raised there was dropped (TensorFlow retried the op another way and the run trained
+on to the end) or, once in CI, crashed the process (SIGSEGV). ``signals_deferred``
+keeps the signal until the next safe point (``stop_if_signalled``: a Keras batch's
+end) and raises it there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+Handler = Callable[[int, Any], Any]
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report
 
@@ -71,3 +82,68 @@ def describe_interrupt(err: KeyboardInterrupt) -> tuple[str, int]:
         else "nothing was recorded"
     )
     return f"stopped by {signal.Signals(signum).name}; {what}", EXIT_CODES[signum]
+
+
+class _Deferral:
+    """The signals that arrived during a ``signals_deferred`` block, and the handlers to act on them."""
+
+    def __init__(self, handlers: dict[int, Handler]) -> None:
+        self.handlers = handlers
+        self.pending: int | None = None
+        self.arrived = 0
+
+    def keep(self, signum: int, frame: Any) -> None:
+        self.arrived += 1
+        if self.arrived > 1:  # a second Ctrl-C or SIGTERM: stop at once, as users expect
+            self.pending = None
+            self.handlers[signum](signum, frame)
+        elif self.pending is None:
+            self.pending = signum
+            name = signal.Signals(signum).name
+            _say(f"cifarlab: {name}: stopping after this batch; {name} again stops at once")
+
+    def act(self) -> None:
+        signum, self.pending = self.pending, None
+        if signum is not None:
+            self.handlers[signum](signum, None)
+
+
+_deferrals: list[_Deferral] = []
+
+
+def _say(line: str) -> None:
+    # os.write, not print: a print here could land inside a print of the main thread's.
+    with contextlib.suppress(OSError):
+        os.write(2, f"{line}\n".encode())
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Keep SIGINT and SIGTERM until ``stop_if_signalled`` (or the block's end) acts on the first.
+
+    Only signals with a Python handler are kept (Ctrl-C's KeyboardInterrupt,
+    ``stop_on_sigterm``'s, a sweep's); their handler runs at the safe point, so it
+    raises what it always raised. A second signal acts at once. Outside the main
+    thread, where handlers cannot be set, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ours = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    deferral = _Deferral({signum: handler for signum, handler in ours.items() if callable(handler)})
+    for signum in deferral.handlers:
+        signal.signal(signum, deferral.keep)
+    _deferrals.append(deferral)
+    try:
+        yield
+    finally:
+        _deferrals.remove(deferral)
+        for signum, handler in deferral.handlers.items():
+            signal.signal(signum, handler)
+        deferral.act()
+
+
+def stop_if_signalled() -> None:
+    """At a safe point: raise (through its own handler) a signal that ``signals_deferred`` kept."""
+    if _deferrals:
+        _deferrals[-1].act()

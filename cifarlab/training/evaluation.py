@@ -9,6 +9,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from cifarlab.data.base import DataSplits
 from cifarlab.data.pipeline import eval_dataset
 from cifarlab.data.views import views_to_average
+from cifarlab.training.interruption import StopOnSignal
 
 
 def evaluate_model(
@@ -19,7 +20,8 @@ def evaluate_model(
     (``trainer.test_time_flip`` / ``trainer.test_time_shift``)."""
     views = views_to_average(data.x_test, bool(flip), int(shift or 0))
     batches = [eval_dataset(view, data.y_test, batch_size) for view in views]
-    probs = np.mean([model.predict(batch, verbose=0) for batch in batches], axis=0)
+    stop = [StopOnSignal()]  # Ctrl-C and SIGTERM act between batches
+    probs = np.mean([model.predict(batch, verbose=0, callbacks=stop) for batch in batches], axis=0)
     accuracy = accuracy_score(data.y_test, probs.argmax(axis=1))
     loss = log_loss(data.y_test, np.clip(probs, 1e-7, 1.0), labels=list(range(data.num_classes)))
     return probs, float(accuracy), float(loss)

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from cifarlab import tracking
+from cifarlab.runtime.interrupts import signals_deferred, stop_if_signalled
 from cifarlab.training.describe import print_summary, run_name_from, run_tags
 from cifarlab.training.distribute import is_chief, make_strategy
 from cifarlab.training.multi_worker import adapt_model
@@ -37,8 +38,13 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     """Run one training as ``plan`` describes and record it. Raises CifarlabError on bad input.
 
     ``hooks`` carry what the launcher adds (a sweep's parent run and callbacks, the command line).
+    Ctrl-C and SIGTERM stop it at the next batch's end or step (``training.interruption``).
     """
-    hooks = hooks or RunHooks()
+    with signals_deferred():
+        return _train(plan, hooks or RunHooks())
+
+
+def _train(plan: RunPlan, hooks: RunHooks) -> TrainResult:
     chief = is_chief()
     if not chief:  # other workers train in lockstep but record nothing
         plan = plan.without_tracking()
@@ -59,6 +65,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
         print(f"cifarlab: {_reuse_note(done)}", flush=True)
         return TrainResult.from_run(done)
     run_name = plan.tracking.run_name or hooks.run_name or _run_name(plan, hooks.overrides)
+    stop_if_signalled()  # before a run opens: nothing recorded
     with claimed_state(plan.state_dir, key, chief) as state:
         resume_id = _resumable_run(state, target, key) if target.enabled else None
         tags = run_tags(plan, key, hooks)
@@ -75,6 +82,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
                     plan, model, prepared.data, recorder, state, history, search_trial=hooks.search_trial
                 )
             report_warnings(recorder, chance_warning(result.test_accuracy, prepared.data, plan.optimizer.lr))
+            stop_if_signalled()  # a signal during the reports or the model's upload: the run ends KILLED
         state.clear()
     print_summary(result.test_accuracy, result.test_loss, result.run_id, target.experiment, target.uri)
     return result

@@ -26,6 +26,7 @@ from cifarlab.training.compile import compile_model
 from cifarlab.training.datasets import stage_datasets, steps_per_epoch
 from cifarlab.training.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from cifarlab.training.epoch_draws import EpochDraws
+from cifarlab.training.interruption import StopOnSignal
 from cifarlab.training.metric_names import tracked_metric_name
 from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks
@@ -129,7 +130,8 @@ def _fit_stage(
 def stage_callbacks(
     plan: RunPlan, ctx: FitContext, stage: int, budget: TimeBudget | None
 ) -> list[keras.callbacks.Callback]:
-    """The configured callbacks, the hooks' extras, the plateau schedule's, the time budget and the NaN stop.
+    """The configured callbacks, the hooks' extras, the plateau schedule's, the time budget, the NaN
+    stop and the stop on a signal.
 
     The NaN stop comes whether configured or not: a diverged run otherwise fails
     later, with an error about NaN inputs far from its cause.
@@ -147,7 +149,7 @@ def stage_callbacks(
     )
     callbacks = build_callbacks(plan.callbacks, callback_ctx) + ctx.hooks.callbacks()
     progress = BudgetProgbarLogger(budget) if budget is not None and verbosity(t.verbose) else None
-    extras = [plan.optimizer.plateau_callback(), budget, progress]
+    extras = [plan.optimizer.plateau_callback(), budget, progress, StopOnSignal()]
     if not any(isinstance(cb, StopOnNonFiniteLoss) for cb in callbacks):
         extras.append(StopOnNonFiniteLoss())
     return callbacks + [cb for cb in extras if cb is not None]
@@ -181,7 +183,8 @@ def fit_without_gradients(
     data = ctx.data
     started = time.perf_counter()
     model.fit_prototypes(data.x_train, data.y_train)
-    probs = model.predict(eval_dataset(data.x_val, data.y_val, trainer.eval_batch_size), verbose=0)
+    val_ds = eval_dataset(data.x_val, data.y_val, trainer.eval_batch_size)
+    probs = model.predict(val_ds, verbose=0, callbacks=[StopOnSignal()])
     val_accuracy = float(np.mean(probs.argmax(axis=1) == data.y_val))
     ctx.recorder.log_metrics(
         {"val/accuracy": val_accuracy, "epoch_seconds": time.perf_counter() - started}, step=0
