@@ -50,6 +50,29 @@ def stop_on_sigterm(replace: bool = False) -> None:
 
 
 @contextmanager
+def sigint_raises() -> Iterator[None]:
+    """In the block, SIGINT raises KeyboardInterrupt in the main thread even where the process
+    started with it ignored or blocked: a command a script runs in the background (``cmd &``)
+    ignores SIGINT, and a watch that interrupts the main thread with it would never be heard.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    unset = previous in (signal.SIG_IGN, signal.SIG_DFL)
+    if unset:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    was_blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if was_blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if unset:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM for the block (ending a run), then act on the first one that came.
 
@@ -144,6 +167,8 @@ def signals_deferred() -> Iterator[None]:
 
 
 def stop_if_signalled() -> None:
-    """At a safe point: raise (through its own handler) a signal that ``signals_deferred`` kept."""
-    if _deferrals:
+    """At a safe point: raise (through its own handler) a signal that ``signals_deferred`` kept.
+
+    Only in the main thread, whose block kept it (a trial trained in another thread goes on)."""
+    if _deferrals and threading.current_thread() is threading.main_thread():
         _deferrals[-1].act()

@@ -12,8 +12,9 @@ submitit writes under the launch's folder. It ends the wait with one line:
 - for a job that left the queue without a result, once the other jobs ended
   (what they recorded stays; the same command then runs only what did not finish).
 
-It ends the wait by interrupting the main thread (SIGINT); the launcher raises
-``verdict`` in place of KeyboardInterrupt.
+It ends the wait by interrupting the main thread (SIGINT, at each poll until the launch
+ends); the launcher makes SIGINT raise there (``runtime.interrupts.sigint_raises``) and
+raises ``verdict`` in place of KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ class LaunchWatch(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(self.poll_s):
-            tasks = self._files(SUBMITTED) - self._earlier
-            verdict = self._never_starts(tasks) or self._ended_without_result(tasks)
-            if verdict is not None and not self._done.is_set():
-                self.verdict = verdict
+            if self.verdict is None:
+                tasks = self._files(SUBMITTED) - self._earlier
+                self.verdict = self._never_starts(tasks) or self._ended_without_result(tasks)
+            if self.verdict is not None and not self._done.is_set():
+                # Again at each poll until the launch ends: one interrupt can be lost on its way.
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-                return
 
     def _never_starts(self, tasks: set[str]) -> CifarlabError | None:
         for array in sorted({array_id(task) for task in tasks}):

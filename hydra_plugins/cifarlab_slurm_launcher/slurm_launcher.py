@@ -26,6 +26,7 @@ class WatchedSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedJobError
 
+        from cifarlab.runtime.interrupts import sigint_raises
         from cifarlab.runtime.quiet import stderr_without
         from cifarlab.sweeps import slurm_watch
         from cifarlab.sweeps.launch_watch import LaunchWatch
@@ -36,7 +37,7 @@ class WatchedSlurmLauncher(SlurmLauncher):
         watch = LaunchWatch(str(self.params["submitit_folder"]), request)
         watch.start()
         try:
-            with stderr_without(slurm_watch.SCHEDULER_NOISE):
+            with stderr_without(slurm_watch.SCHEDULER_NOISE), sigint_raises():  # how the watch ends the wait
                 return super().launch(job_overrides, initial_job_idx)
         except FailedJobError as err:  # sbatch refused the array
             raise slurm_watch.refusal(str(err), request) from None

@@ -84,6 +84,18 @@ def test_launcher_jobs_no_node_can_run_stop_in_one_line_naming_the_override(slur
     assert parent.info.status == "KILLED"
 
 
+def test_a_sweep_a_script_starts_in_the_background_still_stops_in_one_line(slurm, tmp_path):
+    # A script's ``cmd &`` starts the sweep with SIGINT ignored; the launch's watch ends the wait
+    # with SIGINT, which was then never heard: the sweep waited for ever on a job that cannot start.
+    cli = [sys.executable, "-m", "cifarlab", "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=64",
+           "dataset=synthetic", "model=mlp", "trainer.epochs=2", "optimizer.lr=1e-3,2e-3"]  # fmt: skip
+    proc = subprocess.run(["sh", "-c", '"$@" & wait $!', "sh", *cli], cwd=tmp_path, env=cli_env(),
+                          capture_output=True, text=True, timeout=150)  # fmt: skip
+    errors = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(errors) == 1 and "would pend for ever" in errors[0], proc.stderr
+    assert not [line for line in _queue() if "PENDING" in line]
+
+
 # Trials of several seconds (an epoch is a tenth of one), so that one can be cancelled mid-trial; a short
 # heartbeat so that a lost one is noticed in seconds.
 SLOW_EPOCHS = 30
