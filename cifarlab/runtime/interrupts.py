@@ -120,7 +120,7 @@ class _Deferral:
         if self.arrived > 1:  # a second Ctrl-C or SIGTERM: stop at once, as users expect
             self.pending = None
             self.handlers[signum](signum, frame)
-        elif self.pending is None:
+        else:
             self.pending = signum
             name = signal.Signals(signum).name
             _say(f"cifarlab: {name}: stopping after this batch; {name} again stops at once")
