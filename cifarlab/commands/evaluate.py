@@ -17,6 +17,7 @@ An image folder is evaluated on all of its ``test/`` folder, also when it has no
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +26,7 @@ from omegaconf import DictConfig
 
 from cifarlab.config.arguments import parse_options, run_command
 from cifarlab.inference.evaluate_run import EvalArgs, eval_args, evaluate, print_result
+from cifarlab.runtime.interrupts import describe_interrupt, signals_deferred, stop_on_sigterm
 
 PROG = "cifarlab evaluate"
 EXAMPLE = "run=<run id> split=test"
@@ -46,9 +48,18 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
 
 
 def _evaluate(options: DictConfig, overrides: list[str]) -> None:
-    """Evaluate as the options say, and print the result."""
+    """Evaluate as the options say, and print the result. Ctrl-C or SIGTERM stops it at a
+    batch's end: its run ends KILLED and the command closes with one line."""
+    stop_on_sigterm()
     args = eval_args(options, overrides)
-    print_result(evaluate(args), args.output_dir)
+    try:
+        with signals_deferred():
+            result = evaluate(args)
+    except KeyboardInterrupt as err:
+        line, code = describe_interrupt(err, resumes=False)
+        print(f"{PROG}: {line}", file=sys.stderr)
+        sys.exit(code)
+    print_result(result, args.output_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
 from cifarlab.inference.source import ModelSource, locate_model
 from cifarlab.reports.writer import write_reports
+from cifarlab.runtime.interrupts import stop_if_signalled
 from cifarlab.runtime.lease import process_tags, tagged_process_gone
 from cifarlab.tracking import queries, runs
 from cifarlab.tracking.registry import registered_run_id
@@ -259,6 +260,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
     ) as recorder:
         recorder.log_params(_params(source_run, args, cfg))
         accuracy, loss = _record(recorder, cfg, args, data, model)
+        stop_if_signalled()  # a signal kept during the reports: the run ends KILLED, not FINISHED
     return EvalResult(
         recorder.run_id, cfg.tracking.experiment, args.run, args.split, accuracy, loss, len(data.y)
     )

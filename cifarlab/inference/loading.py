@@ -98,10 +98,14 @@ def load_model(
 
 
 def predict_probs(model: LoadedModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, classes) for uint8 images; softmax applied if the model gave logits."""
+    """Class probabilities (N, classes) for uint8 images; softmax applied if the model gave logits.
+    Ctrl-C and SIGTERM kept by ``signals_deferred`` (cifarlab evaluate) act between batches."""
+    from cifarlab.runtime.batch_signals import StopOnSignal  # Keras is loaded by now; not before
+
     verbose = _progress(len(images), batch_size)
     probs = np.asarray(
-        model.keras_model.predict(images, batch_size=batch_size, verbose=verbose), dtype=np.float64
+        model.keras_model.predict(images, batch_size=batch_size, verbose=verbose, callbacks=[StopOnSignal()]),
+        dtype=np.float64,
     )
     sums = probs.sum(axis=1)
     if probs.size and (probs.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3)):

@@ -95,14 +95,14 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(arrived[0])  # its own handler now: Terminated, Ctrl-C or the default
 
 
-def describe_interrupt(err: KeyboardInterrupt) -> tuple[str, int]:
-    """The closing line and exit code for a run stopped by a signal."""
+def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True) -> tuple[str, int]:
+    """The closing line and exit code for a run stopped by a signal; ``resumes``: a rerun of the
+    command resumes the run (a training) rather than doing it again (an evaluation)."""
     signum = getattr(err, "signum", signal.SIGINT)
     run_id = getattr(err, "run_id", None)
+    rerun = "resume it" if resumes else "do it again"
     what = (
-        f"run {run_id} ended KILLED; rerun the same command to resume it"
-        if run_id
-        else "nothing was recorded"
+        f"run {run_id} ended KILLED; rerun the same command to {rerun}" if run_id else "nothing was recorded"
     )
     return f"stopped by {signal.Signals(signum).name}; {what}", EXIT_CODES[signum]
 

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from cifarlab.data.base import DataSplits
 from cifarlab.data.pipeline import eval_dataset
 from cifarlab.data.views import views_to_average
-from cifarlab.training.interruption import StopOnSignal
+from cifarlab.runtime.batch_signals import StopOnSignal
 
 
 def evaluate_model(

@@ -38,7 +38,7 @@ def train(plan: RunPlan, hooks: RunHooks | None = None) -> TrainResult:
     """Run one training as ``plan`` describes and record it. Raises CifarlabError on bad input.
 
     ``hooks`` carry what the launcher adds (a sweep's parent run and callbacks, the command line).
-    Ctrl-C and SIGTERM stop it at the next batch's end or step (``training.interruption``).
+    Ctrl-C and SIGTERM stop it at the next batch's end or step (``runtime.batch_signals``).
     """
     with signals_deferred():
         return _train(plan, hooks or RunHooks())

@@ -19,6 +19,7 @@ from cifarlab.data.pipeline import eval_dataset
 from cifarlab.errors import CifarlabError
 from cifarlab.models.transfer import set_frozen
 from cifarlab.reports.figures import save_figure
+from cifarlab.runtime.batch_signals import StopOnSignal
 from cifarlab.tracking import Recorder
 from cifarlab.training.budget import BudgetProgbarLogger, TimeBudget
 from cifarlab.training.builders import CallbackContext, build_callbacks
@@ -26,7 +27,6 @@ from cifarlab.training.compile import compile_model
 from cifarlab.training.datasets import stage_datasets, steps_per_epoch
 from cifarlab.training.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from cifarlab.training.epoch_draws import EpochDraws
-from cifarlab.training.interruption import StopOnSignal
 from cifarlab.training.metric_names import tracked_metric_name
 from cifarlab.training.plan import RunPlan
 from cifarlab.training.run_hooks import RunHooks

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import TINY, all_runs, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 from PIL import Image
 
 from cifarlab.commands.evaluate import parse_args
 from cifarlab.config.compose import compose_config
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.run_data import apply_run_params
+from cifarlab.runtime.interrupts import EXIT_CODES
 from cifarlab.runtime.lease import Owner, process_start_time, process_tags
 
 # What a synthetic run records (flattened params are strings); cifar10 is conf/'s default dataset.
@@ -196,3 +198,34 @@ def test_an_evaluation_a_killed_evaluate_left_running_is_ended_by_the_next(sourc
     assert client.get_run(orphan).info.status == "KILLED"
     assert client.get_run(live).info.status == "RUNNING"
     client.set_terminated(live)
+
+
+def as_a_shell_starts_it() -> None:
+    """Ctrl-C heard, as in a terminal (pytest-xdist's workers ignore SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signalled_evaluate_ends_its_run_killed_in_one_line(source, signum):
+    workdir, src = source
+    experiment = f"stopped-{signum.name}"
+    command = [sys.executable, "-m", "cifarlab", "evaluate", f"run={src.info.run_id}"]
+    proc = subprocess.Popen(
+        [*command, f"tracking.experiment={experiment}"],
+        cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_a_shell_starts_it,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the model is loaded; the run opens next
+        if line.startswith("cifarlab: evaluating"):
+            proc.send_signal(signum)
+            break
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_CODES[signum], stderr[-2000:]
+    (run,) = all_runs(workdir / "mlruns", experiment)
+    assert run.info.status == "KILLED"
+    assert stderr.strip().splitlines()[-1] == (
+        f"cifarlab evaluate: stopped by {signum.name}; run {run.info.run_id} ended KILLED; "
+        "rerun the same command to do it again"
+    )

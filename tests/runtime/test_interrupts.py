@@ -71,7 +71,7 @@ FIT_STOPPED_BETWEEN_BATCHES = """
 import os, signal
 import keras, numpy as np
 from cifarlab.runtime.interrupts import Terminated, signals_deferred, stop_on_sigterm
-from cifarlab.training.interruption import StopOnSignal
+from cifarlab.runtime.batch_signals import StopOnSignal
 
 class Batches(keras.callbacks.Callback):
     def __init__(self):

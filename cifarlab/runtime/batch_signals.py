@@ -1,8 +1,9 @@
-"""Ctrl-C and SIGTERM stop training at a batch's end, never inside TensorFlow.
+"""Ctrl-C and SIGTERM stop Keras at a batch's end, never inside TensorFlow.
 
-``train`` keeps the signals (``cifarlab.runtime.interrupts.signals_deferred``) while it
-runs; ``StopOnSignal``, in every fit and predict, raises the kept one when a batch
-ends, from Keras's own loop, so that the run ends KILLED and resumes as always.
+``train`` and ``evaluate`` keep the signals (``cifarlab.runtime.interrupts.signals_deferred``)
+while they run; ``StopOnSignal``, in every fit and predict, raises the kept one when a
+batch ends, from Keras's own loop, so that the run ends KILLED (and a training resumes as
+always). Outside such a block it does nothing.
 """
 
 from __future__ import annotations
