@@ -17,7 +17,6 @@ An image folder is evaluated on all of its ``test/`` folder, also when it has no
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -26,7 +25,7 @@ from omegaconf import DictConfig
 
 from cifarlab.config.arguments import parse_options, run_command
 from cifarlab.inference.evaluate_run import EvalArgs, eval_args, evaluate, print_result
-from cifarlab.runtime.interrupts import describe_interrupt, signals_deferred, stop_on_sigterm
+from cifarlab.runtime.interrupts import signals_deferred
 
 PROG = "cifarlab evaluate"
 EXAMPLE = "run=<run id> split=test"
@@ -49,16 +48,10 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
 
 def _evaluate(options: DictConfig, overrides: list[str]) -> None:
     """Evaluate as the options say, and print the result. Ctrl-C or SIGTERM stops it at a
-    batch's end: its run ends KILLED and the command closes with one line."""
-    stop_on_sigterm()
+    batch's end: its run ends KILLED and ``run_command`` closes with one line."""
     args = eval_args(options, overrides)
-    try:
-        with signals_deferred():
-            result = evaluate(args)
-    except KeyboardInterrupt as err:
-        line, code = describe_interrupt(err, resumes=False)
-        print(f"{PROG}: {line}", file=sys.stderr)
-        sys.exit(code)
+    with signals_deferred():
+        result = evaluate(args)
     print_result(result, args.output_dir)
 
 

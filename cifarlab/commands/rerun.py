@@ -10,7 +10,6 @@ Run it from the folder the run was made in (relative paths in its overrides).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -41,9 +40,7 @@ def _rerun(options: DictConfig) -> None:
     if not options.run:
         raise CifarlabError(f"run= is missing; name the run to make again, e.g. {EXAMPLE}")
     client = connect(resolve_uri(options.tracking_uri, options.mlruns_dir))
-    code = rerun(queries.get_run(client, options.run, key="run"), bool(options.dry_run))
-    if code:
-        sys.exit(code)
+    rerun(queries.get_run(client, options.run, key="run"), bool(options.dry_run))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

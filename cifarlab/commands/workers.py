@@ -12,17 +12,36 @@ on one machine the default SQLite study works. See the README (searches).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
+from omegaconf import DictConfig
+
 from cifarlab.config.arguments import run_command
+from cifarlab.runtime.interrupts import EXIT_CODES, signal_of
 from cifarlab.sweeps.worker_array import WorkerOptions, run_workers
 
 PROG = "cifarlab workers"
 EXAMPLE = "workers=4 hparams_search=mlp_optuna"
 
 
+def _run(options: DictConfig, overrides: list[str]) -> None:
+    """Start the workers; Ctrl-C or SIGTERM stops them too, with one line."""
+    try:
+        run_workers(options, overrides)
+    except KeyboardInterrupt as err:
+        signum = signal_of(err)
+        print(
+            f"{PROG}: stopped by {signum.name}; the workers stop too, each handing its trial back to "
+            "the study; rerun the same command to resume the search",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(EXIT_CODES[signum])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    run_command(WorkerOptions, __doc__, argv, prog=PROG, example=EXAMPLE, run=run_workers, pass_through=True)
+    run_command(WorkerOptions, __doc__, argv, prog=PROG, example=EXAMPLE, run=_run, pass_through=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Each entry point (predict, evaluate, compare, export, results, workers, bench)
 describes its options as a dataclass; ``parse_options`` turns ``argv`` into that
 typed config, and ``usage`` prints the same ``--help`` shape for all of them: the
 module's docstring, then every option with its default. ``run_command`` is the
-``main`` they share: help, parse, run, and a ``CifarlabError`` as one line. The
-training CLI is Hydra's and takes the same ``key=value`` form.
+``main`` they share: help, parse, run, and a ``CifarlabError``, Ctrl-C or SIGTERM as
+one line. The training CLI is Hydra's and takes the same ``key=value`` form.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cifarlab.errors import CifarlabError, environment_failure
+from cifarlab.runtime.interrupts import describe_interrupt, stop_on_sigterm
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -103,14 +104,20 @@ def run_command(
 ) -> None:
     """An entry point's ``main``: ``--help`` prints ``usage``; otherwise ``argv`` (default: the command
     line) is parsed into ``schema`` and ``run(options, other arguments)`` called. A ``CifarlabError``
-    from either ends the process with one line and exit status 1."""
+    from either ends the process with one line and exit status 1; Ctrl-C or SIGTERM with one line
+    (the run it ended KILLED, if any) and the shell's 130 or 143."""
     args = list(sys.argv[1:] if argv is None else argv)
     if wants_help(args):
         print(usage(schema, doc or ""))
         return
+    stop_on_sigterm()
     try:
         options, rest = parse_options(schema, args, prog=prog, example=example, pass_through=pass_through)
         run(options, rest)
+    except KeyboardInterrupt as err:
+        line, code = describe_interrupt(err, resumes=False)
+        print(f"{prog}: {line}", file=sys.stderr, flush=True)
+        sys.exit(code)
     except CifarlabError as err:
         exit_with_error("cifarlab", err)
     except Exception as err:  # a full disk or a read-only folder: the machine's fault, told in one line

@@ -245,12 +245,10 @@ def evaluate(args: EvalArgs) -> EvalResult:
     """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
     cfg, source_run, source = prepare(args)
     assert args.run is not None  # prepare set it, or raised
+    print(f"cifarlab: loading {source.description} and the {args.split} split", flush=True)
     data = load_split(cfg, args.split)
     model = load_checked(source, data)
-    print(
-        f"cifarlab: evaluating {source.description} on {len(data.y)} {args.split} images of {data.name}",
-        flush=True,
-    )
+    stop_if_signalled()  # a signal kept while loading: stop before any run is recorded
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
     with tracking.open_run(
         tracking.target_from_config(cfg),
@@ -258,6 +256,12 @@ def evaluate(args: EvalArgs) -> EvalResult:
         run_name=run_name,
         tags=_tags(source_run, args, cfg),
     ) as recorder:
+        recorded = f" (run {recorder.run_id})" if recorder.run_id else ""
+        print(
+            f"cifarlab: evaluating {source.description} on {len(data.y)} {args.split} images "
+            f"of {data.name}{recorded}",
+            flush=True,
+        )
         recorder.log_params(_params(source_run, args, cfg))
         accuracy, loss = _record(recorder, cfg, args, data, model)
         stop_if_signalled()  # a signal kept during the reports: the run ends KILLED, not FINISHED

@@ -30,6 +30,7 @@ from cifarlab.inference.predictions import (
 from cifarlab.inference.run_data import SplitData, load_split, run_config
 from cifarlab.inference.source import ModelSource, check_checkpoint, check_one_source, locate_model
 from cifarlab.inference.store_options import store_uri
+from cifarlab.runtime.interrupts import stop_if_signalled
 from cifarlab.tracking import queries
 from cifarlab.tracking.store import connect
 
@@ -118,5 +119,6 @@ def predict(cfg: DictConfig, files: list[Path]) -> Predictions:
         preds = predict_samples(model, data, cfg.samples, cfg.seed, cfg.batch_size)
     else:
         preds = predict_files(model, files, cfg.images, cfg.batch_size)
+    stop_if_signalled()  # a Ctrl-C kept after the last batch: stop before writing anything
     report(preds, cfg, model.description, cfg.grid or (DEFAULT_SAMPLES_GRID if data is not None else None))
     return preds

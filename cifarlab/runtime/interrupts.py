@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,16 +96,21 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(arrived[0])  # its own handler now: Terminated, Ctrl-C or the default
 
 
+def signal_of(err: KeyboardInterrupt) -> signal.Signals:
+    """The signal behind a KeyboardInterrupt: SIGTERM for ``Terminated``, else Ctrl-C's SIGINT."""
+    return signal.Signals(getattr(err, "signum", signal.SIGINT))
+
+
 def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True) -> tuple[str, int]:
     """The closing line and exit code for a run stopped by a signal; ``resumes``: a rerun of the
     command resumes the run (a training) rather than doing it again (an evaluation)."""
-    signum = getattr(err, "signum", signal.SIGINT)
+    signum = signal_of(err)
     run_id = getattr(err, "run_id", None)
     rerun = "resume it" if resumes else "do it again"
     what = (
         f"run {run_id} ended KILLED; rerun the same command to {rerun}" if run_id else "nothing was recorded"
     )
-    return f"stopped by {signal.Signals(signum).name}; {what}", EXIT_CODES[signum]
+    return f"stopped by {signum.name}; {what}", EXIT_CODES[signum]
 
 
 class _Deferral:
@@ -172,3 +178,24 @@ def stop_if_signalled() -> None:
     Only in the main thread, whose block kept it (a trial trained in another thread goes on)."""
     if _deferrals and threading.current_thread() is threading.main_thread():
         _deferrals[-1].act()
+
+
+@contextmanager
+def forwarded(child: subprocess.Popen, signum: int) -> Iterator[None]:
+    """In the block, the first ``signum`` this process gets is passed on to ``child`` (later ones are
+    dropped: the child stops at its own safe point, and a second one would make it stop at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sent: list[int] = []
+
+    def forward(received: int, frame: Any) -> None:
+        if not sent:
+            sent.append(received)
+            child.send_signal(received)
+
+    previous = signal.signal(signum, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cifarlab.errors import CifarlabError
+from cifarlab.runtime import interrupts
 from cifarlab.runtime.quiet import stderr_without
 from cifarlab.sweeps import slurm_watch
 
 CLUSTERS = ("local", "slurm")
 STOPPED_CODES = {130: "SIGINT", 143: "SIGTERM (scancel, preemption)"}  # a search's exit codes for them
 WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
+STOP_WAIT_S = 30.0  # how long a stopped local worker may take to end its trial
 
 
 @dataclass
@@ -55,10 +58,18 @@ class WorkerOptions:
 
 
 def run_worker(overrides: list[str], cwd: str) -> int:
-    """One task of the array: the search command, in the folder the workers were started from."""
-    return subprocess.run(
-        [sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, check=False
-    ).returncode
+    """One task of the array: the search command, in the folder the workers were started from.
+
+    The search runs in its own session and hears Ctrl-C only from this task, which passes the
+    first one on and waits for the search to end its trial: ``subprocess.run`` would SIGKILL it
+    0.25 s after a Ctrl-C, leaving its run RUNNING. (SLURM's scancel signals every process of
+    the task itself.)
+    """
+    search = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, start_new_session=True
+    )
+    with interrupts.forwarded(search, signal.SIGINT):
+        return search.wait()
 
 
 def check_options(options: Any, overrides: list[str]) -> None:
@@ -126,6 +137,18 @@ def _wait(jobs: list, options: Any) -> None:
         time.sleep(WAIT_POLL_S)
 
 
+def _stop(jobs: list, options: Any) -> None:
+    """Stop every worker as Ctrl-C stops a search: its trial ends, handed back to the study."""
+    if options.cluster == "slurm":
+        slurm_watch.cancel(jobs[0].job_id)  # scancel: SIGTERM to every task
+        return
+    for job in jobs:  # submitit's local controller passes SIGINT on to the task, run_worker to the search
+        job.cancel(check=False)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while not _all_done(jobs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _all_done(jobs: list) -> bool:
     # submitit asks sacct, whose complaint on clusters without accounting would repeat on every poll.
     with stderr_without(slurm_watch.NO_ACCOUNTING):
@@ -171,7 +194,11 @@ def start_workers(options: Any, overrides: list[str]) -> list[WorkerEnd]:
           f"logs in {options.folder}", flush=True)  # fmt: skip
     if not options.wait:
         return []
-    _wait(jobs, options)
+    try:
+        _wait(jobs, options)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while waiting: the workers stop too
+        _stop(jobs, options)
+        raise
     ends = _ends(jobs)
     print(f"cifarlab: workers: all {n} ended, exit codes {[e.code for e in ends]}", flush=True)
     for end in ends:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
-from helpers import TINY, all_runs, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
 
 from cifarlab.tracking import provenance
 
@@ -44,3 +50,41 @@ def test_rerun_of_an_unknown_run_is_one_line(tmp_path):
     proc = run_cli("run=0123456789abcdef0123456789abcdef", command="rerun", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("cifarlab: error: run=")
+
+
+def as_a_terminal_starts_it() -> None:
+    """Its own process group, Ctrl-C heard (pytest-xdist's workers ignore SIGINT; children inherit that)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _other_runs(store, besides: str) -> list:
+    return [r for r in all_runs(store) if r.info.run_id != besides]
+
+
+def _first_epoch_recorded(store, besides: str) -> bool:
+    runs = _other_runs(store, besides)
+    return bool(runs) and bool(mlflow_client(store).get_metric_history(runs[0].info.run_id, "train/loss"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_rerun_ends_its_run_killed_not_running(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the command; none may SIGKILL the training."""
+    args = [*TINY, "dataset.samples_per_class=1500", "model.hidden_units=[512]", "trainer.epochs=4"]
+    run_cli(*args, "tracking.log_model=false", cwd=tmp_path)
+    (original,) = all_runs(tmp_path / "mlruns")
+    rerun = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "rerun", f"run={original.info.run_id}"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_a_terminal_starts_it,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not _first_epoch_recorded(tmp_path / "mlruns", besides=original.info.run_id):
+        assert rerun.poll() is None and time.monotonic() < deadline, rerun.communicate()[1][-2000:]
+        time.sleep(0.2)
+    os.killpg(rerun.pid, signal.SIGINT)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 130, stderr[-2000:]
+    (run,) = _other_runs(tmp_path / "mlruns", besides=original.info.run_id)
+    assert run.info.status == "KILLED"
+    assert stderr.strip().splitlines()[-1].startswith(f"cifarlab: stopped by SIGINT; run {run.info.run_id}")

@@ -206,8 +206,13 @@ def as_a_shell_starts_it() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_a_signalled_evaluate_ends_its_run_killed_in_one_line(source, signum):
+@pytest.mark.parametrize(
+    ("signum", "moment"),
+    [(signal.SIGTERM, "evaluating"), (signal.SIGINT, "loading")],
+    ids=["SIGTERM-with-its-run-open", "Ctrl-C-while-loading"],
+)
+def test_a_signalled_evaluate_stops_in_one_line_and_leaves_no_run_running(source, signum, moment):
+    """After the run opened, it ends KILLED; while the model and data still load, no run is recorded."""
     workdir, src = source
     experiment = f"stopped-{signum.name}"
     command = [sys.executable, "-m", "cifarlab", "evaluate", f"run={src.info.run_id}"]
@@ -217,15 +222,22 @@ def test_a_signalled_evaluate_ends_its_run_killed_in_one_line(source, signum):
         preexec_fn=as_a_shell_starts_it,
     )  # fmt: skip
     assert proc.stdout is not None
-    for line in proc.stdout:  # the model is loaded; the run opens next
-        if line.startswith("cifarlab: evaluating"):
+    # "loading" comes before TensorFlow is imported, "evaluating" once the run is open.
+    for line in proc.stdout:
+        if line.startswith(f"cifarlab: {moment}"):
             proc.send_signal(signum)
             break
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_CODES[signum], stderr[-2000:]
-    (run,) = all_runs(workdir / "mlruns", experiment)
+    runs = all_runs(workdir / "mlruns", experiment)
+    last_line = stderr.strip().splitlines()[-1]
+    if moment == "loading":
+        assert runs == []
+        assert last_line == f"cifarlab evaluate: stopped by {signum.name}; nothing was recorded"
+        return
+    (run,) = runs
     assert run.info.status == "KILLED"
-    assert stderr.strip().splitlines()[-1] == (
+    assert last_line == (
         f"cifarlab evaluate: stopped by {signum.name}; run {run.info.run_id} ended KILLED; "
         "rerun the same command to do it again"
     )
