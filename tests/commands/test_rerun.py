@@ -68,8 +68,9 @@ def _first_epoch_recorded(store, besides: str) -> bool:
 
 
 @pytest.mark.slow
-def test_ctrl_c_of_a_rerun_ends_its_run_killed_not_running(tmp_path):
-    """A terminal's Ctrl-C reaches every process of the command; none may SIGKILL the training."""
+def test_ctrl_c_of_a_rerun_is_handled_by_its_training_which_ends_the_run_killed(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the command. The rerun is the training itself:
+    a parent waiting on it in ``subprocess.run`` would SIGKILL it 0.25 s later, and speak last."""
     args = [*TINY, "dataset.samples_per_class=1500", "model.hidden_units=[512]", "trainer.epochs=4"]
     run_cli(*args, "tracking.log_model=false", cwd=tmp_path)
     (original,) = all_runs(tmp_path / "mlruns")
