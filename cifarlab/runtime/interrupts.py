@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -178,24 +177,3 @@ def stop_if_signalled() -> None:
     Only in the main thread, whose block kept it (a trial trained in another thread goes on)."""
     if _deferrals and threading.current_thread() is threading.main_thread():
         _deferrals[-1].act()
-
-
-@contextmanager
-def forwarded(child: subprocess.Popen, signum: int) -> Iterator[None]:
-    """In the block, the first ``signum`` this process gets is passed on to ``child`` (later ones are
-    dropped: the child stops at its own safe point, and a second one would make it stop at once)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sent: list[int] = []
-
-    def forward(received: int, frame: Any) -> None:
-        if not sent:
-            sent.append(received)
-            child.send_signal(received)
-
-    previous = signal.signal(signum, forward)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)

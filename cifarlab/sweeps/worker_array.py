@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -25,14 +26,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cifarlab.errors import CifarlabError
-from cifarlab.runtime import interrupts
+from cifarlab.runtime import child_signals
 from cifarlab.runtime.quiet import stderr_without
 from cifarlab.sweeps import slurm_watch
 
 CLUSTERS = ("local", "slurm")
 STOPPED_CODES = {130: "SIGINT", 143: "SIGTERM (scancel, preemption)"}  # a search's exit codes for them
 WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
-STOP_WAIT_S = 30.0  # how long a stopped local worker may take to end its trial
+STOP_WAIT_S = 60.0  # how long stopped workers may take to end their trials
 
 
 @dataclass
@@ -57,18 +58,19 @@ class WorkerOptions:
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
-def run_worker(overrides: list[str], cwd: str) -> int:
+def run_worker(overrides: list[str], cwd: str, local: bool) -> int:
     """One task of the array: the search command, in the folder the workers were started from.
 
-    The search runs in its own session and hears Ctrl-C only from this task, which passes the
-    first one on and waits for the search to end its trial: ``subprocess.run`` would SIGKILL it
-    0.25 s after a Ctrl-C, leaving its run RUNNING. (SLURM's scancel signals every process of
-    the task itself.)
+    On SLURM, scancel signals every process of the task, the search too. Locally the search
+    runs in its own session: the first Ctrl-C or SIGTERM this task gets is passed on to it
+    (submitit's controller forwards SIGTERM), and the task waits while it ends its trial.
     """
-    search = subprocess.Popen(
-        [sys.executable, "-m", "cifarlab", "-m", *overrides], cwd=cwd, start_new_session=True
-    )
-    with interrupts.forwarded(search, signal.SIGINT):
+    command = [sys.executable, "-m", "cifarlab", "-m", *overrides]
+    if not local:
+        return subprocess.Popen(command, cwd=cwd).wait()
+    with child_signals.forwarding((signal.SIGINT, signal.SIGTERM)) as forwarder:
+        search = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+        forwarder.to(search)
         return search.wait()
 
 
@@ -138,15 +140,17 @@ def _wait(jobs: list, options: Any) -> None:
 
 
 def _stop(jobs: list, options: Any) -> None:
-    """Stop every worker as Ctrl-C stops a search: its trial ends, handed back to the study."""
+    """Stop every worker as SIGTERM stops a search (its trial ends, handed back to the study),
+    and wait a while for them to end."""
     if options.cluster == "slurm":
-        slurm_watch.cancel(jobs[0].job_id)  # scancel: SIGTERM to every task
-        return
-    for job in jobs:  # submitit's local controller passes SIGINT on to the task, run_worker to the search
-        job.cancel(check=False)
+        slurm_watch.cancel(jobs[0].job_id)  # scancel: SIGTERM to every process of every task
+    else:
+        for job in [job for job in jobs if not job.done()]:  # a local job's id is its controller's pid,
+            with contextlib.suppress(ProcessLookupError):  # which passes SIGTERM on to its task
+                os.kill(int(job.job_id), signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
     while not _all_done(jobs) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def _all_done(jobs: list) -> bool:
@@ -189,7 +193,11 @@ def start_workers(options: Any, overrides: list[str]) -> list[WorkerEnd]:
     executor = _executor(options)
     cwd = str(Path.cwd())
     n = int(options.workers)
-    jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n)
+    local = options.cluster == "local"
+    # Local workers ignore the terminal's Ctrl-C: this command stops them (_stop), and submitit's
+    # controller would SIGKILL a task 1 s after one.
+    with child_signals.children_ignore_ctrl_c() if local else contextlib.nullcontext():
+        jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n, [local] * n)
     print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
           f"logs in {options.folder}", flush=True)  # fmt: skip
     if not options.wait:

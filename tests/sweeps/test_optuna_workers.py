@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 import signal
 import subprocess
@@ -211,18 +212,50 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
 # --- K workers through submitit -----------------------------------------------------------------------------
 
 
+def _as_a_terminal_starts_it() -> None:
+    """Its own process group, Ctrl-C heard (pytest-xdist's workers ignore SIGINT; children inherit that)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _running(runs) -> list:
+    return [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweep_role") != "parent"]
+
+
 @pytest.mark.slow
-def test_workers_command_starts_k_workers_of_one_search(tmp_path):
+def test_workers_command_starts_k_workers_of_one_search_which_ctrl_c_stops_and_a_rerun_resumes(tmp_path):
+    """A terminal's Ctrl-C reaches the command and the workers submitit started: submitit's controller
+    and ``subprocess.run`` each SIGKILLed the training after it, leaving every run RUNNING."""
     from optuna.trial import TrialState
 
-    proc = run_cli(
-        "workers=2", "cluster=local", *SEARCH[1:], "hydra.sweeper.n_trials=4", cwd=tmp_path, command="workers"
+    args = ["workers=2", "cluster=local", *SLOW_SEARCH[1:], "hydra.sweeper.n_trials=4"]
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "workers", *args], cwd=tmp_path, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_terminal_starts_it,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not _running(all_runs(tmp_path / "mlruns")):  # a trial under way
+        assert command.poll() is None and time.monotonic() < deadline, command.communicate()
+        time.sleep(0.2)
+    os.killpg(command.pid, signal.SIGINT)
+    _, stderr = command.communicate(timeout=120)
+    assert command.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "cifarlab workers: stopped by SIGINT; the workers stop too, each handing its trial back to the "
+        "study; rerun the same command to resume the search"
     )
+    stopped = [r for r in all_runs(tmp_path / "mlruns") if r.info.status != "FINISHED"]
+    assert stopped and {r.info.status for r in stopped} == {"KILLED"}  # none left RUNNING
+
+    proc = run_cli(*args, cwd=tmp_path, command="workers")
     assert "all 2 ended, exit codes [0, 0]" in proc.stdout
     trials = _study(tmp_path).trials
-    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4 == len(trials)
-    parent, children, _ = _parent_and_children(tmp_path)
-    assert parent.info.status == "FINISHED" and len(children) == 4
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    assert retried == {t.number for t in trials if t.state == TrialState.FAIL}  # the stopped ones, run again
+    parent, children, runs = _parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED" and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.info.run_id for r in stopped} <= {r.info.run_id for r in runs}  # resumed, not replaced
     assert len({c.data.tags["sweep_worker"] for c in children}) == 2  # both workers ran trials
     logs = tmp_path / "mlruns" / "workers"
     assert not (logs / "%j").exists() and any(logs.glob("*_log.out"))  # submitit's files, by job id

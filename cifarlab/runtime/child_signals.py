@@ -1,0 +1,73 @@
+"""Ctrl-C and SIGTERM between a process and the children it waits on.
+
+``subprocess.run`` SIGKILLs its child 0.25 s after a Ctrl-C, and submitit's local
+controller its tasks 1 s after one: too soon for a training to end its run at a batch's
+end, so the run was left RUNNING. A waiting process instead passes the first signal on
+(``forwarding``) and waits; children it starts in its own session hear only that one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+
+class Forwarder:
+    """Keeps the first signal that arrives and sends it to the child once there is one."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.first: int | None = None
+        self.sent = False
+
+    def receive(self, signum: int, frame: Any) -> None:
+        if self.first is None:  # later ones dropped: a second would make the child stop at once
+            self.first = signum
+            self._send()
+
+    def to(self, child: subprocess.Popen) -> None:
+        """From now on (and for a signal already kept), signals go to ``child``."""
+        self.child = child
+        self._send()
+
+    def _send(self) -> None:
+        if self.child is not None and self.first is not None and not self.sent:
+            self.sent = True
+            self.child.send_signal(self.first)
+
+
+@contextmanager
+def forwarding(signums: Sequence[int]) -> Iterator[Forwarder]:
+    """In the block, the first of ``signums`` this process gets goes to the forwarder's child.
+
+    A child started inside the block starts with those signals at their defaults: a handler,
+    unlike an ignored signal, does not pass to it. Outside the main thread, nothing is set.
+    """
+    forwarder = Forwarder()
+    if threading.current_thread() is not threading.main_thread():
+        yield forwarder
+        return
+    previous = {signum: signal.signal(signum, forwarder.receive) for signum in signums}
+    try:
+        yield forwarder
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in the block ignore SIGINT (an ignored signal is inherited), so the
+    terminal's Ctrl-C reaches only this process; it ignores it too while in the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
