@@ -82,6 +82,10 @@ def _with_command_line(hooks: RunHooks) -> RunHooks:
     return replace(hooks, overrides=list(hydra_cfg.overrides.task), preset_choices=presets)
 
 
+def _is_multirun(args: list[str]) -> bool:
+    return any(arg in ("-m", "--multirun", "hydra.mode=MULTIRUN") for arg in args)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train as the overrides say; Hydra reads them from sys.argv (``argv`` is for the dispatcher only)."""
     # Hydra prints composition errors over several lines and exits; with
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cifarlab: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as err:  # a sweep stopped by Ctrl-C or SIGTERM: its runs already ended KILLED
-        line, code = describe_interrupt(err)
+        line, code = describe_interrupt(err, sweep=_is_multirun(sys.argv[1:]))
         print(f"cifarlab: {line}", file=sys.stderr)
         sys.exit(code)
     except Exception as err:  # a full disk or a read-only folder: the machine's fault, told in one line

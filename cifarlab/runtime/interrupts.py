@@ -100,15 +100,19 @@ def signal_of(err: KeyboardInterrupt) -> signal.Signals:
     return signal.Signals(getattr(err, "signum", signal.SIGINT))
 
 
-def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True) -> tuple[str, int]:
+def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True, sweep: bool = False) -> tuple[str, int]:
     """The closing line and exit code for a run stopped by a signal; ``resumes``: a rerun of the
-    command resumes the run (a training) rather than doing it again (an evaluation)."""
+    command resumes the run (a training) rather than doing it again (an evaluation); ``sweep``:
+    the command was a sweep, whose runs (in other processes, maybe) ended KILLED."""
     signum = signal_of(err)
     run_id = getattr(err, "run_id", None)
     rerun = "resume it" if resumes else "do it again"
-    what = (
-        f"run {run_id} ended KILLED; rerun the same command to {rerun}" if run_id else "nothing was recorded"
-    )
+    if run_id:
+        what = f"run {run_id} ended KILLED; rerun the same command to {rerun}"
+    elif sweep:
+        what = "the sweep's runs ended KILLED; rerun the same command to resume it"
+    else:
+        what = "nothing was recorded"
     return f"stopped by {signum.name}; {what}", EXIT_CODES[signum]
 
 

@@ -162,6 +162,9 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
     # The parent ends KILLED; joblib SIGKILLs its workers, whose runs the sweep then ends KILLED.
     assert sorted(r.info.status for r in runs) == ["KILLED"] * 3
     assert "marked KILLED" in (tmp_path / "first.out").read_text()
+    assert (tmp_path / "first.err").read_text().strip().splitlines()[-1] == (
+        "cifarlab: stopped by SIGTERM; the sweep's runs ended KILLED; rerun the same command to resume it"
+    )  # not "nothing was recorded": the jobs' runs were in joblib's workers
 
 
 @pytest.mark.slow
