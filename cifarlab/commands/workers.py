@@ -18,26 +18,21 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from cifarlab.config.arguments import run_command
-from cifarlab.runtime.interrupts import EXIT_CODES, signal_of
+from cifarlab.runtime.interrupts import EXIT_CODES
 from cifarlab.sweeps.worker_array import WorkerOptions, run_workers
+from cifarlab.sweeps.worker_stop import WorkersStopped
 
 PROG = "cifarlab workers"
 EXAMPLE = "workers=4 hparams_search=mlp_optuna"
 
 
 def _run(options: DictConfig, overrides: list[str]) -> None:
-    """Start the workers; Ctrl-C or SIGTERM stops them too, with one line."""
+    """Start the workers; Ctrl-C or SIGTERM stops them too (or not, on SLURM), with one line."""
     try:
         run_workers(options, overrides)
-    except KeyboardInterrupt as err:
-        signum = signal_of(err)
-        print(
-            f"{PROG}: stopped by {signum.name}; the workers stop too, each handing its trial back to "
-            "the study; rerun the same command to resume the search",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(EXIT_CODES[signum])
+    except WorkersStopped as stopped:
+        print(f"{PROG}: stopped by {stopped.signum.name}; {stopped.outcome}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CODES[stopped.signum])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

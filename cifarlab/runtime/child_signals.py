@@ -3,15 +3,18 @@
 ``subprocess.run`` SIGKILLs its child 0.25 s after a Ctrl-C, and submitit's local
 controller its tasks 1 s after one: too soon for a training to end its run at a batch's
 end, so the run was left RUNNING. A waiting process instead passes the first signal on
-(``forwarding``) and waits; children it starts in its own session hear only that one.
+(``forwarding``) and waits; children it starts in its own session hear only that one,
+and end with it (``ends_with_parent``) rather than train on unwatched.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +36,21 @@ class Forwarder:
         """From now on (and for a signal already kept), signals go to ``child``."""
         self.child = child
         self._send()
+
+    def end_child(self, grace_s: float) -> None:
+        """The waiting itself was cut short (an exception): SIGTERM the child unless it already got
+        a signal, give it ``grace_s`` to end its run, then kill it."""
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        if not self.sent:
+            self.sent = True
+            child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
     def _send(self) -> None:
         if self.child is not None and self.first is not None and not self.sent:
@@ -71,3 +89,21 @@ def children_ignore_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def ends_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGTERM when this process dies, whatever kills it (a closed
+    terminal's SIGHUP, SIGKILL). Linux only; elsewhere it does nothing."""
+    parent = os.getpid()
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)  # looked up here: after fork, only the call
+
+    def arrange() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took hold
+            os._exit(143)
+
+    return arrange

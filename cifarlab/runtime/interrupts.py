@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -73,8 +73,9 @@ def sigint_raises() -> Iterator[None]:
 
 
 @contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM for the block (ending a run), then act on the first one that came.
+def signals_held(held: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (or ``held``) for the block (ending a run), then act on the first
+    one that came.
 
     A signal landing inside ``mlflow.end_run`` (which waits for the system-metrics
     thread before it writes the status) would leave the run RUNNING. Outside the
@@ -84,7 +85,6 @@ def signals_held() -> Iterator[None]:
         yield
         return
     arrived: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, lambda s, _f: arrived.append(s)) for signum in held}
     try:
         yield

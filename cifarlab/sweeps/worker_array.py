@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -27,13 +26,14 @@ from typing import Any, Optional
 
 from cifarlab.errors import CifarlabError
 from cifarlab.runtime import child_signals
+from cifarlab.runtime.interrupts import signal_of, signals_held
 from cifarlab.runtime.quiet import stderr_without
 from cifarlab.sweeps import slurm_watch
+from cifarlab.sweeps.worker_stop import STOP_WAIT_S, not_done, stop_workers
 
 CLUSTERS = ("local", "slurm")
 STOPPED_CODES = {130: "SIGINT", 143: "SIGTERM (scancel, preemption)"}  # a search's exit codes for them
 WAIT_POLL_S = 5.0  # how often the workers' states (and SLURM's pending reasons) are read
-STOP_WAIT_S = 60.0  # how long stopped workers may take to end their trials
 
 
 @dataclass
@@ -63,15 +63,20 @@ def run_worker(overrides: list[str], cwd: str, local: bool) -> int:
 
     On SLURM, scancel signals every process of the task, the search too. Locally the search
     runs in its own session: the first Ctrl-C or SIGTERM this task gets is passed on to it
-    (submitit's controller forwards SIGTERM), and the task waits while it ends its trial.
+    (submitit's controller forwards SIGTERM). The task waits while the search ends its trial;
+    if the task itself is cut short (submitit's time-limit signal) or dies, the search ends too.
     """
     command = [sys.executable, "-m", "cifarlab", "-m", *overrides]
-    if not local:
-        return subprocess.Popen(command, cwd=cwd).wait()
-    with child_signals.forwarding((signal.SIGINT, signal.SIGTERM)) as forwarder:
-        search = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    forwarded = (signal.SIGINT, signal.SIGTERM) if local else ()
+    with child_signals.forwarding(forwarded) as forwarder:
+        search = subprocess.Popen(
+            command, cwd=cwd, start_new_session=local, preexec_fn=child_signals.ends_with_parent()
+        )
         forwarder.to(search)
-        return search.wait()
+        try:
+            return search.wait()
+        finally:
+            forwarder.end_child(grace_s=STOP_WAIT_S)
 
 
 def check_options(options: Any, overrides: list[str]) -> None:
@@ -139,24 +144,20 @@ def _wait(jobs: list, options: Any) -> None:
         time.sleep(WAIT_POLL_S)
 
 
-def _stop(jobs: list, options: Any) -> None:
-    """Stop every worker as SIGTERM stops a search (its trial ends, handed back to the study),
-    and wait a while for them to end."""
-    if options.cluster == "slurm":
-        slurm_watch.cancel(jobs[0].job_id)  # scancel: SIGTERM to every process of every task
-    else:
-        for job in [job for job in jobs if not job.done()]:  # a local job's id is its controller's pid,
-            with contextlib.suppress(ProcessLookupError):  # which passes SIGTERM on to its task
-                os.kill(int(job.job_id), signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT_S
-    while not _all_done(jobs) and time.monotonic() < deadline:
-        time.sleep(0.5)
+def _submitting(local: bool) -> contextlib.AbstractContextManager:
+    """Signals during the submission act once the jobs exist (so they can be stopped). Local
+    workers start with Ctrl-C ignored: their controller would SIGKILL a task 1 s after one;
+    this command stops them instead (a Ctrl-C in this short moment is lost)."""
+    if local:
+        stack = contextlib.ExitStack()
+        stack.enter_context(child_signals.children_ignore_ctrl_c())
+        stack.enter_context(signals_held((signal.SIGTERM,)))
+        return stack
+    return signals_held()
 
 
 def _all_done(jobs: list) -> bool:
-    # submitit asks sacct, whose complaint on clusters without accounting would repeat on every poll.
-    with stderr_without(slurm_watch.NO_ACCOUNTING):
-        return all(job.done() for job in jobs)
+    return not not_done(jobs)
 
 
 @dataclass
@@ -194,19 +195,17 @@ def start_workers(options: Any, overrides: list[str]) -> list[WorkerEnd]:
     cwd = str(Path.cwd())
     n = int(options.workers)
     local = options.cluster == "local"
-    # Local workers ignore the terminal's Ctrl-C: this command stops them (_stop), and submitit's
-    # controller would SIGKILL a task 1 s after one.
-    with child_signals.children_ignore_ctrl_c() if local else contextlib.nullcontext():
-        jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n, [local] * n)
-    print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
-          f"logs in {options.folder}", flush=True)  # fmt: skip
-    if not options.wait:
-        return []
+    jobs: list = []
     try:
+        with _submitting(local):
+            jobs = _submit(executor, options, [list(overrides)] * n, [cwd] * n, [local] * n)
+        print(f"cifarlab: workers: {n} workers of the search submitted ({options.cluster}), job {jobs[0].job_id}; "
+              f"logs in {options.folder}", flush=True)  # fmt: skip
+        if not options.wait:
+            return []
         _wait(jobs, options)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while waiting: the workers stop too
-        _stop(jobs, options)
-        raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the workers stop too (worker_stop)
+        raise stop_workers(jobs, options, signal_of(err)) from None
     ends = _ends(jobs)
     print(f"cifarlab: workers: all {n} ended, exit codes {[e.code for e in ends]}", flush=True)
     for end in ends:

@@ -81,7 +81,9 @@ def test_ctrl_c_of_a_rerun_is_handled_by_its_training_which_ends_the_run_killed(
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while not _first_epoch_recorded(tmp_path / "mlruns", besides=original.info.run_id):
-        assert rerun.poll() is None and time.monotonic() < deadline, rerun.communicate()[1][-2000:]
+        if rerun.poll() is not None or time.monotonic() > deadline:
+            rerun.kill()
+            raise AssertionError(rerun.communicate(timeout=60)[1][-2000:])
         time.sleep(0.2)
     os.killpg(rerun.pid, signal.SIGINT)
     _, stderr = rerun.communicate(timeout=120)

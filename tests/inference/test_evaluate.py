@@ -208,8 +208,8 @@ def as_a_shell_starts_it() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "moment"),
-    [(signal.SIGTERM, "evaluating"), (signal.SIGINT, "loading")],
-    ids=["SIGTERM-with-its-run-open", "Ctrl-C-while-loading"],
+    [(signal.SIGTERM, "evaluating"), (signal.SIGINT, "evaluating"), (signal.SIGINT, "loading")],
+    ids=["SIGTERM-with-its-run-open", "Ctrl-C-with-its-run-open", "Ctrl-C-while-loading"],
 )
 def test_a_signalled_evaluate_stops_in_one_line_and_leaves_no_run_running(source, signum, moment):
     """After the run opened, it ends KILLED; while the model and data still load, no run is recorded."""

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from cifarlab.runtime.child_signals import children_ignore_ctrl_c, forwarding
 
@@ -53,3 +55,54 @@ def test_children_started_in_the_block_ignore_ctrl_c_and_later_ones_hear_it():
     finally:
         signal.signal(signal.SIGINT, previous)
     assert (inside, after) == (True, False)
+
+
+SLEEPER = """
+import signal, sys, time
+if sys.argv[1] == "deaf":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_wait_cut_short_ends_the_child_with_sigterm_and_kills_one_that_will_not_end():
+    for kind, expected in (("hears", -signal.SIGTERM), ("deaf", -signal.SIGKILL)):
+        child = subprocess.Popen([sys.executable, "-c", SLEEPER, kind], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with forwarding((signal.SIGTERM,)) as forwarder:
+            forwarder.to(child)
+            forwarder.end_child(grace_s=1.0)
+        assert child.returncode == expected, kind
+
+
+# A parent that starts a sleeper which must end with it, prints the sleeper's pid and waits.
+PARENT = f"""
+import subprocess, sys
+from cifarlab.runtime.child_signals import ends_with_parent
+child = subprocess.Popen([sys.executable, "-c", {SLEEPER!r}, "hears"], stdout=subprocess.PIPE, text=True,
+                         preexec_fn=ends_with_parent())
+assert child.stdout.readline().strip() == "ready"
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_child_started_to_end_with_its_parent_gets_sigterm_when_the_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no handler of its own can pass anything on
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child_pid):
+        assert time.monotonic() < deadline, "the child outlived its killed parent"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
