@@ -214,7 +214,7 @@ def as_a_shell_starts_it() -> None:
 def test_a_signalled_evaluate_stops_in_one_line_and_leaves_no_run_running(source, signum, moment):
     """After the run opened, it ends KILLED; while the model and data still load, no run is recorded."""
     workdir, src = source
-    experiment = f"stopped-{signum.name}"
+    experiment = f"stopped-{signum.name}-{moment}"
     command = [sys.executable, "-m", "cifarlab", "evaluate", f"run={src.info.run_id}"]
     proc = subprocess.Popen(
         [*command, f"tracking.experiment={experiment}"],
