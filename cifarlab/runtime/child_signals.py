@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from cifarlab.runtime.interrupts import signals_held
+
 
 class Forwarder:
     """Keeps the first signal that arrives and sends it to the child once there is one."""
@@ -43,9 +45,10 @@ class Forwarder:
         child = self.child
         if child is None or child.poll() is not None:
             return
-        if not self.sent:
-            self.sent = True
-            child.send_signal(signal.SIGTERM)
+        with signals_held():  # a signal between the check and the send would be a second one
+            if not self.sent:
+                self.sent = True
+                child.send_signal(signal.SIGTERM)
         try:
             child.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
@@ -94,13 +97,16 @@ def children_ignore_ctrl_c() -> Iterator[None]:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def ends_with_parent() -> Callable[[], None]:
+def ends_with_parent(ignored: Sequence[int] = ()) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGTERM when this process dies, whatever kills it (a closed
-    terminal's SIGHUP, SIGKILL). Linux only; elsewhere it does nothing."""
+    terminal's SIGHUP, SIGKILL; Linux only), and ignores the ``ignored`` signals (meant for its
+    parent, such as a scheduler's warning that time is nearly up)."""
     parent = os.getpid()
     prctl = getattr(ctypes.CDLL(None), "prctl", None)  # looked up here: after fork, only the call
 
     def arrange() -> None:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)  # an ignored signal stays ignored through exec
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took hold

@@ -136,6 +136,18 @@ def array_id(job_id: str) -> str:
     return str(job_id).split("_")[0]
 
 
-def cancel(job_id: str) -> None:
-    """Cancel every task of the array."""
-    subprocess.run(["scancel", array_id(job_id)], capture_output=True, timeout=30, check=False)
+def cancel(job_id: str) -> bool:
+    """Cancel every task of the array; False if scancel did not answer in time.
+
+    scancel runs in its own session: a second Ctrl-C in the terminal must not kill it midway."""
+    try:
+        subprocess.run(
+            ["scancel", array_id(job_id)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -68,15 +69,24 @@ def run_worker(overrides: list[str], cwd: str, local: bool) -> int:
     """
     command = [sys.executable, "-m", "cifarlab", "-m", *overrides]
     forwarded = (signal.SIGINT, signal.SIGTERM) if local else ()
+    # SIGUSR2, submitit's "time is nearly up" (SLURM sends it to every process of the task), is
+    # for this task: its handler raises here, and the search then gets one SIGTERM (end_child).
+    arrange = child_signals.ends_with_parent(ignored=(signal.SIGUSR2,))
     with child_signals.forwarding(forwarded) as forwarder:
-        search = subprocess.Popen(
-            command, cwd=cwd, start_new_session=local, preexec_fn=child_signals.ends_with_parent()
-        )
+        search = subprocess.Popen(command, cwd=cwd, start_new_session=local, preexec_fn=arrange)
         forwarder.to(search)
         try:
             return search.wait()
         finally:
-            forwarder.end_child(grace_s=STOP_WAIT_S)
+            forwarder.end_child(grace_s=_time_left_after_warning(local))
+
+
+def _time_left_after_warning(local: bool) -> float:
+    """How long a search may take to stop once warned: within the time the scheduler leaves
+    between its warning and its kill (submitit's local controller: its signal delay, 30 s)."""
+    if local:
+        return max(1.0, min(STOP_WAIT_S, float(os.environ.get("SUBMITIT_LOCAL_SIGNAL_DELAY_S", 30)) - 5))
+    return STOP_WAIT_S  # SLURM: submitit asks for the warning 90 s before the limit
 
 
 def check_options(options: Any, overrides: list[str]) -> None:

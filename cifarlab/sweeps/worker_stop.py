@@ -22,6 +22,7 @@ from cifarlab.sweeps import slurm_watch
 
 STOP_WAIT_S = 60.0  # how long stopped workers may take to end their trials
 POLL_S = 1.0
+SLURM_POLL_S = 5.0
 RESUME = "rerun the same command to resume the search"
 
 
@@ -49,7 +50,10 @@ def stop_workers(jobs: list, options: Any, signum: signal.Signals) -> WorkersSto
     if slurm and signum != signal.SIGINT:
         return WorkersStopped(signum, f"SLURM job {array} goes on (scancel {array} stops it)")
     if slurm:
-        slurm_watch.cancel(jobs[0].job_id)
+        with signals_held():  # a second Ctrl-C acts after the array is cancelled
+            cancelled = slurm_watch.cancel(jobs[0].job_id)
+        if not cancelled:
+            return WorkersStopped(signum, f"scancel {array} did not answer; run it again, then {RESUME}")
     left = _wait_for_the_end(jobs, terminate=not slurm, force_check=slurm)
     if left:
         return WorkersStopped(
@@ -67,7 +71,7 @@ def _wait_for_the_end(jobs: list, terminate: bool, force_check: bool) -> list:
         while (left := not_done(left, force=force_check)) and time.monotonic() < deadline:
             if terminate:
                 _terminate_local(left)
-            time.sleep(POLL_S)
+            time.sleep(SLURM_POLL_S if force_check else POLL_S)  # on SLURM each poll asks sacct
     except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, say what is left
         pass
     return left

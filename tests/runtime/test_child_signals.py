@@ -76,14 +76,17 @@ def test_a_wait_cut_short_ends_the_child_with_sigterm_and_kills_one_that_will_no
         assert child.returncode == expected, kind
 
 
-# A parent that starts a sleeper which must end with it, prints the sleeper's pid and waits.
+# A parent that starts a sleeper which must end with it and ignore SIGUSR2, sends it SIGUSR2,
+# prints the sleeper's pid and whether it still runs, and waits.
 PARENT = f"""
-import subprocess, sys
+import os, signal, subprocess, sys, time
 from cifarlab.runtime.child_signals import ends_with_parent
 child = subprocess.Popen([sys.executable, "-c", {SLEEPER!r}, "hears"], stdout=subprocess.PIPE, text=True,
-                         preexec_fn=ends_with_parent())
+                         preexec_fn=ends_with_parent(ignored=(signal.SIGUSR2,)))
 assert child.stdout.readline().strip() == "ready"
-print(child.pid, flush=True)
+os.kill(child.pid, signal.SIGUSR2)  # would end it, were it not ignored
+time.sleep(0.5)
+print(child.pid, child.poll(), flush=True)
 child.wait()
 """
 
@@ -91,7 +94,9 @@ child.wait()
 def test_a_child_started_to_end_with_its_parent_gets_sigterm_when_the_parent_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
-    child_pid = int(parent.stdout.readline())
+    pid, state = parent.stdout.readline().split()
+    assert state == "None"  # SIGUSR2 ignored
+    child_pid = int(pid)
     parent.kill()  # SIGKILL: no handler of its own can pass anything on
     parent.wait()
     deadline = time.monotonic() + 30
