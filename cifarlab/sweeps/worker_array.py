@@ -157,7 +157,8 @@ def _wait(jobs: list, options: Any) -> None:
 def _submitting(local: bool) -> contextlib.AbstractContextManager:
     """Signals during the submission act once the jobs exist (so they can be stopped). Local
     workers start with Ctrl-C ignored: their controller would SIGKILL a task 1 s after one;
-    this command stops them instead (a Ctrl-C in this short moment is lost)."""
+    this command stops them instead, with SIGTERM (submitit's ``job.cancel()``, a SIGINT, now
+    does nothing). A Ctrl-C in this short moment is lost."""
     if local:
         stack = contextlib.ExitStack()
         stack.enter_context(child_signals.children_ignore_ctrl_c())
