@@ -211,3 +211,19 @@ def answers_health(uri: str, within_s: float) -> bool:
 def stop_server(server: subprocess.Popen) -> None:
     os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
     server.wait(timeout=30)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def as_a_terminal_starts_it() -> None:
+    """A ``preexec_fn``: its own process group, Ctrl-C heard, as a command typed in a terminal
+    (pytest-xdist's workers ignore SIGINT, and children inherit that)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

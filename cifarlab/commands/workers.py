@@ -31,7 +31,7 @@ def _run(options: DictConfig, overrides: list[str]) -> None:
     try:
         run_workers(options, overrides)
     except WorkersStopped as stopped:
-        print(f"{PROG}: stopped by {stopped.signum.name}; {stopped.outcome}", file=sys.stderr, flush=True)
+        print(f"{PROG}: stopped by {stopped.signum.name}; {stopped}", file=sys.stderr, flush=True)
         sys.exit(EXIT_CODES[stopped.signum])
 
 

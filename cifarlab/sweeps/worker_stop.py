@@ -27,12 +27,11 @@ RESUME = "rerun the same command to resume the search"
 
 
 class WorkersStopped(Exception):
-    """The command was stopped by ``signum``; ``outcome`` says what became of its workers."""
+    """The command was stopped by ``signum``; the message says what became of its workers."""
 
     def __init__(self, signum: signal.Signals, outcome: str) -> None:
         super().__init__(outcome)
         self.signum = signum
-        self.outcome = outcome
 
 
 def not_done(jobs: list, force: bool = False) -> list:

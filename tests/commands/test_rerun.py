@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, as_a_terminal_starts_it, cli_env, mlflow_client, run_cli
 
 from cifarlab.tracking import provenance
 
@@ -50,12 +50,6 @@ def test_rerun_of_an_unknown_run_is_one_line(tmp_path):
     proc = run_cli("run=0123456789abcdef0123456789abcdef", command="rerun", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("cifarlab: error: run=")
-
-
-def as_a_terminal_starts_it() -> None:
-    """Its own process group, Ctrl-C heard (pytest-xdist's workers ignore SIGINT; children inherit that)."""
-    os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _other_runs(store, besides: str) -> list:

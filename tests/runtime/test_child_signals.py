@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from helpers import process_alive
 
 from cifarlab.runtime.child_signals import children_ignore_ctrl_c, forwarding
 
@@ -100,14 +101,6 @@ def test_a_child_started_to_end_with_its_parent_gets_sigterm_when_the_parent_is_
     parent.kill()  # SIGKILL: no handler of its own can pass anything on
     parent.wait()
     deadline = time.monotonic() + 30
-    while _alive(child_pid):
+    while process_alive(child_pid):
         assert time.monotonic() < deadline, "the child outlived its killed parent"
         time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import all_runs, cli_env, mlflow_client, run_cli
+from helpers import all_runs, as_a_terminal_starts_it, cli_env, mlflow_client, run_cli
 
 SEARCH = ["-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=2"]
 # Trials long enough to be killed mid-trial; a short heartbeat so a dead one is noticed in seconds.
@@ -212,12 +212,6 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
 # --- K workers through submitit -----------------------------------------------------------------------------
 
 
-def _as_a_terminal_starts_it() -> None:
-    """Its own process group, Ctrl-C heard (pytest-xdist's workers ignore SIGINT; children inherit that)."""
-    os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _running(runs) -> list:
     return [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweep_role") != "parent"]
 
@@ -226,7 +220,7 @@ def _stopped_mid_trial(args: list[str], cwd: Path, stop) -> tuple[int, str]:
     """Start ``cifarlab workers``, call ``stop(its Popen)`` once a trial trains; its exit code and stderr."""
     command = subprocess.Popen(
         [sys.executable, "-m", "cifarlab", "workers", *args], cwd=cwd, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_terminal_starts_it,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_a_terminal_starts_it,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while not _running(all_runs(cwd / "mlruns")):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli
+from helpers import TINY, all_runs, cli_env, mlflow_client, process_alive, run_cli
 from omegaconf import OmegaConf
 
 EPOCHS = 40  # long enough to be killed mid-job, short enough to resume in seconds
@@ -70,14 +70,6 @@ def _children_of(pid: int) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _kill_sweep_mid_job(
     args: list[str], cwd: Path, jobs_training: int, signum: int = signal.SIGKILL
 ) -> list[int]:
@@ -123,7 +115,7 @@ def test_joblib_workers_stop_with_a_killed_sweep_and_its_rerun_finishes_it(tmp_p
     children = _kill_sweep_mid_job(sweep, tmp_path, jobs_training=2)
     assert children  # loky's workers (and its resource tracker)
     store = tmp_path / "mlruns"
-    _wait_for(lambda: not any(_alive(pid) for pid in children), "the workers to exit", timeout=120)
+    _wait_for(lambda: not any(process_alive(pid) for pid in children), "the workers to exit", timeout=120)
     assert "is gone; stopping this job" in (tmp_path / "first.err").read_text()
     runs = all_runs(store)
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
