@@ -227,3 +227,26 @@ def as_a_terminal_starts_it() -> None:
     (pytest-xdist's workers ignore SIGINT, and children inherit that)."""
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def workers_stopped_mid_trial(args: list[str], cwd: Path, stop) -> tuple[int, str]:
+    """Start ``cifarlab workers`` as from a terminal, call ``stop(its Popen)`` once a trial trains;
+    its exit code and stderr."""
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "workers", *args], cwd=cwd, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_a_terminal_starts_it,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not _a_trial_trains(cwd / "mlruns"):
+        if command.poll() is not None or time.monotonic() > deadline:
+            command.kill()
+            raise AssertionError(f"no trial started: {command.communicate(timeout=60)}")
+        time.sleep(0.2)
+    stop(command)
+    _, stderr = command.communicate(timeout=180)
+    return command.returncode, stderr
+
+
+def _a_trial_trains(store: Path) -> bool:
+    runs = all_runs(store)
+    return any(r.info.status == "RUNNING" and r.data.tags.get("sweep_role") != "parent" for r in runs)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import all_runs, cli_env, mlflow_client, run_cli
+from helpers import all_runs, cli_env, mlflow_client, run_cli, workers_stopped_mid_trial
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -197,6 +197,40 @@ def test_scancel_of_a_task_mid_trial_hands_its_trial_to_the_other_worker_which_r
     assert len(children) == 4 and {c.info.status for c in children} == {
         "FINISHED"
     }  # resumed: no empty KILLED run
+
+
+def test_sigterm_to_the_workers_command_leaves_its_array_running_and_ctrl_c_cancels_it(
+    slurm, postgres_url, tmp_path
+):
+    """SIGTERM to the waiting command is a logout or a reboot of the login node: the array goes
+    on, and the line says how to stop it. Ctrl-C is a wish to stop: the array is cancelled, each
+    search ends its run KILLED and hands its trial back, all before the command returns."""
+    _wait_for_an_empty_queue()
+    args = ["workers=2", "cluster=slurm", *SLOW, f"hydra.sweeper.storage={postgres_url}",
+            "hydra.sweeper.n_trials=4"]  # fmt: skip
+
+    code, stderr = workers_stopped_mid_trial(
+        args, tmp_path, lambda command: command.send_signal(signal.SIGTERM)
+    )
+    last = stderr.strip().splitlines()[-1]
+    assert code == 143 and last.startswith("cifarlab workers: stopped by SIGTERM; SLURM job "), stderr[-3000:]
+    array = last.split("SLURM job ")[1].split()[0]
+    assert last.endswith(f"goes on (scancel {array} stops it)")
+    assert any(line.startswith(f"{array}_") and " RUNNING " in line for line in _queue())  # not cancelled
+    subprocess.run(["scancel", array], check=True)
+    _wait_for_an_empty_queue()
+
+    code, stderr = workers_stopped_mid_trial(
+        args, tmp_path, lambda command: os.killpg(command.pid, signal.SIGINT)
+    )
+    assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "cifarlab workers: stopped by SIGINT; the workers stopped too, each handing its trial back to "
+        "the study; rerun the same command to resume the search"
+    )
+    assert not _queue()  # the array is gone
+    children = [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("sweep_role") != "parent"]
+    assert children and "RUNNING" not in {r.info.status for r in children}
 
 
 def test_the_submitit_launcher_preset_runs_a_sweep_whose_stopped_and_killed_jobs_resume_on_rerun(

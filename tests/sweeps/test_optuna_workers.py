@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import all_runs, as_a_terminal_starts_it, cli_env, mlflow_client, run_cli
+from helpers import all_runs, cli_env, mlflow_client, run_cli, workers_stopped_mid_trial
 
 SEARCH = ["-m", "hparams_search=mlp_optuna", "dataset=synthetic", "trainer.epochs=2"]
 # Trials long enough to be killed mid-trial; a short heartbeat so a dead one is noticed in seconds.
@@ -212,27 +212,6 @@ def test_joblib_slots_start_a_new_trial_as_soon_as_one_ends(tmp_path):
 # --- K workers through submitit -----------------------------------------------------------------------------
 
 
-def _running(runs) -> list:
-    return [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("sweep_role") != "parent"]
-
-
-def _stopped_mid_trial(args: list[str], cwd: Path, stop) -> tuple[int, str]:
-    """Start ``cifarlab workers``, call ``stop(its Popen)`` once a trial trains; its exit code and stderr."""
-    command = subprocess.Popen(
-        [sys.executable, "-m", "cifarlab", "workers", *args], cwd=cwd, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_a_terminal_starts_it,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not _running(all_runs(cwd / "mlruns")):
-        if command.poll() is not None or time.monotonic() > deadline:
-            command.kill()
-            raise AssertionError(f"no trial started: {command.communicate(timeout=60)}")
-        time.sleep(0.2)
-    stop(command)
-    _, stderr = command.communicate(timeout=180)
-    return command.returncode, stderr
-
-
 STOPPED = (
     "the workers stopped too, each handing its trial back to the study; "
     "rerun the same command to resume the search"
@@ -252,7 +231,7 @@ def test_workers_command_starts_k_workers_of_one_search_which_signals_stop_and_a
         (signal.SIGTERM, lambda command: command.send_signal(signal.SIGTERM)),
         (signal.SIGINT, lambda command: os.killpg(command.pid, signal.SIGINT)),
     ):
-        code, stderr = _stopped_mid_trial(args, tmp_path, stop)
+        code, stderr = workers_stopped_mid_trial(args, tmp_path, stop)
         assert code == 128 + signum and "Traceback" not in stderr, stderr[-3000:]
         assert stderr.strip().splitlines()[-1] == f"cifarlab workers: stopped by {signum.name}; {STOPPED}"
         stopped = [r for r in all_runs(tmp_path / "mlruns") if r.info.status != "FINISHED"]
