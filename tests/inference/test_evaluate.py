@@ -185,7 +185,7 @@ def test_an_evaluation_a_killed_evaluate_left_running_is_ended_by_the_next(sourc
     owner = Owner(socket.gethostname(), dead.pid, process_start_time(dead.pid))
     dead.wait()
     client = mlflow_client(workdir / "mlruns")
-    experiment_id = client.create_experiment("orphans")
+    experiment_id = client.create_experiment("orphans", artifact_location=(workdir / "artifacts").as_uri())
     tags = {"evaluation_of": src.info.run_id, **process_tags(owner)}
     orphan = client.create_run(experiment_id, tags=tags).info.run_id
     # A live evaluate's run (this process) is left alone.

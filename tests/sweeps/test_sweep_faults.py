@@ -166,7 +166,7 @@ def test_sweep_end_kills_children_a_dead_process_left_running(tmp_path):
     from cifarlab.sweeps.parent import end_stale_children
 
     client = tracking.store_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment_id = client.create_experiment("cifarlab")
+    experiment_id = client.create_experiment("cifarlab", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment_id, tags={"sweep_role": "parent"}).info.run_id
 
     def child(config_hash: str) -> str:

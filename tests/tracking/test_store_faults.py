@@ -46,7 +46,9 @@ def _mounted(*args: str, target: Path) -> Iterator[None]:
 def _read_only_store(workdir: Path) -> Iterator[None]:
     """An existing store under ``workdir`` (empty but for the experiment), its database mounted read-only."""
     run_cli(cwd=workdir, command="results")  # nothing yet: the store is made empty
-    mlflow_client(workdir / "mlruns").create_experiment("cifarlab")
+    mlflow_client(workdir / "mlruns").create_experiment(
+        "cifarlab", artifact_location=(workdir / "artifacts").as_uri()
+    )
     db = workdir / "mlruns" / "mlflow.db"
     with _mounted("--bind", str(db), target=db):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True)
@@ -63,7 +65,9 @@ def _schema_version(db: Path, version: str | None = None) -> str:
 def test_a_truncated_store_is_one_line_that_says_how_to_move_it_aside(tmp_path):
     store = tmp_path / "mlruns"
     store.mkdir()
-    mlflow_client(store).create_experiment("kept")  # a real store, made by MLflow
+    mlflow_client(store).create_experiment(
+        "kept", artifact_location=(tmp_path / "artifacts").as_uri()
+    )  # made by MLflow
     db = store / "mlflow.db"
     backup = db.read_bytes()
     with open(db, "r+b") as handle:
@@ -81,7 +85,7 @@ def test_a_truncated_store_is_one_line_that_says_how_to_move_it_aside(tmp_path):
 def test_a_store_from_another_mlflow_says_which_command_fixes_it(tmp_path, newer):
     store = tmp_path / "mlruns"
     store.mkdir()
-    mlflow_client(store).create_experiment("kept")
+    mlflow_client(store).create_experiment("kept", artifact_location=(tmp_path / "artifacts").as_uri())
     db = store / "mlflow.db"
     current = _schema_version(db)
     # An older store carries a revision this MLflow's migrations know (its first); a newer one, one they do not.
