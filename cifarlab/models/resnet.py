@@ -139,6 +139,19 @@ def _resnet9_channels(cfg: DictConfig) -> list[int]:
     return list(channels)
 
 
+RESNET9_LAYERS = ("layer1", "layer2", "layer3")
+
+
+def _residual_layers(cfg: DictConfig) -> set[str]:
+    """``model.residuals``: the layers followed by a residual block (Myrtle's: layer1 and layer3)."""
+    chosen = list(cfg.get("residuals", ["layer1", "layer3"]))
+    if not set(chosen) <= set(RESNET9_LAYERS):
+        raise ConfigError(
+            "model.residuals", chosen, "list some of layer1, layer2, layer3, e.g. [layer1,layer3]"
+        )
+    return set(chosen)
+
+
 def _resnet9_stem(x, stem: str, channels: int, act: str, wd: float):
     """``model.stem``: ``conv`` (Myrtle's prep conv unit) or ``whiten`` (a frozen 2x2 patch-whitening conv)."""
     if stem == "conv":
@@ -150,17 +163,18 @@ def _resnet9_stem(x, stem: str, channels: int, act: str, wd: float):
 
 @MODELS.register("resnet9")
 def build_resnet9(cfg: DictConfig, input_shape: tuple, num_classes: int) -> keras.Model:
-    """Myrtle/DAWNBench ResNet-9: prep 64; 128 pool +res; 256 pool; 512 pool +res; global max pool."""
+    """Myrtle/DAWNBench ResNet-9: prep 64; 128 pool +res; 256 pool; 512 pool +res; global max pool
+    (``model.residuals`` says which layers have the residual block)."""
     wd, act = float(cfg.get("weight_decay", 0.0)), cfg.activation
     c64, c128, c256, c512 = _resnet9_channels(cfg)
     inputs, x = scaled_input(input_shape)
     x = _resnet9_stem(x, cfg.get("stem", "conv"), c64, act, wd)
     pool_first = bool(cfg.get("pool_first", False))
-    x = conv_pool(x, c128, act, wd, "layer1", pool_first)
-    x = residual(x, c128, act, wd, "layer1")
-    x = conv_pool(x, c256, act, wd, "layer2", pool_first)
-    x = conv_pool(x, c512, act, wd, "layer3", pool_first)
-    x = residual(x, c512, act, wd, "layer3")
+    with_residual = _residual_layers(cfg)
+    for layer, filters in zip(RESNET9_LAYERS, (c128, c256, c512)):
+        x = conv_pool(x, filters, act, wd, layer, pool_first)
+        if layer in with_residual:
+            x = residual(x, filters, act, wd, layer)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     if cfg.get("dropout", 0.0):
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
