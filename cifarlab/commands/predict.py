@@ -50,10 +50,18 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
 
 
 def _predict(cfg: DictConfig) -> None:
-    """Predict as the options say; Ctrl-C or SIGTERM stops it at a batch's end, before anything is written."""
+    """Predict as the options say; Ctrl-C or SIGTERM stops it at a batch's end, before anything is
+    written, or, once writing began, after everything asked for is written."""
     files = check_options(cfg)
-    with signals_deferred():
-        predict(cfg, files)
+    written = False
+    try:
+        with signals_deferred():
+            predict(cfg, files)
+            written = True
+    except KeyboardInterrupt as err:
+        if written:
+            err.done = "everything asked for was written before it stopped"  # type: ignore[attr-defined]
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> None:

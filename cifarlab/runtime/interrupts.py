@@ -111,8 +111,8 @@ def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True, sweep: bool
         what = f"run {run_id} ended KILLED; rerun the same command to {rerun}"
     elif sweep:
         what = "the sweep's runs ended KILLED; rerun the same command to resume it"
-    else:
-        what = "nothing was recorded"
+    else:  # a command may say what it finished before the signal acted
+        what = getattr(err, "done", None) or "nothing was recorded"
     return f"stopped by {signum.name}; {what}", EXIT_CODES[signum]
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
+import sys
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, all_runs, mlflow_client, run_cli, run_python
+from helpers import TINY, all_runs, cli_env, mlflow_client, run_cli, run_python
 from PIL import Image
 
 from cifarlab.commands.predict import parse_args
@@ -118,6 +122,31 @@ def test_samples_predicts_the_runs_test_images_with_true_labels(trained):
         f"run={run_id}", "samples=12", "batch_size=1", "output=many.json", command="predict", cwd=workdir
     )
     assert [line for line in many.stdout.splitlines() if line.startswith("12/12 ") and "/step" in line]
+
+
+@pytest.mark.slow
+def test_a_signal_while_predict_writes_lets_it_finish_and_says_so(trained):
+    """The output is a named pipe, so the writing waits, deterministically, for this test to read."""
+    workdir, run_id, _, _ = trained
+    pipe = workdir / "piped.csv"
+    os.mkfifo(pipe)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "predict", f"run={run_id}", "images=images", f"output={pipe}"],
+        cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert command.stdout is not None
+    while "predictions by" not in command.stdout.readline():  # the table comes, then the writing
+        assert command.poll() is None, command.communicate()
+    command.send_signal(signal.SIGTERM)
+    time.sleep(1)  # the signal lands while the writing waits for a reader
+    with pipe.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    _, stderr = command.communicate(timeout=60)
+    assert len(rows) == 4  # written in full
+    assert command.returncode == 143 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "cifarlab predict: stopped by SIGTERM; everything asked for was written before it stopped"
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
