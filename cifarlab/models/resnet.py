@@ -144,10 +144,11 @@ RESNET9_LAYERS = ("layer1", "layer2", "layer3")
 
 def _residual_layers(cfg: DictConfig) -> set[str]:
     """``model.residuals``: the layers followed by a residual block (Myrtle's: layer1 and layer3)."""
-    chosen = list(cfg.get("residuals", ["layer1", "layer3"]))
+    value = cfg.get("residuals", ["layer1", "layer3"])
+    chosen = [value] if isinstance(value, str) else list(value or [])  # one name, or null for none
     if not set(chosen) <= set(RESNET9_LAYERS):
         raise ConfigError(
-            "model.residuals", chosen, "list some of layer1, layer2, layer3, e.g. [layer1,layer3]"
+            "model.residuals", value, "list some of layer1, layer2, layer3, e.g. [layer1,layer3]"
         )
     return set(chosen)
 

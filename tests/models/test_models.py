@@ -141,7 +141,7 @@ def test_resnet9_channels_set_each_stage_and_a_wrong_list_fails_in_one_line():
 
 
 def test_resnet9_residuals_choose_the_layers_with_a_residual_block_and_a_wrong_name_fails_in_one_line():
-    def convs(residuals: list[str]) -> list[str]:
+    def convs(residuals: list[str] | str) -> list[str]:
         model = build_model(model_cfg("resnet9", width=0.125, residuals=residuals), CIFAR_SHAPE, 10)
         return [c.name for c in layers_of(model, keras.layers.Conv2D)]
 
@@ -150,6 +150,7 @@ def test_resnet9_residuals_choose_the_layers_with_a_residual_block_and_a_wrong_n
     ]  # fmt: skip
     assert [n for n in convs(["layer2"]) if "_res" in n] == ["layer2_res1_conv", "layer2_res2_conv"]
     assert len(convs([])) == 4  # prep and the three layers' convs
+    assert convs("layer2") == convs(["layer2"])  # model.residuals=layer2: one name
     with pytest.raises(ConfigError, match=r"^model\.residuals=\['layer4'\] .*layer1, layer2, layer3"):
         build_model(model_cfg("resnet9", residuals=["layer4"]), CIFAR_SHAPE, 10)
 
