@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     has run out of files. The order within a file stays as it is."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+REPO_MLRUNS = Path(__file__).resolve().parents[1] / "mlruns"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_to_the_repositorys_mlruns() -> Iterator[None]:
+    """Tests keep their stores in tmp_path. An experiment a test makes with a bare MlflowClient
+    gets MLflow's default artifact root, ./mlruns of pytest's folder: the repository's."""
+    before = set(REPO_MLRUNS.iterdir()) if REPO_MLRUNS.is_dir() else set()
+    yield
+    after = set(REPO_MLRUNS.iterdir()) if REPO_MLRUNS.is_dir() else set()
+    assert after <= before, f"tests wrote into {REPO_MLRUNS}: {sorted(p.name for p in after - before)}"
 
 
 @pytest.fixture
