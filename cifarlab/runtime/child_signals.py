@@ -81,17 +81,31 @@ def forwarding(signums: Sequence[int]) -> Iterator[Forwarder]:
 
 
 @contextmanager
-def children_ignore_ctrl_c() -> Iterator[None]:
-    """Processes started in the block ignore SIGINT (an ignored signal is inherited), so the
-    terminal's Ctrl-C reaches only this process; it ignores it too while in the block."""
+def children_deaf_to_ctrl_c() -> Iterator[None]:
+    """Processes started in the block never hear the terminal's Ctrl-C: SIGINT is blocked here,
+    and a blocked signal stays blocked through fork and exec (one that wants it back calls
+    :func:`hear_ctrl_c`). A Ctrl-C to this process in the block acts as the block ends, once
+    what the block started exists and can be stopped. (Ignoring SIGINT instead, which children
+    inherit too, lost that Ctrl-C.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arrived: list[int] = []  # taken by another thread, where SIGINT is not blocked
+    previous = signal.signal(signal.SIGINT, lambda s, _f: arrived.append(s))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if arrived:
+            signal.raise_signal(signal.SIGINT)  # pending here while blocked: at most one Ctrl-C
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is delivered now
+
+
+def hear_ctrl_c() -> None:
+    """Unblock SIGINT in a process started by :func:`children_deaf_to_ctrl_c`'s block; one
+    already sent to it is delivered now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -73,6 +73,8 @@ def run_worker(overrides: list[str], cwd: str, local: bool) -> int:
     # for this task: its handler raises here, and the search then gets one SIGTERM (end_child).
     arrange = child_signals.ends_with_parent(ignored=(signal.SIGUSR2,))
     with child_signals.forwarding(forwarded) as forwarder:
+        if local:  # this task started with Ctrl-C blocked (_submitting); its forwarder takes it now
+            child_signals.hear_ctrl_c()
         search = subprocess.Popen(command, cwd=cwd, start_new_session=local, preexec_fn=arrange)
         forwarder.to(search)
         try:
@@ -156,12 +158,12 @@ def _wait(jobs: list, options: Any) -> None:
 
 def _submitting(local: bool) -> contextlib.AbstractContextManager:
     """Signals during the submission act once the jobs exist (so they can be stopped). Local
-    workers start with Ctrl-C ignored: their controller would SIGKILL a task 1 s after one;
-    this command stops them instead, with SIGTERM (submitit's ``job.cancel()``, a SIGINT, now
-    does nothing). A Ctrl-C in this short moment is lost."""
+    workers' controllers never hear Ctrl-C: one would SIGKILL its task 1 s after it; this
+    command stops them instead, with SIGTERM (submitit's ``job.cancel()``, a SIGINT, does
+    nothing to them)."""
     if local:
         stack = contextlib.ExitStack()
-        stack.enter_context(child_signals.children_ignore_ctrl_c())
+        stack.enter_context(child_signals.children_deaf_to_ctrl_c())
         stack.enter_context(signals_held((signal.SIGTERM,)))
         return stack
     return signals_held()

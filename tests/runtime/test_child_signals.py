@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import process_alive
 
-from cifarlab.runtime.child_signals import children_ignore_ctrl_c, forwarding
+from cifarlab.runtime.child_signals import children_deaf_to_ctrl_c, forwarding
 
 # Counts the SIGTERMs it gets for a second after saying it is ready.
 COUNTER = """
@@ -40,22 +41,48 @@ def test_the_first_signal_goes_to_the_child_once_even_when_it_came_before_the_ch
     assert signal.getsignal(signal.SIGTERM) is not forwarder.receive  # handlers restored
 
 
-def _child_ignores_ctrl_c() -> bool:
-    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+def _child_hears_ctrl_c() -> bool:
+    """Whether a process started now would get a Ctrl-C: SIGINT neither blocked nor ignored."""
+    code = (
+        "import signal; print(signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, []) "
+        "and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)"
+    )
     return (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
     )
 
 
-def test_children_started_in_the_block_ignore_ctrl_c_and_later_ones_hear_it():
+def test_a_ctrl_c_in_the_block_acts_after_it_and_children_started_there_never_hear_it():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal's command
+    heard: list[bool] = []
     try:
-        with children_ignore_ctrl_c():
-            inside = _child_ignores_ctrl_c()
-        after = _child_ignores_ctrl_c()
+        with pytest.raises(KeyboardInterrupt), children_deaf_to_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands while workers are submitted
+            heard.append(_child_hears_ctrl_c())  # the block goes on: what it starts exists
+        heard.append(_child_hears_ctrl_c())
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert (inside, after) == (True, False)
+    assert heard == [False, True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # unblocked again
+
+
+def test_a_process_started_deaf_to_ctrl_c_hears_the_one_sent_to_it_once_it_asks():
+    code = (
+        "import os, signal\n"
+        "from cifarlab.runtime.child_signals import hear_ctrl_c\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('still here', flush=True)\n"
+        "hear_ctrl_c()\n"
+        "print('not reached', flush=True)\n"
+    )
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with children_deaf_to_ctrl_c():
+            child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert child.stdout.split("\n")[0] == "still here"
+    assert "not reached" not in child.stdout and "KeyboardInterrupt" in child.stderr
 
 
 SLEEPER = """
