@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 from cifarlab.config.arguments import parse_options, run_command
 from cifarlab.inference.predict_images import check_options, predict
 from cifarlab.inference.store_options import PathsOptions, TrackingOptions
-from cifarlab.runtime.interrupts import signals_deferred
 
 PROG = "cifarlab predict"
 EXAMPLE = "run=<run id> images=photos/"
@@ -49,21 +48,6 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
     return parse_options(PredictConfig, argv, prog=PROG, example=EXAMPLE)[0]
 
 
-def _predict(cfg: DictConfig) -> None:
-    """Predict as the options say; Ctrl-C or SIGTERM stops it at a batch's end, before anything is
-    written, or, once writing began, after everything asked for is written."""
-    files = check_options(cfg)
-    written = False
-    try:
-        with signals_deferred():
-            predict(cfg, files)
-            written = True
-    except KeyboardInterrupt as err:
-        if written:
-            err.done = "everything asked for was written before it stopped"  # type: ignore[attr-defined]
-        raise
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     run_command(
         PredictConfig,
@@ -71,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv,
         prog=PROG,
         example=EXAMPLE,
-        run=lambda cfg, _: _predict(cfg),
+        run=lambda cfg, _: predict(cfg, check_options(cfg)),
     )
 
 

@@ -30,7 +30,7 @@ from cifarlab.inference.predictions import (
 from cifarlab.inference.run_data import SplitData, load_split, run_config
 from cifarlab.inference.source import ModelSource, check_checkpoint, check_one_source, locate_model
 from cifarlab.inference.store_options import store_uri
-from cifarlab.runtime.interrupts import stop_if_signalled
+from cifarlab.runtime.interrupts import signals_deferred
 from cifarlab.tracking import queries
 from cifarlab.tracking.store import connect
 
@@ -106,7 +106,11 @@ def report(preds: Predictions, cfg: DictConfig, description: str, grid: str | No
 
 
 def predict(cfg: DictConfig, files: list[Path]) -> Predictions:
-    """Locate and load the model, predict, print the table and write what was asked for."""
+    """Locate and load the model, predict, print the table and write what was asked for.
+
+    Ctrl-C or SIGTERM stops it at once while the model loads, at a batch's end while it
+    predicts (nothing written either way), and once the writing began, after all of it.
+    """
     uri = store_uri(cfg)
     source = locate_model(
         cfg.run, cfg.checkpoint, cfg.model, class_names=parse_class_names(cfg.class_names), tracking_uri=uri
@@ -115,10 +119,24 @@ def predict(cfg: DictConfig, files: list[Path]) -> Predictions:
     model, warnings = load_source(source)  # imports TensorFlow
     for line in warnings:
         print(f"cifarlab: warning: {line}", file=sys.stderr, flush=True)
-    if data is not None:
-        preds = predict_samples(model, data, cfg.samples, cfg.seed, cfg.batch_size)
-    else:
-        preds = predict_files(model, files, cfg.images, cfg.batch_size)
-    stop_if_signalled()  # a Ctrl-C kept after the last batch: stop before writing anything
-    report(preds, cfg, model.description, cfg.grid or (DEFAULT_SAMPLES_GRID if data is not None else None))
+    with signals_deferred():  # a signal kept after the last batch acts here: nothing written
+        if data is not None:
+            preds = predict_samples(model, data, cfg.samples, cfg.seed, cfg.batch_size)
+        else:
+            preds = predict_files(model, files, cfg.images, cfg.batch_size)
+    grid = cfg.grid or (DEFAULT_SAMPLES_GRID if data is not None else None)
+    _report_in_full(preds, cfg, model.description, grid)
     return preds
+
+
+def _report_in_full(preds: Predictions, cfg: DictConfig, description: str, grid: str | None) -> None:
+    """``report``, with a signal during the writing kept until all of it is written."""
+    written = False
+    try:
+        with signals_deferred(until="writing everything asked for"):
+            report(preds, cfg, description, grid)
+            written = True
+    except KeyboardInterrupt as err:  # the kept signal, or a second one that cut the writing short
+        if written:
+            err.done = "everything asked for was written before it stopped"  # type: ignore[attr-defined]
+        raise

@@ -119,8 +119,9 @@ def describe_interrupt(err: KeyboardInterrupt, resumes: bool = True, sweep: bool
 class _Deferral:
     """The signals that arrived during a ``signals_deferred`` block, and the handlers to act on them."""
 
-    def __init__(self, handlers: dict[int, Handler]) -> None:
+    def __init__(self, handlers: dict[int, Handler], until: str) -> None:
         self.handlers = handlers
+        self.until = until
         self.pending: int | None = None
         self.arrived = 0
 
@@ -132,7 +133,7 @@ class _Deferral:
         else:
             self.pending = signum
             name = signal.Signals(signum).name
-            _say(f"cifarlab: {name}: stopping after this batch; {name} again stops at once")
+            _say(f"cifarlab: {name}: stopping after {self.until}; {name} again stops at once")
 
     def act(self) -> None:
         signum, self.pending = self.pending, None
@@ -150,8 +151,9 @@ def _say(line: str) -> None:
 
 
 @contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Keep SIGINT and SIGTERM until ``stop_if_signalled`` (or the block's end) acts on the first.
+def signals_deferred(until: str = "this batch") -> Iterator[None]:
+    """Keep SIGINT and SIGTERM until ``stop_if_signalled`` (or the block's end) acts on the first;
+    the user is told the command is stopping after ``until``.
 
     Only signals with a Python handler are kept (Ctrl-C's KeyboardInterrupt,
     ``stop_on_sigterm``'s, a sweep's); their handler runs at the safe point, so it
@@ -162,7 +164,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     ours = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    deferral = _Deferral({signum: handler for signum, handler in ours.items() if callable(handler)})
+    deferral = _Deferral({signum: handler for signum, handler in ours.items() if callable(handler)}, until)
     for signum in deferral.handlers:
         signal.signal(signum, deferral.keep)
     _deferrals.append(deferral)

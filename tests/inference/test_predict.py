@@ -139,14 +139,54 @@ def test_a_signal_while_predict_writes_lets_it_finish_and_says_so(trained):
         assert command.poll() is None, command.communicate()
     command.send_signal(signal.SIGTERM)
     time.sleep(1)  # the signal lands while the writing waits for a reader
-    with pipe.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(read_fifo_until_exit(pipe, command).splitlines()))
     _, stderr = command.communicate(timeout=60)
     assert len(rows) == 4  # written in full
     assert command.returncode == 143 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == (
         "cifarlab predict: stopped by SIGTERM; everything asked for was written before it stopped"
     )
+
+
+@pytest.mark.slow
+def test_a_signal_while_predict_loads_the_model_stops_it_at_once(trained):
+    workdir, run_id, _, _ = trained
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "predict", f"run={run_id}", "images=images", "output=out.csv"],
+        cwd=workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    maps = Path(f"/proc/{command.pid}/maps")
+    while "libtensorflow" not in maps.read_text():  # the options are checked: the loading began
+        assert command.poll() is None, command.communicate()
+        time.sleep(0.01)
+    command.send_signal(signal.SIGTERM)
+    _, stderr = command.communicate(timeout=60)
+    assert command.returncode == 143 and "Traceback" not in stderr, stderr
+    assert "stopping after" not in stderr  # not kept for a batch's end: there is no batch yet
+    assert stderr.strip().splitlines()[-1] == "cifarlab predict: stopped by SIGTERM; nothing was recorded"
+    assert not (workdir / "out.csv").exists()
+
+
+def read_fifo_until_exit(pipe: Path, command: subprocess.Popen, timeout_s: float = 60) -> str:
+    """All a command writes into the named pipe ``pipe``. Opened without waiting for a writer, so a
+    command that died before opening it fails the test instead of hanging it."""
+    fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # lets the command's open for writing go on
+    chunks, deadline = [], time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:  # the writer is there, with nothing written yet
+                chunk = None
+            if chunk:
+                chunks.append(chunk)
+            elif chunk == b"" and command.poll() is not None:  # no writer, and none to come
+                return b"".join(chunks).decode()
+            else:
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+    raise AssertionError(f"the command wrote for more than {timeout_s} s")
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
