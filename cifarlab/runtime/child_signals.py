@@ -96,10 +96,12 @@ def children_deaf_to_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if arrived:
-            signal.raise_signal(signal.SIGINT)  # pending here while blocked: at most one Ctrl-C
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is delivered now
+        try:  # the handler restored, a Ctrl-C another thread takes may raise at once: unblock anyway
+            signal.signal(signal.SIGINT, previous)
+            if arrived:
+                signal.raise_signal(signal.SIGINT)  # pending here while blocked: at most one Ctrl-C
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is delivered now
 
 
 def hear_ctrl_c() -> None:
