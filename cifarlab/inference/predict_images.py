@@ -108,15 +108,17 @@ def report(preds: Predictions, cfg: DictConfig, description: str, grid: str | No
 def predict(cfg: DictConfig, files: list[Path]) -> Predictions:
     """Locate and load the model, predict, print the table and write what was asked for.
 
-    Ctrl-C or SIGTERM stops it at once while the model loads, at a batch's end while it
-    predicts (nothing written either way), and once the writing began, after all of it.
+    Ctrl-C or SIGTERM stops it once the model is loaded, or at a batch's end while it
+    predicts (nothing written either way); once the writing began, after all of it.
     """
     uri = store_uri(cfg)
     source = locate_model(
         cfg.run, cfg.checkpoint, cfg.model, class_names=parse_class_names(cfg.class_names), tracking_uri=uri
     )
     data = samples_data(source, cfg, uri) if cfg.samples is not None else None
-    model, warnings = load_source(source)  # imports TensorFlow
+    # TensorFlow must not be interrupted mid-op (runtime.interrupts): a signal waits for the model.
+    with signals_deferred(until="loading the model"):
+        model, warnings = load_source(source)  # imports TensorFlow
     for line in warnings:
         print(f"cifarlab: warning: {line}", file=sys.stderr, flush=True)
     with signals_deferred():  # a signal kept after the last batch acts here: nothing written
@@ -137,6 +139,11 @@ def _report_in_full(preds: Predictions, cfg: DictConfig, description: str, grid:
             report(preds, cfg, description, grid)
             written = True
     except KeyboardInterrupt as err:  # the kept signal, or a second one that cut the writing short
-        if written:
-            err.done = "everything asked for was written before it stopped"  # type: ignore[attr-defined]
+        files = " and ".join(f for f in (cfg.output, grid) if f) or "the table"
+        done = (
+            "everything asked for was written before it stopped"
+            if written
+            else (f"the writing was cut short: {files} may be incomplete; run the command again")
+        )
+        err.done = done  # type: ignore[attr-defined]
         raise

@@ -170,6 +170,9 @@ def signals_deferred(until: str = "this batch") -> Iterator[None]:
     _deferrals.append(deferral)
     try:
         yield
+    except BaseException:
+        deferral.pending = None  # the block failed: its own error, not the kept signal, says why
+        raise
     finally:
         _deferrals.remove(deferral)
         for signum, handler in deferral.handlers.items():

@@ -66,6 +66,25 @@ def test_a_second_signal_acts_at_once_and_a_kept_one_is_raised_when_the_block_en
     ], proc.stderr
 
 
+AN_ERROR_WHILE_A_SIGNAL_IS_KEPT = """
+import os, signal
+from cifarlab.runtime.interrupts import signals_deferred, stop_on_sigterm
+
+stop_on_sigterm()
+try:
+    with signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise OSError("No space left on device")  # e.g. the output could not be written
+except BaseException as err:
+    print(type(err).__name__, err)
+"""
+
+
+def test_an_error_in_the_block_while_a_signal_is_kept_is_the_error_that_surfaces(tmp_path):
+    proc = run_python(AN_ERROR_WHILE_A_SIGNAL_IS_KEPT, cwd=tmp_path)
+    assert proc.stdout.strip() == "OSError No space left on device", proc.stderr
+
+
 # A SIGTERM sent at the start of batch 2 of 6: training stops once that batch has ended.
 FIT_STOPPED_BETWEEN_BATCHES = """
 import os, signal
