@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,10 @@ from typing import Any
 Handler = Callable[[int, Any], Any]
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report
+# A SIGTERM again this soon is the first one from a second sender, not a wish to stop at once: SLURM
+# signals every process of a job step (a worker's search and the task that waits on it), and a
+# task whose job is preempted passes a SIGTERM of its own to its search as it ends.
+SAME_SIGTERM_S = 2.0
 
 
 class Terminated(KeyboardInterrupt):
@@ -124,9 +129,13 @@ class _Deferral:
         self.until = until
         self.pending: int | None = None
         self.arrived = 0
+        self.first_at = 0.0
 
     def keep(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM == self.pending and time.monotonic() - self.first_at < SAME_SIGTERM_S:
+            return
         self.arrived += 1
+        self.first_at = self.first_at or time.monotonic()
         if self.arrived > 1:  # a second Ctrl-C or SIGTERM: stop at once, as users expect
             self.pending = None
             self.handlers[signum](signum, frame)

@@ -66,6 +66,36 @@ def test_a_second_signal_acts_at_once_and_a_kept_one_is_raised_when_the_block_en
     ], proc.stderr
 
 
+SIGTERM_FROM_TWO_SENDERS = """
+import os, signal, sys, time
+from cifarlab.runtime.interrupts import SAME_SIGTERM_S, Terminated, signals_deferred, stop_if_signalled, stop_on_sigterm
+
+stop_on_sigterm()
+reached = []
+try:
+    with signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)  # SLURM's, to every process of the step
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's task passing the same request on
+        reached.append("kept")
+        stop_if_signalled()
+except Terminated:
+    print("at the safe point", reached)
+try:
+    with signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(SAME_SIGTERM_S + 0.5)
+        os.kill(os.getpid(), signal.SIGTERM)  # later: someone asks again, so it acts at once
+        reached.append("not reached")
+except Terminated:
+    print("later at once", reached)
+"""
+
+
+def test_a_sigterm_repeated_at_once_is_one_request_and_a_later_one_acts_at_once(tmp_path):
+    proc = run_python(SIGTERM_FROM_TWO_SENDERS, cwd=tmp_path)
+    assert proc.stdout.splitlines() == ["at the safe point ['kept']", "later at once ['kept']"], proc.stderr
+
+
 AN_ERROR_WHILE_A_SIGNAL_IS_KEPT = """
 import os, signal
 from cifarlab.runtime.interrupts import signals_deferred, stop_on_sigterm
