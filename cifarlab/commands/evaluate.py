@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 
 from cifarlab.config.arguments import parse_options, run_command
 from cifarlab.inference.evaluate_run import EvalArgs, eval_args, evaluate, print_result
-from cifarlab.runtime.interrupts import signals_deferred
 
 PROG = "cifarlab evaluate"
 EXAMPLE = "run=<run id> split=test"
@@ -48,11 +47,9 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
 
 def _evaluate(options: DictConfig, overrides: list[str]) -> None:
     """Evaluate as the options say, and print the result. Ctrl-C or SIGTERM stops it at a
-    batch's end: its run ends KILLED and ``run_command`` closes with one line."""
+    safe point (``evaluate``): its run, if open, ends KILLED and ``run_command`` closes with one line."""
     args = eval_args(options, overrides)
-    with signals_deferred():
-        result = evaluate(args)
-    print_result(result, args.output_dir)
+    print_result(evaluate(args), args.output_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,7 +29,7 @@ from cifarlab.inference.loading import LoadedModel, load_source, predict_probs
 from cifarlab.inference.run_data import SPLITS, SplitData, apply_run_params, load_split
 from cifarlab.inference.source import ModelSource, locate_model
 from cifarlab.reports.writer import write_reports
-from cifarlab.runtime.interrupts import stop_if_signalled
+from cifarlab.runtime.interrupts import signals_deferred, stop_if_signalled
 from cifarlab.runtime.lease import process_tags, tagged_process_gone
 from cifarlab.tracking import queries, runs
 from cifarlab.tracking.registry import registered_run_id
@@ -242,13 +242,26 @@ def end_killed_evaluations(client: Any, cfg: DictConfig, source_run: Any) -> Non
 
 
 def evaluate(args: EvalArgs) -> EvalResult:
-    """Evaluate the run's model on its (or the overridden) dataset and record a new run."""
-    cfg, source_run, source = prepare(args)
-    assert args.run is not None  # prepare set it, or raised
-    print(f"cifarlab: loading {source.description} and the {args.split} split", flush=True)
-    data = load_split(cfg, args.split)
-    model = load_checked(source, data)
-    stop_if_signalled()  # a signal kept while loading: stop before any run is recorded
+    """Evaluate the run's model on its (or the overridden) dataset and record a new run.
+
+    Ctrl-C or SIGTERM stops it once the model and data are loaded (nothing recorded), or at a
+    batch's end once its run is open (the run ends KILLED); never inside TensorFlow.
+    """
+    with signals_deferred(until="loading the model and the data"):  # acts before any run opens
+        cfg, source_run, source = prepare(args)
+        assert args.run is not None  # prepare set it, or raised
+        print(f"cifarlab: loading {source.description} and the {args.split} split", flush=True)
+        data = load_split(cfg, args.split)
+        model = load_checked(source, data)
+    with signals_deferred():
+        return _evaluate_recorded(args, cfg, source_run, source, data, model)
+
+
+def _evaluate_recorded(
+    args: EvalArgs, cfg: DictConfig, source_run: Any, source: ModelSource, data: SplitData, model: LoadedModel
+) -> EvalResult:
+    """Evaluate the loaded model in a new run, which records the scores and reports."""
+    assert args.run is not None
     run_name = f"eval-{source_run.info.run_name or args.run[:8]}"
     with tracking.open_run(
         tracking.target_from_config(cfg),

@@ -233,6 +233,7 @@ def test_a_signalled_evaluate_stops_in_one_line_and_leaves_no_run_running(source
     last_line = stderr.strip().splitlines()[-1]
     if moment == "loading":
         assert runs == []
+        assert f"cifarlab: {signum.name}: stopping after loading the model and the data;" in stderr
         assert last_line == f"cifarlab evaluate: stopped by {signum.name}; nothing was recorded"
         return
     (run,) = runs
