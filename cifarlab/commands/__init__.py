@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from cifarlab.runtime import teardown
+from cifarlab.runtime.interrupts import describe_interrupt, stop_on_sigterm
 
 # name -> (module, one line of what it does); "train" is the default.
 COMMANDS = {
@@ -53,10 +54,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def cli() -> None:
     """The process's entry point (``python -m cifarlab``, the ``cifarlab`` script): ``main``, then
-    the exit with its status skips Python's teardown (runtime/teardown.py)."""
+    the exit with its status skips Python's teardown (runtime/teardown.py). Ctrl-C or SIGTERM
+    before the command can take them (while Python imports it) end with one line too."""
     teardown.arm()
+    stop_on_sigterm()
     try:
         main()
     except SystemExit as stop:
         teardown.record_status(stop.code)
         raise
+    except KeyboardInterrupt as err:
+        line, code = describe_interrupt(err, resumes=False)
+        print(f"cifarlab: {line}", file=sys.stderr, flush=True)
+        teardown.record_status(code)
+        sys.exit(code)

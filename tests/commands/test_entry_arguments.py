@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, run_python
 
 from cifarlab.commands import evaluate, predict, results
 
@@ -62,3 +62,28 @@ def test_cifarlabs_own_help_names_every_command_group_and_preset(flag, tmp_path)
     assert "cnn_bn*" in text and "nadam*" in text  # the defaults, marked
     assert all(model.stem in text for model in (conf_dir() / "model").glob("*.yaml"))
     assert "--hydra-help" in text and "mlflow ui" in text and "README" in text
+
+
+# The cifarlab command, with a signal sent to itself while Python imports the chosen command's
+# module (the first seconds of `python -m cifarlab evaluate ...`), as a shell would start it.
+SIGNAL_WHILE_IMPORTING = """
+import importlib, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest-xdist's workers ignore it
+from cifarlab.commands import cli
+
+signum, import_module = getattr(signal, sys.argv[1]), importlib.import_module
+def importing(name, *args):
+    if name.startswith("cifarlab.commands."):
+        os.kill(os.getpid(), signum)
+    return import_module(name, *args)
+importlib.import_module = importing
+sys.argv = ["cifarlab", "evaluate", "run=" + "0" * 32]
+cli()
+"""
+
+
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_while_the_command_is_imported_ends_in_one_line(tmp_path, signame, code):
+    proc = run_python(SIGNAL_WHILE_IMPORTING, signame, cwd=tmp_path)
+    assert proc.returncode == code
+    assert proc.stderr.strip().splitlines() == [f"cifarlab: stopped by {signame}; nothing was recorded"]
