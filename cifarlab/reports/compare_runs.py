@@ -229,5 +229,6 @@ def compare(options: Any) -> str | None:
     print(files[0].read_text(encoding="utf-8"))
     run_id = log_comparison(client, loaded, comparison_metrics(results, pairs), files)
     print(f"cifarlab: wrote {out}")
-    print(f"cifarlab: comparison run {run_id} in experiment {loaded[0].run.info.experiment_id}")
+    experiment = queries.experiment_name(client, loaded[0].run.info.experiment_id)
+    print(f"cifarlab: comparison run {run_id} in experiment '{experiment}'")  # as every command names it
     return run_id

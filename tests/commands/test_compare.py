@@ -122,6 +122,7 @@ def test_compare_two_real_runs_and_refuse_other_test_data(tmp_path):
 
     (compared,) = [r for r in all_runs(tmp_path / "mlruns") if r.data.tags.get("compared_runs")]
     assert compared.data.tags["compared_runs"] == f"{first},{second}"
+    assert f"cifarlab: comparison run {compared.info.run_id} in experiment 'cifarlab'" in done.stdout
     assert (
         compared.info.run_name == f"compare-{first[:8]}-{second[:8]}" and compared.info.status == "FINISHED"
     )
