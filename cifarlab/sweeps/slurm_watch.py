@@ -131,6 +131,18 @@ def stuck(job_id: str, request: SlurmRequest) -> CifarlabError | None:
     )
 
 
+def in_queue(job_id: str) -> bool:
+    """Whether squeue still lists a task of the array (COMPLETING too: its processes are ending).
+    An squeue that does not answer, or no longer knows the id, counts as gone."""
+    try:
+        proc = subprocess.run(
+            ["squeue", "-h", "-j", array_id(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def array_id(job_id: str) -> str:
     """The array's own id, from a task's (``1234_0``)."""
     return str(job_id).split("_")[0]

@@ -67,12 +67,21 @@ def _wait_for_the_end(jobs: list, terminate: bool, force_check: bool) -> list:
     """The jobs not done within STOP_WAIT_S, or when a second signal cuts the wait short."""
     left, deadline = jobs, time.monotonic() + STOP_WAIT_S
     try:
-        while (left := not_done(left, force=force_check)) and time.monotonic() < deadline:
+        while (left := _not_ended(left, slurm=force_check)) and time.monotonic() < deadline:
             if terminate:
                 _terminate_local(left)
             time.sleep(SLURM_POLL_S if force_check else POLL_S)  # on SLURM each poll asks sacct
     except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, say what is left
         pass
+    return left
+
+
+def _not_ended(jobs: list, slurm: bool) -> list:
+    """The jobs not done; on SLURM, all of them while squeue still lists the array (its tasks
+    COMPLETING after their results were written), so a rerun does not queue behind it."""
+    left = not_done(jobs, force=slurm)
+    if slurm and not left and jobs and slurm_watch.in_queue(jobs[0].job_id):
+        return jobs
     return left
 
 
